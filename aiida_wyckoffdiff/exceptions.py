@@ -1,0 +1,21 @@
+"""Exceptions with messages meant for users: each names the offending input and what to do."""
+
+from __future__ import annotations
+
+__all__ = ['DataNotFoundError', 'ProtostructureError', 'StructureFileError', 'WyckoffDiffError']
+
+
+class WyckoffDiffError(Exception):
+    """Base class: the CLI prints these as one line and exits non-zero instead of a traceback."""
+
+
+class ProtostructureError(WyckoffDiffError, ValueError):
+    """A space group, element, Wyckoff letter or protostructure label that cannot be right."""
+
+
+class StructureFileError(WyckoffDiffError, ValueError):
+    """A structure file that cannot be read, or that holds no atoms."""
+
+
+class DataNotFoundError(WyckoffDiffError, FileNotFoundError):
+    """The Materials Project data files are not where they were looked for."""
