@@ -14,6 +14,7 @@ PyXtal. Positions are ordered a, b, ..., z, A (only Pmmm, No. 47, reaches A).
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections import Counter, defaultdict
@@ -366,6 +367,7 @@ def structure_label(structure: Structure, symprec: float = 0.1, method: Literal[
     """
     from pymatgen.analysis.prototypes import get_protostructure_label_from_moyopy, get_protostructure_label_from_spglib
 
+    os.environ.setdefault('SPGLIB_WARNING', 'OFF')  # spglib's C layer prints every failed tolerance retry
     if len(structure) == 0:
         raise ProtostructureError('the structure has no atoms')
     if not structure.is_ordered:
