@@ -35,10 +35,13 @@ def test_checkpoint_is_stored_once_per_content(tmp_path) -> None:
 
 def test_realize_calcfunction_records_structures_and_rejections() -> None:
     realize = CalculationFactory('wyckoffdiff.realize')
-    labels = orm.List([SPINEL_LABEL, 'A2B_cF12_225_c_a:Li-O', 'A_aP1_1_a:Li'])
-    outputs, node = run_get_node(realize, protostructures=labels, seed=orm.Int(0), attempts=orm.Int(3))
+    first = orm.List([SPINEL_LABEL, 'A2B_cF12_225_c_a:Li-O', SPINEL_LABEL])
+    second = orm.List(['A_aP1_1_a:Li', 'A2B_cF12_225_c_a:Li-O'])
+    outputs, node = run_get_node(realize, batch_0=first, batch_1=second, seed=orm.Int(0), attempts=orm.Int(3))
     assert node.is_finished_ok
     report = outputs['report'].get_list()
+    assert [entry['label'] for entry in report] == [SPINEL_LABEL, 'A2B_cF12_225_c_a:Li-O', 'A_aP1_1_a:Li']
+    assert report[1]['sources'] == ['batch_0', 'batch_1']
     assert [entry['ok'] for entry in report] == [True, True, False]
     assert 'came out as' in report[2]['reason']
     for entry in report[:2]:
@@ -50,10 +53,10 @@ def test_realize_calcfunction_records_structures_and_rejections() -> None:
 
 def test_identical_rerun_is_a_cache_hit() -> None:
     realize = CalculationFactory('wyckoffdiff.realize')
-    inputs = {'protostructures': orm.List([SPINEL_LABEL]), 'seed': orm.Int(5), 'attempts': orm.Int(10)}
+    inputs = {'batch_0': orm.List([SPINEL_LABEL]), 'seed': orm.Int(5), 'attempts': orm.Int(10)}
     with enable_caching():
         first, first_node = run_get_node(realize, **inputs)
-        second, second_node = run_get_node(realize, **{**inputs, 'protostructures': orm.List([SPINEL_LABEL])})
+        second, second_node = run_get_node(realize, **{**inputs, 'batch_0': orm.List([SPINEL_LABEL])})
     assert second_node.base.caching.get_cache_source() == first_node.uuid
     assert second['structure_00000'].cell == first['structure_00000'].cell
 
