@@ -35,9 +35,10 @@ class RelaxSettings:
     :param fmax: force convergence criterion in eV/Å (the cell filter folds the stress into it).
     :param steps: optimizer steps at most; a structure still moving then ends unconverged, with its energy.
     :param relax_cell: relax the lattice too (``FrechetCellFilter``), not only the positions.
-    :param fix_symmetry: keep the starting space group (ASE ``FixSymmetry``) instead of an unconstrained relaxation.
+    :param fix_symmetry: symmetrize the start to its space group at ``symprec`` and keep that group (ASE
+        ``FixSymmetry``) instead of an unconstrained relaxation.
     :param primitive: relax the primitive cell, which is up to 4x smaller for centred lattices.
-    :param symprec: tolerance in Å for the space groups reported before and after.
+    :param symprec: tolerance in Å for the space groups reported before and after, and for ``fix_symmetry``.
     :param min_distance: two atoms closer than this (Å) mean overlapping input or a collapsed relaxation.
     :param max_volume_ratio: a cell whose volume grows or shrinks by more than this factor has exploded.
     """
@@ -149,9 +150,12 @@ def _attach_optimizer(job: _Job, settings: RelaxSettings) -> None:
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS, FIRE
+    from ase.spacegroup.symmetrize import refine_symmetry
 
     if settings.fix_symmetry:
-        job.atoms.set_constraint(FixSymmetry(job.atoms))
+        # Symmetrize first: FixSymmetry only constrains the displacements, so noise present at the start would stay.
+        refine_symmetry(job.atoms, symprec=settings.symprec)
+        job.atoms.set_constraint(FixSymmetry(job.atoms, symprec=settings.symprec))
     target = FrechetCellFilter(job.atoms) if settings.relax_cell else job.atoms
     job.optimizer = {'FIRE': FIRE, 'BFGS': BFGS}[settings.optimizer](target, logfile=None)
     job.optimizer.fmax = settings.fmax  # ``run`` would set it; the lockstep loop calls ``step`` itself
