@@ -31,7 +31,7 @@ class Choice:
     """The chosen starting structure of one protostructure, with every candidate's score (eV/atom, ``None``: failed)."""
 
     protostructure: Protostructure
-    structure: Structure | None
+    structure: Structure | None = None
     scores: list[float | None] = field(default_factory=list)
     reason: str | None = None
 

@@ -1,7 +1,8 @@
 """Formation energies on the Materials Project scale, reference convex hulls and e_above_hull.
 
 How the scales are made consistent: the potential's total energy of a relaxed structure gets the MP2020
-corrections (oxide/fluoride anion terms, GGA/GGA+U mixing terms where MP would have used +U), and the elemental
+corrections (oxide/fluoride anion terms, GGA/GGA+U mixing terms where MP would have used +U) unless the potential
+was trained on corrected energies already (CHGNet: ``LoadedPotential.includes_mp2020``), and the elemental
 references are the same potential's energies of the elemental ground states in the MP data. The resulting formation
 energy per atom is compared against hulls built from MP's own formation energies, which carry the same corrections.
 """
@@ -82,11 +83,17 @@ def elemental_energies(
     return energies
 
 
-def formation_energy_per_atom(structure: Structure, energy: float, elemental: dict[str, float]) -> float:
-    """Formation energy in eV/atom from a total energy, with MP2020 corrections, against ``elemental`` references."""
+def formation_energy_per_atom(
+    structure: Structure, energy: float, elemental: dict[str, float], apply_mp2020: bool = True
+) -> float:
+    """Formation energy in eV/atom from a total energy against ``elemental`` references.
+
+    :param apply_mp2020: add the MP2020 corrections; ``False`` for potentials trained on corrected energies (CHGNet).
+    """
     composition = structure.composition
     references = sum(amount * elemental[element.symbol] for element, amount in composition.items())
-    return (corrected_energy(structure, energy) - references) / composition.num_atoms
+    total = corrected_energy(structure, energy) if apply_mp2020 else energy
+    return (total - references) / composition.num_atoms
 
 
 def phase_diagram(elements: Sequence[str], extra: Iterable[tuple[str, float, str]] = ()) -> PhaseDiagram:
@@ -148,13 +155,17 @@ def _is_new(structure: Structure, chemsys: str) -> bool:
 
 
 def hull_rows(
-    outcomes: Sequence[RelaxOutcome], elemental: dict[str, float], requested: Sequence[str | None] | None = None
+    outcomes: Sequence[RelaxOutcome],
+    elemental: dict[str, float],
+    requested: Sequence[str | None] | None = None,
+    apply_mp2020: bool = True,
 ) -> list[HullRow]:
     """Formation energy, e_above_hull (negative: below the reference hull) and novelty of every relaxed structure.
 
     :param outcomes: from ``relax_structures``.
     :param elemental: from ``elemental_energies`` with the same potential.
     :param requested: the protostructure label each structure was generated from, if any.
+    :param apply_mp2020: ``not potential.includes_mp2020`` of the potential that relaxed them.
     """
     from .symmetry import Protostructure, spacegroup_info
 
@@ -184,7 +195,7 @@ def hull_rows(
             if missing := sorted(set(chemsys.split('-')) - set(elemental)):
                 row.reason = f'no elemental reference energy for {", ".join(missing)}: formation energy unknown'
             else:
-                row.formation_energy_per_atom = formation_energy_per_atom(structure, outcome.energy, elemental)
+                row.formation_energy_per_atom = formation_energy_per_atom(structure, outcome.energy, elemental, apply_mp2020)
                 try:
                     row.e_above_hull = _e_above_hull(chemsys, structure, row.formation_energy_per_atom)
                     row.is_new = _is_new(structure, chemsys)

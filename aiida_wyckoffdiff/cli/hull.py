@@ -40,7 +40,8 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
     outcomes = [RelaxOutcome.from_dict({k: v for k, v in s.items() if k in RelaxOutcome.__dataclass_fields__}) for s in document['structures']]
     elements = {e.symbol for o in outcomes if o.structure is not None for e in o.structure.composition}
     elemental = elemental_energies(potential, sorted(elements & known_elements()))
-    rows = hull_rows(outcomes, elemental, [s.get('label_requested') for s in document['structures']])
+    requested = [s.get('label_requested') for s in document['structures']]
+    rows = hull_rows(outcomes, elemental, requested, apply_mp2020=not potential.includes_mp2020)
     output_dir.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([r.as_dict() for r in rows])
     table.to_csv(output_dir / 'table.csv', index=False)
