@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ['DataNotFoundError', 'ProtostructureError', 'StructureFileError', 'WyckoffDiffError']
+__all__ = [
+    'DataNotFoundError',
+    'ProtostructureError',
+    'ReferenceDataError',
+    'RelaxerError',
+    'StructureFileError',
+    'WyckoffDiffError',
+]
 
 
 class WyckoffDiffError(Exception):
@@ -19,3 +26,11 @@ class StructureFileError(WyckoffDiffError, ValueError):
 
 class DataNotFoundError(WyckoffDiffError, FileNotFoundError):
     """The Materials Project data files are not where they were looked for."""
+
+
+class RelaxerError(WyckoffDiffError):
+    """A potential that cannot be loaded: unknown name, missing or unreadable checkpoint."""
+
+
+class ReferenceDataError(WyckoffDiffError, ValueError):
+    """A chemical system or element for which the reference phase data has no entry."""

@@ -1,0 +1,84 @@
+"""Choosing free parameters instead of leaving them to chance.
+
+A protostructure fixes the space group and the occupied Wyckoff positions, but not the free coordinates or the
+lattice; one random realization can land far from the real arrangement (the paper's main limitation, e.g. the
+spinel oxygen parameter). Here K realizations are drawn, each is scored by a single-point energy or by a short
+symmetry-preserving pre-relaxation, and only the lowest-energy one goes on to the full relaxation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .relax import RelaxSettings, evaluate_structures, relax_structures
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from .potentials import LoadedPotential
+    from .symmetry import Protostructure
+
+__all__ = ['Choice', 'choose_realizations']
+
+#: A short pre-relaxation: positions and cell under FixSymmetry, loose forces, few steps.
+PRERELAX = RelaxSettings(fmax=0.2, steps=30, fix_symmetry=True)
+
+
+@dataclass
+class Choice:
+    """The chosen starting structure of one protostructure, with every candidate's score (eV/atom, ``None``: failed)."""
+
+    protostructure: Protostructure
+    structure: Structure | None = None
+    scores: list[float | None] = field(default_factory=list)
+    reason: str | None = None
+
+
+def choose_realizations(
+    protostructures: Sequence[Protostructure],
+    potential: LoadedPotential,
+    candidates: int = 8,
+    seed: int = 0,
+    prerelax: RelaxSettings | None = PRERELAX,
+    attempts: int = 100,
+) -> list[Choice]:
+    """Realize ``candidates`` structures per protostructure and keep the lowest-energy one.
+
+    All candidates of all protostructures are scored in one batched call, so the model runs on full batches.
+
+    :param candidates: K, realizations per protostructure; 1 reproduces a single random realization.
+    :param seed: candidate ``k`` of protostructure ``i`` uses seed ``seed + i * candidates + k``.
+    :param prerelax: settings of the pre-relaxation; ``None`` scores by single-point energy instead.
+    :param attempts: realization attempts per candidate.
+    """
+    from .realize import realize
+
+    pool: list[tuple[int, Structure]] = []
+    reasons: dict[int, str] = {}
+    for i, protostructure in enumerate(protostructures):
+        for k in range(candidates):
+            result = realize(protostructure, attempts=attempts, seed=seed + i * candidates + k)
+            if result.ok:
+                pool.append((i, result.structure))
+            else:
+                reasons[i] = result.reason or 'realization failed'
+    structures = [structure for _, structure in pool]
+    if prerelax is None:
+        scores = evaluate_structures(structures, potential)
+    else:
+        outcomes = relax_structures(structures, potential, prerelax)
+        scores = [o.energy_per_atom for o in outcomes]
+        structures = [o.structure if o.structure is not None else s for o, s in zip(outcomes, structures)]
+    choices = [Choice(p) for p in protostructures]
+    best: dict[int, float] = {}
+    for (i, _), structure, score in zip(pool, structures, scores):
+        choices[i].scores.append(score)
+        if score is not None and score < best.get(i, float('inf')):
+            best[i] = score
+            choices[i].structure = structure
+    for i, choice in enumerate(choices):
+        if choice.structure is None:
+            choice.reason = reasons.get(i, f'no candidate could be evaluated by the {potential.name} potential')
+    return choices

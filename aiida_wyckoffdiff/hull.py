@@ -1,0 +1,218 @@
+"""Formation energies on the Materials Project scale, reference convex hulls and e_above_hull.
+
+How the scales are made consistent: the potential's total energy of a relaxed structure gets the MP2020
+corrections (oxide/fluoride anion terms, GGA/GGA+U mixing terms where MP would have used +U) unless the potential
+was trained on corrected energies already (CHGNet: ``LoadedPotential.includes_mp2020``), and the elemental
+references are the same potential's energies of the elemental ground states in the MP data. The resulting formation
+energy per atom is compared against hulls built from MP's own formation energies, which carry the same corrections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import ReferenceDataError
+from .references import elemental_references, reference_entries
+from .relax import RelaxOutcome, RelaxSettings, relax_structures
+
+if TYPE_CHECKING:
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+    from pymatgen.core import Structure
+
+    from .potentials import LoadedPotential
+
+__all__ = [
+    'HullRow',
+    'corrected_energy',
+    'elemental_energies',
+    'formation_energy_per_atom',
+    'hull_rows',
+    'phase_diagram',
+    'reference_phase_diagram',
+]
+
+
+def corrected_energy(structure: Structure, energy: float) -> float:
+    """Total energy (eV) plus the MP2020 corrections MP would apply to a calculation of this structure.
+
+    The potentials were trained on MP's raw GGA/GGA+U energies, so the +U setting is inferred as MP chooses it:
+    U on the listed transition metals in oxides and fluorides.
+    """
+    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    compatibility = _compatibility()
+    symbols = {element.symbol for element in structure.composition}
+    anion = next((a for a in ('F', 'O') if a in symbols), None)
+    hubbards = {symbol: u for symbol, u in compatibility.u_settings.get(anion, {}).items() if symbol in symbols}
+    parameters = {'run_type': 'GGA+U' if hubbards else 'GGA', 'hubbards': hubbards}
+    entry = ComputedStructureEntry(structure, energy, parameters=parameters)
+    processed = compatibility.process_entry(entry)
+    # An entry MP2020 refuses (e.g. an anion it cannot assign) keeps its raw energy rather than being lost.
+    return processed.energy if processed is not None else energy
+
+
+@lru_cache(maxsize=1)
+def _compatibility() -> Any:
+    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+
+    return MaterialsProject2020Compatibility(check_potcar=False)
+
+
+def elemental_energies(
+    potential: LoadedPotential, elements: Iterable[str], settings: RelaxSettings | None = None
+) -> dict[str, float]:
+    """Per-atom reference energy (eV/atom) of each element: the potential's relaxed MP ground state.
+
+    Where the data lacks MP's ground-state polymorph, the lowest polymorph present stands in and its MP formation
+    energy is subtracted, so the reference still sits at MP's ground state.
+    """
+    references = elemental_references(tuple(elements))
+    outcomes = relax_structures([r.structure for r in references], potential, settings)
+    energies = {}
+    for reference, outcome in zip(references, outcomes):
+        if outcome.energy_per_atom is None:
+            raise ReferenceDataError(
+                f'The {potential.name} potential cannot relax the {reference.element} ground state '
+                f'{reference.material_id}: {outcome.reason}'
+            )
+        energies[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
+    return energies
+
+
+def formation_energy_per_atom(
+    structure: Structure, energy: float, elemental: dict[str, float], apply_mp2020: bool = True
+) -> float:
+    """Formation energy in eV/atom from a total energy against ``elemental`` references.
+
+    :param apply_mp2020: add the MP2020 corrections; ``False`` for potentials trained on corrected energies (CHGNet).
+    """
+    composition = structure.composition
+    references = sum(amount * elemental[element.symbol] for element, amount in composition.items())
+    total = corrected_energy(structure, energy) if apply_mp2020 else energy
+    return (total - references) / composition.num_atoms
+
+
+def phase_diagram(elements: Sequence[str], extra: Iterable[tuple[str, float, str]] = ()) -> PhaseDiagram:
+    """Formation-energy phase diagram of the reference phases, plus ``extra`` ``(formula, e_form/atom, name)`` entries.
+
+    Energies are formation energies, so each element enters with energy 0 (MP's ground state).
+    """
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition, Element
+
+    table = reference_entries(tuple(elements))
+    entries = [PDEntry(Composition({Element(e): 1}), 0.0, name=e, attribute='reference') for e in elements]
+    for row in table.itertuples():
+        composition = Composition(row.formula)
+        entries.append(PDEntry(composition, row.formation_energy_per_atom * composition.num_atoms, row.material_id, 'reference'))
+    for formula, energy, name in extra:
+        composition = Composition(formula)
+        entries.append(PDEntry(composition, energy * composition.num_atoms, name=name, attribute='generated'))
+    return PhaseDiagram(entries)
+
+
+def reference_phase_diagram(elements: Sequence[str]) -> PhaseDiagram:
+    """The hull of the shipped MP reference phases alone."""
+    return phase_diagram(tuple(sorted(elements)))
+
+
+@dataclass
+class HullRow:
+    """One line of the results table; energies in eV/atom, ``None`` where the relaxation failed."""
+
+    index: int
+    formula: str
+    chemsys: str
+    label_requested: str | None
+    spacegroup_requested: int | None
+    spacegroup_found: int | None
+    crystal_system_found: str | None
+    energy_per_atom: float | None
+    formation_energy_per_atom: float | None
+    e_above_hull: float | None
+    is_new: bool | None
+    converged: bool
+    potential: str
+    checkpoint_sha256: str
+    reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_new(structure: Structure, chemsys: str) -> bool:
+    from .symmetry import structure_label
+
+    known = set(reference_entries(tuple(chemsys.split('-'))).query('chemsys == @chemsys')['label'])
+    try:
+        return structure_label(structure) not in known
+    except Exception:  # a structure whose symmetry cannot be labelled cannot be matched either
+        return True
+
+
+def hull_rows(
+    outcomes: Sequence[RelaxOutcome],
+    elemental: dict[str, float],
+    requested: Sequence[str | None] | None = None,
+    apply_mp2020: bool = True,
+) -> list[HullRow]:
+    """Formation energy, e_above_hull (negative: below the reference hull) and novelty of every relaxed structure.
+
+    :param outcomes: from ``relax_structures``.
+    :param elemental: from ``elemental_energies`` with the same potential.
+    :param requested: the protostructure label each structure was generated from, if any.
+    :param apply_mp2020: ``not potential.includes_mp2020`` of the potential that relaxed them.
+    """
+    from .symmetry import Protostructure, spacegroup_info
+
+    requested = requested or [None] * len(outcomes)
+    rows = []
+    for outcome, label in zip(outcomes, requested):
+        structure = outcome.structure
+        chemsys = '-'.join(sorted(e.symbol for e in structure.composition)) if structure else ''
+        row = HullRow(
+            index=outcome.index,
+            formula=outcome.formula,
+            chemsys=chemsys,
+            label_requested=label,
+            spacegroup_requested=Protostructure.from_label(label).spacegroup if label else outcome.spacegroup_initial,
+            spacegroup_found=outcome.spacegroup_final,
+            crystal_system_found=spacegroup_info(outcome.spacegroup_final).crystal_system if outcome.spacegroup_final else None,
+            energy_per_atom=outcome.energy_per_atom,
+            formation_energy_per_atom=None,
+            e_above_hull=None,
+            is_new=None,
+            converged=outcome.converged,
+            potential=outcome.potential,
+            checkpoint_sha256=outcome.checkpoint_sha256,
+            reason=outcome.reason,
+        )
+        if structure is not None and outcome.energy is not None:
+            if missing := sorted(set(chemsys.split('-')) - set(elemental)):
+                row.reason = f'no elemental reference energy for {", ".join(missing)}: formation energy unknown'
+            else:
+                row.formation_energy_per_atom = formation_energy_per_atom(structure, outcome.energy, elemental, apply_mp2020)
+                try:
+                    row.e_above_hull = _e_above_hull(chemsys, structure, row.formation_energy_per_atom)
+                    row.is_new = _is_new(structure, chemsys)
+                except ReferenceDataError as exception:
+                    row.reason = str(exception)
+        rows.append(row)
+    return rows
+
+
+def _e_above_hull(chemsys: str, structure: Structure, formation_energy: float) -> float:
+    from pymatgen.analysis.phase_diagram import PDEntry
+
+    diagram = _cached_reference_diagram(chemsys)
+    entry = PDEntry(structure.composition, formation_energy * structure.composition.num_atoms)
+    return float(diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)[1])
+
+
+@lru_cache(maxsize=64)
+def _cached_reference_diagram(chemsys: str) -> PhaseDiagram:
+    return reference_phase_diagram(tuple(chemsys.split('-')))

@@ -1,0 +1,200 @@
+"""The paper's figures: formation-energy hulls (Fig. 3) and requested-versus-found symmetry heatmaps (Fig. 2).
+
+Static figures are matplotlib PNGs; the interactive versions are self-contained plotly HTML files (plotly.js
+embedded, so they open offline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .hull import HullRow, phase_diagram
+
+if TYPE_CHECKING:
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+__all__ = ['CRYSTAL_SYSTEMS', 'plot_hull', 'plot_symmetry_heatmap']
+
+CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
+REFERENCE_COLOUR = '#1f77b4'
+GENERATED_COLOUR = '#d62728'
+
+
+def _fraction(composition: object, element: str) -> float:
+    return composition.get_atomic_fraction(element)  # type: ignore[attr-defined]
+
+
+def _generated(rows: Sequence[HullRow], chemsys: str) -> list[HullRow]:
+    return [r for r in rows if r.chemsys and set(r.chemsys.split('-')) <= set(chemsys.split('-')) and r.formation_energy_per_atom is not None]
+
+
+def _hull_lines(diagram: PhaseDiagram, elements: Sequence[str]) -> list[tuple[list[float], list[float]]]:
+    """Binary hull as line segments in (fraction of the second element, formation energy per atom)."""
+    points = sorted(
+        (_fraction(e.composition, elements[1]), diagram.get_form_energy_per_atom(e)) for e in diagram.stable_entries
+    )
+    return [([a[0], b[0]], [a[1], b[1]]) for a, b in zip(points, points[1:])]
+
+
+def plot_hull(rows: Sequence[HullRow], chemsys: str, output: Path) -> list[Path]:
+    """Binary or ternary formation-energy hull: reference phases and hull in blue, generated structures and the hull
+    including them in red. Writes ``output.png`` and ``output.html``.
+
+    :param rows: the results table; rows outside ``chemsys`` are ignored.
+    :param chemsys: e.g. ``Li-O``; two or three elements.
+    """
+    elements = chemsys.split('-')
+    generated = _generated(rows, chemsys)
+    extra = [(r.formula, r.formation_energy_per_atom, f'generated-{r.index}') for r in generated]
+    reference = phase_diagram(elements)
+    combined = phase_diagram(elements, extra)
+    if len(elements) == 2:
+        return _binary(reference, combined, generated, elements, output)
+    if len(elements) == 3:
+        return _ternary(reference, combined, generated, elements, output)
+    raise ValueError(f'hull plots are for two or three elements, not {chemsys}')
+
+
+def _binary(
+    reference: PhaseDiagram, combined: PhaseDiagram, generated: Sequence[HullRow], elements: Sequence[str], output: Path
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+    from pymatgen.core import Composition
+
+    ref_x = [_fraction(e.composition, elements[1]) for e in reference.all_entries]
+    ref_y = [reference.get_form_energy_per_atom(e) for e in reference.all_entries]
+    gen_x = [_fraction(Composition(r.formula), elements[1]) for r in generated]
+    gen_y = [r.formation_energy_per_atom for r in generated]
+    names = [e.name for e in reference.all_entries]
+    gen_names = [f'{r.formula} (SG {r.spacegroup_found}), E_hull {r.e_above_hull:+.3f}' for r in generated]
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=150)
+    for i, (x, y) in enumerate(_hull_lines(combined, elements)):
+        ax.plot(x, y, color=GENERATED_COLOUR, ls='--', lw=1.5, label='hull incl. generated' if i == 0 else None)
+    for i, (x, y) in enumerate(_hull_lines(reference, elements)):
+        ax.plot(x, y, color=REFERENCE_COLOUR, lw=1.5, label='reference hull (MP)' if i == 0 else None)
+    ax.scatter(ref_x, ref_y, s=18, color=REFERENCE_COLOUR, label='MP reference phases', zorder=3)
+    ax.scatter(gen_x, gen_y, s=22, marker='x', color=GENERATED_COLOUR, label='generated (relaxed)', zorder=4)
+    ax.set_xlabel(f'x in {elements[0]}$_{{1-x}}${elements[1]}$_x$')
+    ax.set_ylabel('formation energy (eV/atom)')
+    ax.set_title(f'{"-".join(elements)} convex hull')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = output.with_suffix('.png')
+    fig.savefig(png)
+    plt.close(fig)
+    figure = go.Figure()
+    for hull, colour, name, dash in ((reference, REFERENCE_COLOUR, 'reference hull', None), (combined, GENERATED_COLOUR, 'hull incl. generated', 'dash')):
+        xs, ys = zip(*sorted((_fraction(e.composition, elements[1]), hull.get_form_energy_per_atom(e)) for e in hull.stable_entries))
+        figure.add_scatter(x=xs, y=ys, mode='lines', name=name, line={'color': colour, 'dash': dash})
+    figure.add_scatter(x=ref_x, y=ref_y, mode='markers', name='MP reference', text=names, marker={'color': REFERENCE_COLOUR})
+    figure.add_scatter(x=gen_x, y=gen_y, mode='markers', name='generated', text=gen_names, marker={'color': GENERATED_COLOUR, 'symbol': 'x'})
+    figure.update_layout(xaxis_title=f'fraction of {elements[1]}', yaxis_title='formation energy (eV/atom)')
+    html = output.with_suffix('.html')
+    figure.write_html(html, include_plotlyjs=True)
+    return [png, html]
+
+
+def _ternary(
+    reference: PhaseDiagram, combined: PhaseDiagram, generated: Sequence[HullRow], elements: Sequence[str], output: Path
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import plotly.graph_objects as go
+    from pymatgen.core import Composition
+
+    def cartesian(composition: Composition) -> tuple[float, float]:
+        b, c = (_fraction(composition, elements[1]), _fraction(composition, elements[2]))
+        return b + c / 2, c * np.sqrt(3) / 2
+
+    fig, ax = plt.subplots(figsize=(6, 5.4), dpi=150)
+    ax.plot([0, 1, 0.5, 0], [0, 0, np.sqrt(3) / 2, 0], color='k', lw=0.8)
+    for facet_hull, colour, style in ((reference, REFERENCE_COLOUR, '-'), (combined, GENERATED_COLOUR, '--')):
+        for a, b in _tie_lines(facet_hull):
+            (x1, y1), (x2, y2) = cartesian(a), cartesian(b)
+            ax.plot([x1, x2], [y1, y2], color=colour, ls=style, lw=0.8)
+    stable = reference.stable_entries
+    points = [cartesian(e.composition) for e in stable]
+    ax.scatter(*zip(*points), color=REFERENCE_COLOUR, s=20, zorder=3, label='reference hull phases')
+    for entry, (x, y) in zip(stable, points):
+        ax.annotate(entry.composition.reduced_formula, (x, y), fontsize=7, xytext=(3, 3), textcoords='offset points')
+    if generated:
+        gx, gy = zip(*(cartesian(Composition(r.formula)) for r in generated))
+        ax.scatter(gx, gy, c=[r.e_above_hull for r in generated], cmap='Reds_r', marker='x', s=30, zorder=4, label='generated')
+    ax.set_aspect('equal')
+    ax.axis('off')
+    ax.set_title(f'{"-".join(elements)}: reference tie lines (blue), incl. generated (red dashed)')
+    ax.legend(fontsize=8, loc='upper right')
+    fig.tight_layout()
+    png = output.with_suffix('.png')
+    fig.savefig(png)
+    plt.close(fig)
+    figure = go.Figure()
+    entries = [('reference', reference.get_form_energy_per_atom(e), e.composition, e.name) for e in reference.all_entries]
+    entries += [('generated', r.formation_energy_per_atom, Composition(r.formula), f'{r.formula} SG {r.spacegroup_found}') for r in generated]
+    for kind, colour in (('reference', REFERENCE_COLOUR), ('generated', GENERATED_COLOUR)):
+        chosen = [e for e in entries if e[0] == kind]
+        figure.add_scatterternary(
+            a=[_fraction(c, elements[0]) for _, _, c, _ in chosen],
+            b=[_fraction(c, elements[1]) for _, _, c, _ in chosen],
+            c=[_fraction(c, elements[2]) for _, _, c, _ in chosen],
+            text=[f'{name}: {energy:.3f} eV/atom' for _, energy, _, name in chosen],
+            mode='markers', name=kind, marker={'color': colour},
+        )
+    figure.update_layout(ternary={'aaxis_title': elements[0], 'baxis_title': elements[1], 'caxis_title': elements[2]})
+    html = output.with_suffix('.html')
+    figure.write_html(html, include_plotlyjs=True)
+    return [png, html]
+
+
+def _tie_lines(diagram: PhaseDiagram) -> set[tuple[object, object]]:
+    lines = set()
+    for facet in diagram.facets:
+        compositions = [diagram.qhull_entries[i].composition for i in facet]
+        for i in range(len(compositions)):
+            for j in range(i + 1, len(compositions)):
+                lines.add((compositions[i], compositions[j]))
+    return lines
+
+
+def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path) -> list[Path]:
+    """Requested space group against the crystal system found after relaxation (Fig. 2): one column per requested
+    space group, normalised so each column shows where that group ended up; failed relaxations are their own row."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import plotly.graph_objects as go
+
+    groups = sorted({r.spacegroup_requested for r in rows if r.spacegroup_requested})
+    systems = [*CRYSTAL_SYSTEMS, 'failed']
+    counts = np.zeros((len(systems), len(groups)))
+    for row in rows:
+        if row.spacegroup_requested:
+            counts[systems.index(row.crystal_system_found or 'failed'), groups.index(row.spacegroup_requested)] += 1
+    fractions = counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(groups) + 2), 4), dpi=150)
+    image = ax.imshow(fractions, cmap='viridis', vmin=0, vmax=1, aspect='auto')
+    ax.set_xticks(range(len(groups)), [str(g) for g in groups], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(systems)), systems, fontsize=8)
+    ax.set_xlabel('requested space group')
+    ax.set_ylabel('crystal system after relaxation')
+    fig.colorbar(image, ax=ax, label='fraction of requested')
+    fig.tight_layout()
+    png = output.with_suffix('.png')
+    fig.savefig(png)
+    plt.close(fig)
+    figure = go.Figure(go.Heatmap(z=fractions, x=[str(g) for g in groups], y=systems, text=counts, colorscale='Viridis'))
+    figure.update_layout(xaxis_title='requested space group', yaxis_title='crystal system after relaxation', xaxis_type='category')
+    html = output.with_suffix('.html')
+    figure.write_html(html, include_plotlyjs=True)
+    return [png, html]

@@ -1,0 +1,104 @@
+"""Reference hulls from the shipped MP table, formation energies from CHGNet, the results table and the plots."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiida_wyckoffdiff.exceptions import ReferenceDataError
+from aiida_wyckoffdiff.hull import corrected_energy, elemental_energies, hull_rows, reference_phase_diagram
+from aiida_wyckoffdiff.references import known_elements, reference_entries
+from aiida_wyckoffdiff.relax import relax_structures
+
+from .relax_fixtures import _one_torch_thread, chgnet, li2o, rutile  # noqa: F401
+
+
+def _stable(elements: list[str]) -> set[str]:
+    return {e.composition.reduced_formula for e in reference_phase_diagram(elements).stable_entries}
+
+
+def test_li_o_reference_hull_has_the_stable_phases_of_the_data():
+    """README: Li2O and Li2O2 are stable; with no LiO2/LiO3 in the data, LiO8 lands on the hull too."""
+    assert _stable(['Li', 'O']) == {'Li', 'O2', 'Li2O', 'Li2O2', 'LiO8'}
+
+
+def test_ti_o_reference_hull_reproduces_mp_e_above_hull():
+    """README: the Ti-O hull from the data gives back every e_above_hull the main file states."""
+    from pymatgen.analysis.phase_diagram import PDEntry
+    from pymatgen.core import Composition
+
+    diagram = reference_phase_diagram(['Ti', 'O'])
+    table = reference_entries(['Ti', 'O']).query("chemsys == 'O-Ti'").dropna(subset=['e_above_hull'])
+    assert len(table) >= 17
+    for row in table.itertuples():
+        composition = Composition(row.formula)
+        entry = PDEntry(composition, row.formation_energy_per_atom * composition.num_atoms)
+        assert diagram.get_e_above_hull(entry) == pytest.approx(row.e_above_hull, abs=2e-3), row.material_id
+    stable = set(table.query('e_above_hull == 0')['formula'])
+    assert stable <= _stable(['Ti', 'O'])
+
+
+def test_missing_reference_data_is_a_clear_error():
+    absent = next(symbol for symbol in ('Rn', 'Fr', 'Ra', 'At', 'Po') if symbol not in known_elements())
+    with pytest.raises(ReferenceDataError, match=f'No reference phase for {absent}'):
+        reference_entries(['Li', absent])
+
+
+def test_mp2020_corrections(li2o):  # noqa: F811
+    """Oxides get the anion correction per O; iron oxide also the GGA/GGA+U mixing term; Li metal nothing."""
+    from pymatgen.core import Lattice, Structure
+
+    oxygens = li2o.composition['O']
+    oxide = corrected_energy(li2o, -50.0) + 50.0
+    wustite = Structure.from_spacegroup(225, Lattice.cubic(4.3), ['Fe', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    metal = Structure(Lattice.cubic(3.4), ['Li', 'Li'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert oxide == pytest.approx(-0.687 * oxygens, abs=0.01)
+    assert corrected_energy(wustite, -50.0) + 50.0 < -0.687 * wustite.composition['O'] - 1.0
+    assert corrected_energy(metal, -3.0) == -3.0
+
+
+@pytest.fixture(scope='module')
+def elemental(chgnet):  # noqa: F811
+    return elemental_energies(chgnet, ['Li', 'O', 'Ti'])
+
+
+def test_formation_energies_near_mp_and_e_above_hull_consistent(chgnet, elemental, li2o, rutile):  # noqa: F811
+    """CHGNet (trained on MP2020-corrected energies) puts Li2O and rutile within 0.15 eV/atom of MP."""
+    outcomes = relax_structures([li2o, rutile], chgnet)
+    rows = hull_rows(outcomes, elemental, apply_mp2020=not chgnet.includes_mp2020)
+    table = reference_entries(['Li', 'O', 'Ti'])
+    for row, material_id in zip(rows, ('mp-1960', 'mp-2657')):
+        mp = table.set_index('material_id').loc[material_id, 'formation_energy_per_atom']
+        assert row.formation_energy_per_atom == pytest.approx(mp, abs=0.15)
+        assert row.converged and row.potential == 'chgnet' and len(row.checkpoint_sha256) == 64
+    # Li2O has a structure in the data (mp-1960), rutile only an energy: by structure, only rutile is new.
+    assert [r.is_new for r in rows] == [False, True]
+    li2o_row = rows[0]
+    # Li2O is on the reference hull, so its e_above_hull is the potential's deviation from MP's value.
+    assert li2o_row.e_above_hull == pytest.approx(li2o_row.formation_energy_per_atom - (-2.0616), abs=1e-3)
+
+
+def test_rows_keep_failures_and_unknown_elements(chgnet, elemental, li2o):  # noqa: F811
+    from pymatgen.core import Lattice, Structure
+
+    overlapping = Structure(Lattice.cubic(4.0), ['Li', 'O'], [[0, 0, 0], [0.05, 0, 0]])
+    sodium_oxide = Structure.from_spacegroup(225, Lattice.cubic(5.5), ['Na', 'O'], [[0.25, 0.25, 0.25], [0, 0, 0]])
+    rows = hull_rows(relax_structures([overlapping, li2o, sodium_oxide], chgnet), elemental, apply_mp2020=False)
+    assert 'overlapping' in rows[0].reason and rows[0].formation_energy_per_atom is None
+    assert rows[1].reason is None and rows[1].e_above_hull is not None
+    assert 'no elemental reference energy for Na' in rows[2].reason
+
+
+def test_plots_are_written(tmp_path, chgnet, elemental, li2o, rutile):  # noqa: F811
+    from pymatgen.core import Lattice, Structure
+
+    from aiida_wyckoffdiff.plots import plot_hull, plot_symmetry_heatmap
+
+    li2o2 = Structure.from_spacegroup(194, Lattice.hexagonal(3.14, 7.65), ['Li', 'Li', 'O'], [[0, 0, 0], [1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.85]])
+    rows = hull_rows(relax_structures([li2o, rutile, li2o2], chgnet), elemental, ['A2B_cF12_225_c_a:Li-O', None, None], False)
+    written = plot_hull(rows, 'Li-O', tmp_path / 'hull_Li-O') + plot_hull(rows, 'Li-O-Ti', tmp_path / 'hull_Li-O-Ti')
+    written += plot_symmetry_heatmap(rows, tmp_path / 'heatmap')
+    for path in written:
+        assert path.stat().st_size > 10_000, path
+    assert 'plotly' in (tmp_path / 'hull_Li-O.html').read_text()[:100_000].lower()
+    with pytest.raises(ValueError, match='two or three elements'):
+        plot_hull(rows, 'Li', tmp_path / 'x')

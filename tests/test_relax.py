@@ -1,0 +1,204 @@
+"""Batched relaxation: real structures with CHGNet, a test-built MatterSim checkpoint, and failures kept per structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiida_wyckoffdiff.exceptions import RelaxerError
+from aiida_wyckoffdiff.potentials import Evaluation, LoadedPotential, load_potential, sha256_of_file
+from aiida_wyckoffdiff.relax import RelaxSettings, evaluate_structures, relax_structures
+
+from .relax_fixtures import _one_torch_thread, chgnet, li2o, rutile, spinel  # noqa: F401
+
+
+@pytest.fixture(scope='module')
+def relaxed(chgnet, li2o, rutile, spinel):  # noqa: F811
+    return relax_structures([li2o, rutile, spinel], chgnet)
+
+
+def test_relaxes_real_structures_keeping_symmetry(relaxed):
+    """Li2O, rutile and spinel converge, keep their space group, and reach MP's lattice within 2 %."""
+    known_lattices = {'Li2O': 4.65, 'TiO2': 4.65, 'MgAl2O4': 8.17}  # conventional a in Å (MP, PBE)
+    for outcome in relaxed:
+        assert outcome.ok and outcome.converged, outcome.reason
+        assert 0 < outcome.steps < 300
+        assert outcome.spacegroup_final == outcome.spacegroup_initial
+        conventional = outcome.structure.to_conventional()
+        assert conventional.lattice.a == pytest.approx(known_lattices[outcome.formula], rel=0.02)
+    assert [o.spacegroup_final for o in relaxed] == [225, 136, 227]
+
+
+def test_outcome_energy_is_the_potential_energy_of_the_final_structure(relaxed, chgnet):  # noqa: F811
+    """The recorded energy belongs to the returned geometry, and names the weights that produced it."""
+    final = [o.structure for o in relaxed]
+    assert evaluate_structures(final, chgnet) == pytest.approx([o.energy_per_atom for o in relaxed], abs=1e-4)
+    assert all(o.checkpoint_sha256 == sha256_of_file(chgnet.checkpoint) for o in relaxed)
+
+
+def test_batch_equals_one_by_one(relaxed, chgnet, li2o, rutile):  # noqa: F811
+    """Lockstep batching must not couple the structures: relaxing each alone gives the same trajectory."""
+    alone = [relax_structures([s], chgnet)[0] for s in (li2o, rutile)]
+    for single, batched in zip(alone, relaxed):
+        assert single.steps == batched.steps
+        assert single.energy_per_atom == pytest.approx(batched.energy_per_atom, abs=1e-5)
+
+
+def test_relaxation_lowers_energy_of_distorted_structure(chgnet, rutile):  # noqa: F811
+    before = evaluate_structures([rutile], chgnet)[0]
+    after = relax_structures([rutile], chgnet, RelaxSettings(optimizer='BFGS'))[0]
+    assert after.converged
+    assert after.energy_per_atom < before - 0.01
+
+
+def test_fix_symmetry_symmetrizes_and_keeps_space_group(chgnet, li2o):  # noqa: F811
+    """Noise of 0.01 Å hides Fm-3m at a tight tolerance; FixSymmetry restores it exactly and keeps it."""
+    from pymatgen.core import Structure
+
+    from aiida_wyckoffdiff.relax import spacegroup_of
+
+    noise = np.random.default_rng(0).normal(scale=0.01, size=(len(li2o), 3))
+    rattled = Structure(li2o.lattice, li2o.species, li2o.cart_coords + noise, coords_are_cartesian=True)
+    assert spacegroup_of(rattled, 1e-4) != 225
+    fixed = relax_structures([rattled], chgnet, RelaxSettings(fix_symmetry=True))[0]
+    assert fixed.converged and fixed.spacegroup_initial == fixed.spacegroup_final == 225
+    assert spacegroup_of(fixed.structure, 1e-4) == 225
+
+
+def test_bad_structures_fail_alone(chgnet, li2o):  # noqa: F811
+    from pymatgen.core import Lattice, Structure
+
+    overlapping = Structure(Lattice.cubic(4.0), ['Li', 'O'], [[0, 0, 0], [0.05, 0, 0]])
+    uncovered = Structure(Lattice.cubic(3.5), ['Am'], [[0, 0, 0]])
+    outcomes = relax_structures([overlapping, li2o, uncovered], chgnet)
+    assert 'overlapping atoms' in outcomes[0].reason
+    assert outcomes[1].ok and outcomes[1].converged
+    assert 'Am not covered' in outcomes[2].reason
+    assert [o.index for o in outcomes] == [0, 1, 2]
+
+
+class _LennardJones(LoadedPotential):
+    """A cheap pair potential standing in for a model, with hooks to misbehave on chosen structures."""
+
+    batch_size = 4
+
+    def __init__(self, checkpoint, poison: str | None = None, nan_for: str | None = None, sigma: float = 2.0) -> None:
+        super().__init__('lj', checkpoint)
+        self.poison, self.nan_for, self.sigma = poison, nan_for, sigma
+
+    @property
+    def supported_numbers(self) -> frozenset[int]:
+        return frozenset(range(1, 95))
+
+    def evaluate(self, atoms_list):
+        from ase.calculators.lj import LennardJones
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        results = []
+        for atoms in atoms_list:
+            symbols = set(atoms.get_chemical_symbols())
+            if self.poison in symbols:
+                raise RuntimeError('graph construction failed')
+            atoms = atoms.copy()
+            atoms.calc = LennardJones(sigma=self.sigma, epsilon=0.1, rc=3 * self.sigma)
+            energy = np.nan if self.nan_for in symbols else atoms.get_potential_energy()
+            results.append(Evaluation(energy, atoms.get_forces(), voigt_6_to_full_3x3_stress(atoms.get_stress())))
+        return results
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    path = tmp_path / 'weights.bin'
+    path.write_bytes(b'weights')
+    return path
+
+
+def _cubic(element: str, a: float = 3.0):
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice.cubic(a), [element], [[0, 0, 0]])
+
+
+def test_model_error_in_a_batch_fails_only_that_structure(checkpoint):
+    potential = _LennardJones(checkpoint, poison='Na')
+    outcomes = relax_structures([_cubic('Ar'), _cubic('Na'), _cubic('Kr')], potential, RelaxSettings(steps=10))
+    assert 'graph construction failed' in outcomes[1].reason
+    assert outcomes[0].ok and outcomes[2].ok and outcomes[0].steps > 0
+
+
+def test_nan_energy_is_reported(checkpoint):
+    outcomes = relax_structures([_cubic('Ar'), _cubic('Xe')], _LennardJones(checkpoint, nan_for='Xe'), RelaxSettings(steps=10))
+    assert outcomes[0].ok
+    assert 'non-finite' in outcomes[1].reason
+
+
+def test_exploding_cell_is_reported(checkpoint):
+    """A cell compressed to a third of the pair distance blows up under LJ repulsion."""
+    outcome = relax_structures([_cubic('Ar', a=1.0)], _LennardJones(checkpoint, sigma=3.0), RelaxSettings(min_distance=0.1))[0]
+    assert 'exploded' in outcome.reason
+
+
+def test_step_limit_keeps_last_energy(chgnet, rutile):  # noqa: F811
+    outcome = relax_structures([rutile], chgnet, RelaxSettings(steps=2))[0]
+    assert outcome.ok and not outcome.converged and outcome.steps == 2
+    assert np.isfinite(outcome.energy)
+
+
+def test_unknown_relaxer_and_unreadable_checkpoint(tmp_path):
+    with pytest.raises(RelaxerError, match='Unknown relaxer'):
+        load_potential('mace')
+    broken = tmp_path / 'broken.pth'
+    broken.write_text('not a checkpoint')
+    with pytest.raises(RelaxerError, match='cannot be loaded'):
+        load_potential('chgnet', broken)
+
+
+@pytest.fixture
+def mattersim_home(tmp_path, monkeypatch):
+    """MatterSim writes into ``~/.local/mattersim``: keep it in a temporary HOME."""
+    monkeypatch.setenv('HOME', str(tmp_path))
+    monkeypatch.delenv('WYCKOFFDIFF_MATTERSIM_CHECKPOINT', raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def mattersim_checkpoint(mattersim_home):
+    """The real M3GNet architecture, randomly initialised, saved by MatterSim itself.
+
+    Random weights give forces of ~1e-3 eV/Å; scaling the energy normalizer makes the optimizer move.
+    """
+    import torch
+    from mattersim.forcefield.m3gnet.m3gnet import M3Gnet
+    from mattersim.forcefield.potential import Potential
+
+    torch.manual_seed(0)
+    model = M3Gnet(device='cpu')
+    with torch.no_grad():
+        model.normalizer.scale.mul_(200.0)
+    path = mattersim_home / 'checkpoints' / 'tiny-m3gnet.pth'
+    Potential(model, device='cpu').save(str(path))
+    return path
+
+
+def test_mattersim_loads_test_checkpoint_and_relaxes(mattersim_checkpoint, li2o, monkeypatch):  # noqa: F811
+    monkeypatch.setenv('WYCKOFFDIFF_MATTERSIM_CHECKPOINT', str(mattersim_checkpoint))
+    potential = load_potential('mattersim')
+    assert potential.checkpoint == mattersim_checkpoint
+    assert potential.checkpoint_sha256 == sha256_of_file(mattersim_checkpoint)
+    before = evaluate_structures([li2o], potential)[0]
+    outcome = relax_structures([li2o, li2o.copy()], potential, RelaxSettings(fmax=0.01, steps=15))
+    assert outcome[0].steps > 0 and np.isfinite(outcome[0].energy)
+    assert outcome[0].energy_per_atom < before
+    assert outcome[0].energy_per_atom == pytest.approx(outcome[1].energy_per_atom)
+    assert outcome[0].potential == 'mattersim'
+
+
+def test_mattersim_missing_named_checkpoint_fails_fast(mattersim_home, monkeypatch):
+    """No cached 1M file and no server: a clear error naming the file, not a hanging download."""
+    from aiida_wyckoffdiff import potentials
+
+    monkeypatch.setattr(potentials, '_MATTERSIM_DOWNLOAD_HOST', ('127.0.0.1', 9))
+    with pytest.raises(RelaxerError, match='mattersim-v1.0.0-5M.pth is not in .*WYCKOFFDIFF_MATTERSIM_CHECKPOINT'):
+        load_potential('mattersim', '5M')
+    with pytest.raises(RelaxerError, match='does not exist'):
+        load_potential('mattersim', mattersim_home / 'absent.pth')
