@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ['DataNotFoundError', 'ProtostructureError', 'StructureFileError', 'WyckoffDiffError']
+__all__ = [
+    'CheckpointError',
+    'ConditionError',
+    'ConfigurationError',
+    'DataNotFoundError',
+    'ProtostructureError',
+    'StructureFileError',
+    'WyckoffDiffError',
+]
 
 
 class WyckoffDiffError(Exception):
@@ -19,3 +27,15 @@ class StructureFileError(WyckoffDiffError, ValueError):
 
 class DataNotFoundError(WyckoffDiffError, FileNotFoundError):
     """The Materials Project data files are not where they were looked for."""
+
+
+class ConfigurationError(WyckoffDiffError, ValueError):
+    """A model, training or sampling setting that cannot work (unknown preset, negative sizes, ...)."""
+
+
+class CheckpointError(WyckoffDiffError):
+    """A checkpoint that cannot be read, or that does not fit the model, data or request at hand."""
+
+
+class ConditionError(WyckoffDiffError, ValueError):
+    """A generation request the model cannot honour, e.g. an element outside its vocabulary."""
