@@ -15,6 +15,7 @@ PyXtal. Positions are ordered a, b, ..., z, A (only Pmmm, No. 47, reaches A).
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -302,7 +303,9 @@ class Protostructure:
     def prototype_formula(self) -> str:
         from pymatgen.analysis.prototypes import get_prototype_formula_from_composition
 
-        return get_prototype_formula_from_composition(self.composition)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # pymatgen's own use of a deprecated gcd
+            return get_prototype_formula_from_composition(self.composition)
 
     @cached_property
     def label(self) -> str:
@@ -360,7 +363,9 @@ def structure_label(structure: Structure, symprec: float = 0.1) -> str:
     if not structure.is_ordered:
         raise ProtostructureError(f'{structure.formula} is disordered (partial occupancies): protostructures need one element per site')
     try:
-        return get_protostructure_label_from_spglib(structure, raise_errors=True, init_symprec=symprec)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # pymatgen's own use of a deprecated gcd
+            return get_protostructure_label_from_spglib(structure, raise_errors=True, init_symprec=symprec)
     except ValueError as exception:
         raise ProtostructureError(f'symmetry detection failed for {structure.composition.reduced_formula}: {exception}') from None
 

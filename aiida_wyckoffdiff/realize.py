@@ -1,0 +1,148 @@
+"""Protostructure -> 3D structure with PyXtal, keeping only candidates whose symmetry comes out as asked.
+
+PyXtal places atoms on the requested Wyckoff sites with random free coordinates and a random
+lattice. A candidate can still come out with higher symmetry (a free coordinate landing on a
+special value) or with atoms too close, so each candidate's protostructure is detected again and
+compared with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same
+protostructure and seed give the same structure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .exceptions import ProtostructureError
+from .symmetry import Protostructure, structure_label
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+__all__ = ['RealizationResult', 'realize', 'realize_many']
+
+DEFAULT_ATTEMPTS = 100
+DEFAULT_MIN_DISTANCE = 0.5
+"""Ångström: shorter interatomic distances mean overlapping atoms, whatever the elements."""
+MAX_PLACEMENT_FAILURES = 3
+"""PyXtal only gives up on a placement after ~2 s of internal retries; three in a row mean the site set does not fit."""
+
+
+@dataclass
+class RealizationResult:
+    """Outcome of realizing one protostructure: a structure, or the reason there is none."""
+
+    protostructure: Protostructure
+    seed: int | None
+    structure: Structure | None = None
+    attempts: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+    """How many candidates were rejected, by cause."""
+    reason: str | None = None
+    """Why realization failed; ``None`` on success."""
+
+    @property
+    def ok(self) -> bool:
+        return self.structure is not None
+
+
+def realize(
+    protostructure: Protostructure | str,
+    attempts: int = DEFAULT_ATTEMPTS,
+    seed: int | None = None,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
+) -> RealizationResult:
+    """Realize a protostructure (or label) as a structure whose protostructure is the requested one.
+
+    :param attempts: candidates drawn at most.
+    :param seed: seeds PyXtal's random lattice and coordinates; ``None`` draws fresh entropy.
+    :param min_distance: reject candidates with two atoms closer than this, in Å.
+    """
+    from pyxtal import pyxtal
+
+    if isinstance(protostructure, str):
+        protostructure = Protostructure.from_label(protostructure)
+    if attempts < 1:
+        raise ProtostructureError(f'attempts must be at least 1, not {attempts}')
+    target = protostructure.label
+    species, num_ions, sites = protostructure.pyxtal_sites()
+    rng = np.random.default_rng(seed)
+    result = RealizationResult(protostructure, seed)
+    rejections: Counter[str] = Counter()
+    placement_failures = 0
+    for attempt in range(1, attempts + 1):
+        result.attempts = attempt
+        crystal = pyxtal()
+        try:
+            crystal.from_random(3, protostructure.spacegroup, species, num_ions, sites=sites, random_state=rng)
+        except RuntimeError:
+            rejections['PyXtal could not place the atoms'] += 1
+            placement_failures += 1
+            if placement_failures >= MAX_PLACEMENT_FAILURES:
+                break
+            continue
+        placement_failures = 0
+        candidate = crystal.to_pymatgen()
+        if not candidate.is_valid(tol=min_distance):
+            rejections[f'atoms closer than {min_distance} Å'] += 1
+            continue
+        try:
+            found = structure_label(candidate)
+        except ProtostructureError:
+            rejections['symmetry detection failed'] += 1
+            continue
+        if found != target:
+            rejections[f'came out as {found}'] += 1
+            continue
+        result.structure = candidate
+        break
+    result.rejections = dict(rejections)
+    if result.structure is None:
+        causes = '; '.join(f'{count}x {cause}' for cause, count in rejections.most_common(3))
+        result.reason = f'no candidate in {result.attempts} attempts matched {target} ({causes})'
+    return result
+
+
+def _realize_job(job: tuple[str, int, int, float]) -> RealizationResult:
+    label, attempts, seed, min_distance = job
+    return realize(label, attempts=attempts, seed=seed, min_distance=min_distance)
+
+
+def realize_many(
+    protostructures: Sequence[Protostructure | str],
+    attempts: int = DEFAULT_ATTEMPTS,
+    seed: int = 0,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
+    processes: int | None = None,
+    progress: bool = True,
+) -> list[RealizationResult]:
+    """Realize many protostructures on all cores, results in input order.
+
+    Each protostructure gets its own seed spawned from ``seed``, so a result does not depend on the
+    number of processes or on the other entries' position in the batch.
+    """
+    from tqdm.auto import tqdm
+
+    labels = [p.label if isinstance(p, Protostructure) else Protostructure.from_label(p).label for p in protostructures]
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(len(labels))]
+    jobs = [(label, attempts, item_seed, min_distance) for label, item_seed in zip(labels, seeds, strict=True)]
+    processes = min(processes or os.cpu_count() or 1, len(jobs)) or 1
+    bar = tqdm(total=len(jobs), desc='realize', unit='structure', disable=not progress)
+    if processes == 1:
+        results = []
+        for job in jobs:
+            results.append(_realize_job(job))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            results = []
+            for outcome in pool.map(_realize_job, jobs, chunksize=max(1, len(jobs) // (4 * processes))):
+                results.append(outcome)
+                bar.update()
+    bar.close()
+    return results

@@ -1,0 +1,48 @@
+"""Shared fixtures: the committed sample of real Materials Project rows and the shared data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pymatgen.core import Structure
+
+from aiida_wyckoffdiff.data import find_data_dir
+from aiida_wyckoffdiff.exceptions import DataNotFoundError
+
+SAMPLE_DIR = Path(__file__).parent / 'data'
+SPINEL_LABEL = 'A2BC4_cF56_227_c_b_e:Al-Mg-O'
+
+
+@pytest.fixture(scope='session')
+def sample_dir() -> Path:
+    """A data folder of real rows (see tests/data/README.md), usable as ``--data-dir``."""
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope='session')
+def sample_rows() -> pd.DataFrame:
+    return pd.read_csv(SAMPLE_DIR / 'mp_structures.csv.gz')
+
+
+@pytest.fixture(scope='session')
+def spinel_cif(sample_rows: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MgAl2O4 spinel (mp-3536) as the P1 CIF the Materials Project data stores."""
+    path = tmp_path_factory.mktemp('spinel') / 'MgAl2O4.cif'
+    path.write_text(sample_rows.set_index('material_id').loc['mp-3536', 'cif'])
+    return path
+
+
+@pytest.fixture(scope='session')
+def sample_structures(sample_rows: pd.DataFrame) -> dict[str, Structure]:
+    return {row.material_id: Structure.from_str(row.cif, fmt='cif') for row in sample_rows.itertuples()}
+
+
+@pytest.fixture(scope='session')
+def shared_data_dir() -> Path:
+    """The full shared data folder; tests that need it skip, saying why, where it is absent."""
+    try:
+        return find_data_dir()
+    except DataNotFoundError as exception:
+        pytest.skip(str(exception))
