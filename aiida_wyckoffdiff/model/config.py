@@ -103,6 +103,8 @@ class SamplingConfig:
     """Upper bound on atoms in the conventional cell."""
     max_draws: int = 20
     """Rounds of resampling before a sample slot is given up."""
+    batch_size: int = 256
+    """Reverse chains run together."""
 
     def __post_init__(self) -> None:
         if int(self.num_steps) < 1:
@@ -111,6 +113,8 @@ class SamplingConfig:
             raise ConfigurationError(f'the atom limit must be at least 1, not {self.max_atoms!r}')
         if int(self.max_draws) < 1:
             raise ConfigurationError(f'the resampling bound must be at least 1, not {self.max_draws!r}')
+        if int(self.batch_size) < 1:
+            raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
 
 
 @dataclass(frozen=True)
