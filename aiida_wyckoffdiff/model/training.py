@@ -204,7 +204,7 @@ def _fit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimizer.step()
             positions = int(batch.mask.sum())
-            total += float(loss) * positions
+            total += float(loss.detach()) * positions
             weight += positions
             bar.set_postfix(loss=f'{total / weight:.4f}')
         val_loss = _validation_loss(model, val_set, config.batch_size, stage.conditioned, device)

@@ -15,10 +15,15 @@ ELEMENTS = ('Li', 'O', 'Mg', 'Al', 'Ti')
 LABELS = ('A2BC4_cF56_227_c_b_e:Al-Mg-O', 'A2B_cF12_225_c_a:Li-O', 'A2B_tP6_136_f_a:O-Ti', 'AB_cF8_225_a_b:Mg-O')
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _single_thread() -> None:
+    """Session-wide, so session fixtures that train see the same float order as the tests comparing with them."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope='session')
