@@ -119,6 +119,10 @@ def _write_atomically(output: Path, text: str) -> None:
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option('--checkpoint', type=click.Path(exists=True, dir_okay=False, path_type=Path), help='[default: the checkpoint shipped with the package]')
 @click.option('--output', '-o', type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default='-', show_default=True)
+@click.option(
+    '--threads', type=click.IntRange(min=1), default=1, show_default=True,
+    help='CPU threads for torch: the small sampling batches gain little from more, and lose much on a busy machine.',
+)
 @DEVICE_OPTION
 def generate(
     chemsys: str,
@@ -132,14 +136,18 @@ def generate(
     seed: int,
     checkpoint: Path | None,
     output: Path,
+    threads: int,
     device: str | None,
 ) -> None:
     """Generate protostructures of a chemical system in chosen space groups, as JSON."""
+    import torch
+
     from ..model.config import SamplingConfig
     from ..model.sampling import GenerationRequest, generate_json
 
     request = GenerationRequest(tuple(chemsys.split('-')), spacegroups, e_above_hull, num_samples)
     config = SamplingConfig(num_steps=steps, guidance_scale=guidance, max_atoms=max_atoms, max_draws=max_draws)
+    torch.set_num_threads(threads)
     document = generate_json(request, config, seed=seed, checkpoint=checkpoint, device=device)
     text = json.dumps(document, indent=1)
     if str(output) == '-':

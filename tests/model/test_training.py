@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from aiida_wyckoffdiff.data import build_dataset, dataset_hash, load_dataset
+from aiida_wyckoffdiff.data import dataset_hash, load_dataset
 from aiida_wyckoffdiff.exceptions import CheckpointError, ConfigurationError
 from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, save_checkpoint, select_device
 from aiida_wyckoffdiff.model.config import Preset, TrainingConfig, get_preset
@@ -15,11 +15,9 @@ from aiida_wyckoffdiff.model.training import finetune, train
 
 
 @pytest.fixture(scope='session')
-def sample_dataset(sample_dir, tmp_path_factory):
-    """The committed real sample rows as a dataset file, and its hash."""
-    path = tmp_path_factory.mktemp('dataset') / 'sample.jsonl.gz'
-    build_dataset(sample_dir, output=path, processes=1, progress=False)
-    return load_dataset(path), dataset_hash(path)
+def sample_dataset(sample_dataset_path):
+    """The sample dataset frame and its hash."""
+    return load_dataset(sample_dataset_path), dataset_hash(sample_dataset_path)
 
 
 @pytest.fixture(scope='session')
