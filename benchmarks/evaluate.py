@@ -49,7 +49,9 @@ def plot_history(history: dict[str, list[dict[str, float]]], path: Path) -> None
     figure.savefig(path, dpi=110)
 
 
-def held_out_requests(frame, count: int, seed: int, model_elements: tuple[str, ...]) -> list[tuple[tuple[str, ...], int, str]]:
+def held_out_requests(
+    frame, count: int, seed: int, model_elements: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], int, str]]:
     """Distinct (elements, space group) pairs of test crystals the vocabulary covers, with one label each."""
     test = frame[frame['split'] == 'test'].sample(frac=1.0, random_state=seed)
     seen, requests = set(), []
@@ -65,18 +67,32 @@ def held_out_requests(frame, count: int, seed: int, model_elements: tuple[str, .
     return requests
 
 
-def run(model, requests, per_request: int, e_above_hull: float, guidance: float, seed: int, known: dict[str, float], train_labels: set[str]):
+def run(
+    model,
+    requests,
+    per_request: int,
+    e_above_hull: float,
+    guidance: float,
+    seed: int,
+    known: dict[str, float],
+    train_labels: set[str],
+):
     samples, first, failed, recovered, obeyed, drawn = [], 0, 0, 0, 0, 0
     started = time.perf_counter()
     for index, (elements, spacegroup, label) in enumerate(requests):
         request = GenerationRequest(elements, (spacegroup,), e_above_hull, per_request)
-        result = generate(model, request, SamplingConfig(guidance_scale=guidance), torch.Generator().manual_seed(seed + index))
+        result = generate(
+            model, request, SamplingConfig(guidance_scale=guidance), torch.Generator().manual_seed(seed + index)
+        )
         labels = [sample.protostructure.label for sample in result.samples]
         first += sum(sample.draws == 1 for sample in result.samples)
         failed += result.num_failed
         drawn += result.num_drawn
         recovered += label in labels
-        obeyed += sum(s.protostructure.spacegroup == spacegroup and s.protostructure.elements == tuple(sorted(elements)) for s in result.samples)
+        obeyed += sum(
+            s.protostructure.spacegroup == spacegroup and s.protostructure.elements == tuple(sorted(elements))
+            for s in result.samples
+        )
         samples.extend(labels)
     total = len(requests) * per_request
     unique = set(samples)
@@ -116,14 +132,19 @@ def main() -> None:
     train_labels = set(frame.loc[frame['split'] == 'train', 'label'])
     known = frame.dropna(subset=['e_above_hull']).groupby('label')['e_above_hull'].min().to_dict()
     requests = held_out_requests(frame, arguments.requests, arguments.seed, checkpoint.model_config.elements)
-    results = {'checkpoint_sha256': checkpoint.sha256, 'history_last': {k: v[-1] for k, v in checkpoint.history.items() if v}}
+    results = {
+        'checkpoint_sha256': checkpoint.sha256,
+        'history_last': {k: v[-1] for k, v in checkpoint.history.items() if v},
+    }
     settings = {
         'guided_e0': (0.0, 2.0),
         'unguided_base_e0': (0.0, 0.0),
         f'guided_e{arguments.high_e_above_hull}': (arguments.high_e_above_hull, 2.0),
     }
     for name, (energy, guidance) in settings.items():
-        results[name] = run(checkpoint.model, requests, arguments.per_request, energy, guidance, arguments.seed, known, train_labels)
+        results[name] = run(
+            checkpoint.model, requests, arguments.per_request, energy, guidance, arguments.seed, known, train_labels
+        )
         print(name, json.dumps(results[name]), flush=True)
     Path(arguments.output).write_text(json.dumps(results, indent=1) + '\n')
 

@@ -44,7 +44,9 @@ def main() -> None:
     checkpoint = load_checkpoint(arguments.checkpoint or shipped_checkpoint_path(), device)
     known = training_labels(arguments.dataset)
     num_timesteps = checkpoint.model_config.num_timesteps
-    print(f'device {device}, {torch.get_num_threads()} threads, checkpoint {checkpoint.sha256[:12]}, T = {num_timesteps}')
+    print(
+        f'device {device}, {torch.get_num_threads()} threads, checkpoint {checkpoint.sha256[:12]}, T = {num_timesteps}'
+    )
     print('samples  steps  seconds  drawn  first-draw  unique  novel')
     warm = GenerationRequest(('Li', 'O'), (225,), 0.0, 2)
     generate(checkpoint.model, warm, SamplingConfig(num_steps=5), torch.Generator(device=device).manual_seed(0))
@@ -60,8 +62,14 @@ def main() -> None:
             labels = [sample.protostructure.label for sample in result.samples]
             first = sum(sample.draws == 1 for sample in result.samples) / num_samples
             unique = len(set(labels)) / max(1, len(labels))
-            novel = 'n/a' if known is None else f'{sum(label not in known for label in set(labels)) / max(1, len(set(labels))):.2f}'
-            print(f'{num_samples:7d}  {steps:5d}  {best:7.2f}  {result.num_drawn:5d}  {first:10.2f}  {unique:6.2f}  {novel:>5}')
+            novel = (
+                'n/a'
+                if known is None
+                else f'{sum(label not in known for label in set(labels)) / max(1, len(set(labels))):.2f}'
+            )
+            print(
+                f'{num_samples:7d}  {steps:5d}  {best:7.2f}  {result.num_drawn:5d}  {first:10.2f}  {unique:6.2f}  {novel:>5}'
+            )
 
 
 if __name__ == '__main__':

@@ -14,10 +14,15 @@ from .base import main
 
 DEVICE_OPTION = click.option('--device', help='"cpu", "cuda" or "cuda:N" [default: CUDA when present, else CPU].')
 DATASET_OPTION = click.option(
-    '--dataset', type=click.Path(dir_okay=False, path_type=Path), help='Dataset file from `wyckoffdiff data build` [default: its cache].'
+    '--dataset',
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='Dataset file from `wyckoffdiff data build` [default: its cache].',
 )
 DATA_DIR_OPTION = click.option(
-    '--data-dir', type=click.Path(file_okay=False, path_type=Path), envvar=DATA_DIR_VARIABLE, help='Folder of the shared MP files, to find the cache.'
+    '--data-dir',
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=DATA_DIR_VARIABLE,
+    help='Folder of the shared MP files, to find the cache.',
 )
 
 
@@ -40,7 +45,9 @@ def _log_to_stderr() -> None:
 @click.option('--preset', default='cpu', show_default=True, help='Named configuration: "cpu" or "paper".')
 @DATASET_OPTION
 @DATA_DIR_OPTION
-@click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='wyckoffdiff-base.pt', show_default=True)
+@click.option(
+    '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='wyckoffdiff-base.pt', show_default=True
+)
 @click.option('--epochs', type=click.IntRange(min=1), help='Override the preset number of epochs.')
 @click.option('--batch-size', type=click.IntRange(min=1), help='Override the preset batch size.')
 @click.option('--learning-rate', type=click.FloatRange(min=0, min_open=True), help='Override the preset learning rate.')
@@ -63,7 +70,9 @@ def train(
     from ..model.config import get_preset
     from ..model.training import train as train_model
 
-    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    chosen = get_preset(preset).with_overrides(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+    )
     frame, digest = _dataset(dataset, data_dir)
     _log_to_stderr()
     path = train_model(frame, chosen, output, dataset_hash=digest, device=device, resume=resume)
@@ -71,12 +80,26 @@ def train(
 
 
 @main.command()
-@click.option('--base', 'base', required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help='Checkpoint from `wyckoffdiff train`.')
+@click.option(
+    '--base',
+    'base',
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Checkpoint from `wyckoffdiff train`.',
+)
 @DATASET_OPTION
 @DATA_DIR_OPTION
-@click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='wyckoffdiff-finetuned.pt', show_default=True)
+@click.option(
+    '--output',
+    '-o',
+    type=click.Path(dir_okay=False, path_type=Path),
+    default='wyckoffdiff-finetuned.pt',
+    show_default=True,
+)
 @click.option('--epochs', type=click.IntRange(min=1), help='Override the fine-tuning epochs of the base preset.')
-@click.option('--learning-rate', type=click.FloatRange(min=0, min_open=True), help='Override the fine-tuning learning rate.')
+@click.option(
+    '--learning-rate', type=click.FloatRange(min=0, min_open=True), help='Override the fine-tuning learning rate.'
+)
 @click.option('--resume', is_flag=True, help='Continue from OUTPUT if it exists (same data).')
 @DEVICE_OPTION
 def finetune(
@@ -95,7 +118,14 @@ def finetune(
     frame, digest = _dataset(dataset, data_dir)
     _log_to_stderr()
     path = finetune_model(
-        frame, base, output, dataset_hash=digest, epochs=epochs, learning_rate=learning_rate, device=device, resume=resume
+        frame,
+        base,
+        output,
+        dataset_hash=digest,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        device=device,
+        resume=resume,
     )
     click.echo(f'fine-tuned model written to {path}')
 
@@ -109,18 +139,45 @@ def _write_atomically(output: Path, text: str) -> None:
 
 @main.command()
 @click.option('--chemsys', required=True, help='Elements joined by "-", e.g. Li-O; every one appears in every sample.')
-@click.option('--spacegroup', 'spacegroups', multiple=True, type=int, help='Space group number; repeat for several [default: drawn as in training].')
+@click.option(
+    '--spacegroup',
+    'spacegroups',
+    multiple=True,
+    type=int,
+    help='Space group number; repeat for several [default: drawn as in training].',
+)
 @click.option('--num-samples', type=click.IntRange(1, 100_000), default=16, show_default=True)
 @click.option('--e-above-hull', type=float, help='Target energy above hull in eV/atom [default: unconditioned].')
-@click.option('--guidance', type=click.FloatRange(min=0), default=2.0, show_default=True, help='Classifier-free guidance scale g.')
-@click.option('--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.')
-@click.option('--max-atoms', type=click.IntRange(min=1), default=60, show_default=True, help='Atom limit of the conventional cell.')
-@click.option('--max-draws', type=click.IntRange(min=1), default=20, show_default=True, help='Draws per sample before giving up.')
-@click.option('--seed', type=int, default=0, show_default=True)
-@click.option('--checkpoint', type=click.Path(exists=True, dir_okay=False, path_type=Path), help='[default: the checkpoint shipped with the package]')
-@click.option('--output', '-o', type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default='-', show_default=True)
 @click.option(
-    '--threads', type=click.IntRange(min=1), default=1, show_default=True,
+    '--guidance', type=click.FloatRange(min=0), default=2.0, show_default=True, help='Classifier-free guidance scale g.'
+)
+@click.option(
+    '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'
+)
+@click.option(
+    '--max-atoms',
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help='Atom limit of the conventional cell.',
+)
+@click.option(
+    '--max-draws', type=click.IntRange(min=1), default=20, show_default=True, help='Draws per sample before giving up.'
+)
+@click.option('--seed', type=int, default=0, show_default=True)
+@click.option(
+    '--checkpoint',
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='[default: the checkpoint shipped with the package]',
+)
+@click.option(
+    '--output', '-o', type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default='-', show_default=True
+)
+@click.option(
+    '--threads',
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
     help='CPU threads for torch: the small sampling batches gain little from more, and lose much on a busy machine.',
 )
 @DEVICE_OPTION

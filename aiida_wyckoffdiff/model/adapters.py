@@ -21,7 +21,9 @@ __all__ = ['Condition', 'ConditionAdapters', 'Conditions', 'sinusoidal_features'
 def sinusoidal_features(values: torch.Tensor, size: int, max_period: float) -> torch.Tensor:
     """Transformer-style features of a float tensor ``(...)``: ``(..., size)``, periods from 1 to ``max_period``."""
     half = size // 2
-    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, device=values.device, dtype=torch.float32) / half)
+    frequencies = torch.exp(
+        -math.log(max_period) * torch.arange(half, device=values.device, dtype=torch.float32) / half
+    )
     angles = values.float()[..., None] * frequencies
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
@@ -72,7 +74,9 @@ class ConditionAdapters(nn.Module):
         self.register_buffer('e_above_hull_std', torch.tensor(float(e_above_hull_std)))
         self.mlps = nn.ModuleList(
             nn.ModuleList(
-                nn.Sequential(nn.Linear(hidden_dim + adapter_dim, adapter_dim), nn.SiLU(), nn.Linear(adapter_dim, adapter_dim))
+                nn.Sequential(
+                    nn.Linear(hidden_dim + adapter_dim, adapter_dim), nn.SiLU(), nn.Linear(adapter_dim, adapter_dim)
+                )
                 for _ in Condition
             )
             for _ in range(num_layers)

@@ -63,7 +63,9 @@ def shipped_checkpoint_path() -> Path:
     """The trained checkpoint installed with the package."""
     path = Path(str(resources.files('aiida_wyckoffdiff') / 'resources' / SHIPPED_CHECKPOINT))
     if not path.is_file():
-        raise CheckpointError(f'the shipped checkpoint {path} is missing: reinstall aiida-wyckoffdiff or pass --checkpoint')
+        raise CheckpointError(
+            f'the shipped checkpoint {path} is missing: reinstall aiida-wyckoffdiff or pass --checkpoint'
+        )
     return path
 
 
@@ -134,7 +136,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise CheckpointError(f'no checkpoint at {path}')
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exception:  # torch raises pickle, zip and runtime errors alike for a damaged file
+    except Exception as exception:  # noqa: BLE001 - torch raises pickle, zip and runtime errors alike for a damaged file
         raise CheckpointError(
             f'{path} is not a readable checkpoint ({type(exception).__name__}): it may be truncated or corrupt; '
             'retrain it or reinstall the package'

@@ -69,7 +69,9 @@ class ModelConfig:
         object.__setattr__(self, 'transition', Transition(self.transition))
         for name in ('max_count', 'num_layers', 'hidden_dim', 'condition_dim', 'adapter_dim', 'num_timesteps'):
             if int(getattr(self, name)) < 1:
-                raise ConfigurationError(f'model setting {name} must be a positive whole number, not {getattr(self, name)!r}')
+                raise ConfigurationError(
+                    f'model setting {name} must be a positive whole number, not {getattr(self, name)!r}'
+                )
         if len(set(self.elements)) != len(self.elements):
             raise ConfigurationError(f'the element vocabulary lists an element twice: {self.elements}')
 
@@ -137,9 +139,16 @@ def _paper() -> Preset:
         name='paper',
         description='Ishii et al. (2025): T=1000, 100 elements, counts up to 54, 3 layers of 256, lr 1e-4 / 2e-4, 900 / 200 epochs.',
         model=ModelConfig(
-            elements=periodic_elements(100), max_count=54, num_layers=3, hidden_dim=256, condition_dim=16, adapter_dim=64
+            elements=periodic_elements(100),
+            max_count=54,
+            num_layers=3,
+            hidden_dim=256,
+            condition_dim=16,
+            adapter_dim=64,
         ),
-        training=TrainingConfig(learning_rate=1e-4, finetune_learning_rate=2e-4, batch_size=32, epochs=900, finetune_epochs=200),
+        training=TrainingConfig(
+            learning_rate=1e-4, finetune_learning_rate=2e-4, batch_size=32, epochs=900, finetune_epochs=200
+        ),
     )
 
 
@@ -152,7 +161,9 @@ def _cpu() -> Preset:
         name='cpu',
         description='About two hours on 2 CPU cores: the elements of the data, counts up to 15, 3 layers of 128, batch 64.',
         model=ModelConfig(elements=(), max_count=15, num_layers=3, hidden_dim=128, condition_dim=16, adapter_dim=64),
-        training=TrainingConfig(learning_rate=1e-3, finetune_learning_rate=5e-4, batch_size=64, epochs=120, finetune_epochs=40),
+        training=TrainingConfig(
+            learning_rate=1e-3, finetune_learning_rate=5e-4, batch_size=64, epochs=120, finetune_epochs=40
+        ),
     )
 
 

@@ -23,7 +23,14 @@ from .config import ModelConfig, Transition
 from .encoding import ProtoBatch
 from .gnn import WyckoffGNN
 
-__all__ = ['D3PM', 'WyckoffDiffusion', 'build_model', 'cosine_alpha_bar', 'sample_categorical', 'stationary_distribution']
+__all__ = [
+    'D3PM',
+    'WyckoffDiffusion',
+    'build_model',
+    'cosine_alpha_bar',
+    'sample_categorical',
+    'stationary_distribution',
+]
 
 
 def cosine_alpha_bar(num_timesteps: int, offset: float = 0.008) -> torch.Tensor:
@@ -101,7 +108,9 @@ class WyckoffDiffusion(nn.Module):
         # How often each space group occurs in training: the draw when a request names none.
         self.register_buffer('spacegroup_counts', torch.zeros(231))
 
-    def set_statistics(self, fixed_counts: torch.Tensor, count_counts: torch.Tensor, spacegroup_counts: torch.Tensor) -> None:
+    def set_statistics(
+        self, fixed_counts: torch.Tensor, count_counts: torch.Tensor, spacegroup_counts: torch.Tensor
+    ) -> None:
         """Install the class frequencies of the training data (for the marginal transition) and the group counts."""
         transition = self.config.transition
         self.fixed_diffusion.stationary.copy_(stationary_distribution(transition, fixed_counts))
@@ -111,7 +120,12 @@ class WyckoffDiffusion(nn.Module):
     def add_adapters(self, e_above_hull_mean: float, e_above_hull_std: float) -> None:
         config = self.config
         self.denoiser.adapters = ConditionAdapters(
-            len(config.elements), config.hidden_dim, config.adapter_dim, config.num_layers, e_above_hull_mean, e_above_hull_std
+            len(config.elements),
+            config.hidden_dim,
+            config.adapter_dim,
+            config.num_layers,
+            e_above_hull_mean,
+            e_above_hull_std,
         ).to(self.spacegroup_counts.device)
 
     @property
@@ -126,7 +140,9 @@ class WyckoffDiffusion(nn.Module):
         x_count = torch.where(batch.free[..., None], x_count, 0)
         return batch.replace_variables(x_fixed, x_count)
 
-    def loss(self, batch: ProtoBatch, conditions: Conditions | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self, batch: ProtoBatch, conditions: Conditions | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Cross-entropy on x0 per Wyckoff position, averaged over positions.
 
         A free position's negative log-likelihood is the sum over its ``V`` count variables, so the many
@@ -136,7 +152,9 @@ class WyckoffDiffusion(nn.Module):
         t = torch.randint(1, self.config.num_timesteps + 1, (size,), generator=generator, device=batch.x_fixed.device)
         logits_fixed, logits_count = self.denoiser(self.noisy(batch, t, generator), t, conditions)
         nll_fixed = nn.functional.cross_entropy(logits_fixed.transpose(1, 2), batch.x_fixed, reduction='none')  # (B, N)
-        nll_count = nn.functional.cross_entropy(logits_count.permute(0, 3, 1, 2), batch.x_count, reduction='none').sum(-1)
+        nll_count = nn.functional.cross_entropy(logits_count.permute(0, 3, 1, 2), batch.x_count, reduction='none').sum(
+            -1
+        )
         total = (nll_fixed * batch.fixed).sum() + (nll_count * batch.free).sum()
         return total / batch.mask.sum()
 

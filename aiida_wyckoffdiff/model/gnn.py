@@ -70,8 +70,12 @@ class WyckoffGNN(nn.Module):
         self.spacegroup_embedding = nn.Embedding(231, cond)
         self.time_embedding = nn.Sequential(nn.Linear(cond, cond), nn.SiLU(), nn.Linear(cond, cond))
         self.layers = nn.ModuleList(AttentionLayer(hidden, cond) for _ in range(config.num_layers))
-        self.fixed_head = nn.Sequential(nn.Linear(hidden + cond, hidden), nn.SiLU(), nn.Linear(hidden, num_elements + 1))
-        self.count_head = nn.Sequential(nn.Linear(hidden + cond, hidden), nn.SiLU(), nn.Linear(hidden, num_elements * num_counts))
+        self.fixed_head = nn.Sequential(
+            nn.Linear(hidden + cond, hidden), nn.SiLU(), nn.Linear(hidden, num_elements + 1)
+        )
+        self.count_head = nn.Sequential(
+            nn.Linear(hidden + cond, hidden), nn.SiLU(), nn.Linear(hidden, num_elements * num_counts)
+        )
         self.adapters: ConditionAdapters | None = None
         self.register_buffer('position_offset', torch.zeros(231, dtype=torch.long))
         self.register_buffer('position_dof', torch.zeros(NUM_POSITIONS, dtype=torch.long))

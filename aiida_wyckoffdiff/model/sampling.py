@@ -9,6 +9,7 @@ checked on the decoded protostructure, and failing samples are drawn again up to
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -48,7 +49,9 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         from pymatgen.core.periodic_table import Element
 
-        unknown = [element for element in self.chemsys if not isinstance(element, str) or not Element.is_valid_symbol(element)]
+        unknown = [
+            element for element in self.chemsys if not isinstance(element, str) or not Element.is_valid_symbol(element)
+        ]
         if unknown:
             raise ConditionError(f'{", ".join(map(repr, unknown))} is not an element symbol: write e.g. "Li-O"')
         elements = tuple(sorted(set(self.chemsys)))
@@ -56,8 +59,14 @@ class GenerationRequest:
             raise ConditionError('the chemical system is empty: give elements such as "Li-O"')
         object.__setattr__(self, 'chemsys', elements)
         object.__setattr__(self, 'spacegroups', tuple(check_spacegroup(s) for s in self.spacegroups))
-        if isinstance(self.num_samples, bool) or int(self.num_samples) != self.num_samples or not 1 <= self.num_samples <= MAX_SAMPLES:
-            raise ConditionError(f'the number of samples must be a whole number from 1 to {MAX_SAMPLES}, not {self.num_samples!r}')
+        if (
+            isinstance(self.num_samples, bool)
+            or int(self.num_samples) != self.num_samples
+            or not 1 <= self.num_samples <= MAX_SAMPLES
+        ):
+            raise ConditionError(
+                f'the number of samples must be a whole number from 1 to {MAX_SAMPLES}, not {self.num_samples!r}'
+            )
         energy = self.e_above_hull
         if energy is not None and not (math.isfinite(energy) and 0.0 <= energy <= MAX_E_ABOVE_HULL):
             raise ConditionError(f'e_above_hull must be between 0 and {MAX_E_ABOVE_HULL} eV/atom, not {energy!r}')
@@ -86,7 +95,7 @@ def reverse_steps(num_timesteps: int, num_steps: int) -> list[int]:
     """Descending times ``T = t_0 > ... > t_n = 0`` of a strided chain with ``num_steps`` jumps."""
     if num_steps > num_timesteps:
         raise ConfigurationError(f'{num_steps} reverse steps requested, but the model has only T = {num_timesteps}')
-    return sorted({int(round(t)) for t in np.linspace(num_timesteps, 0, num_steps + 1)}, reverse=True)
+    return sorted({round(t) for t in np.linspace(num_timesteps, 0, num_steps + 1)}, reverse=True)
 
 
 def _allowed_classes(
@@ -131,12 +140,14 @@ def _reverse_chain(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sampled ``x_fixed`` (B, N) and ``x_count`` (B, N, V) of every graph in ``batch``."""
     fixed_diffusion, count_diffusion = model.fixed_diffusion, model.count_diffusion
-    allowed_fixed, allowed_count = _allowed_classes(batch, conditions.chemsys, count_diffusion.num_classes, config.max_atoms)
+    allowed_fixed, allowed_count = _allowed_classes(
+        batch, conditions.chemsys, count_diffusion.num_classes, config.max_atoms
+    )
     x_fixed = sample_categorical(fixed_diffusion.stationary * allowed_fixed, generator)
     x_count = sample_categorical(count_diffusion.stationary * allowed_count, generator)
     size = batch.spacegroup.shape[0]
     steps = reverse_steps(model.config.num_timesteps, config.num_steps)
-    for t, s in zip(steps[:-1], steps[1:], strict=True):
+    for t, s in itertools.pairwise(steps):
         times = torch.full((size,), t, dtype=torch.long, device=batch.mask.device)
         noisy = batch.replace_variables(x_fixed, x_count)
         logits_fixed, logits_count = _guided_logits(model, noisy, times, conditions, config.guidance_scale)
@@ -156,7 +167,9 @@ def _check(protostructure: Protostructure, request: GenerationRequest, max_atoms
     return None
 
 
-def _draw_spacegroups(model: WyckoffDiffusion, slots: Sequence[int], request: GenerationRequest, generator: torch.Generator) -> list[int]:
+def _draw_spacegroups(
+    model: WyckoffDiffusion, slots: Sequence[int], request: GenerationRequest, generator: torch.Generator
+) -> list[int]:
     if request.spacegroups:
         return [request.spacegroups[slot % len(request.spacegroups)] for slot in slots]
     weights = model.spacegroup_counts.float().clamp_min(0)
@@ -185,7 +198,11 @@ def generate(
     elements = model.config.elements
     offset = model.denoiser.position_offset.cpu().numpy()
     chemsys = torch.tensor([element in request.chemsys for element in elements], dtype=torch.float32, device=device)
-    given = {Condition.CHEMSYS: True, Condition.SPACEGROUP: True, Condition.E_ABOVE_HULL: request.e_above_hull is not None}
+    given = {
+        Condition.CHEMSYS: True,
+        Condition.SPACEGROUP: True,
+        Condition.E_ABOVE_HULL: request.e_above_hull is not None,
+    }
     mask = torch.tensor([float(given[condition]) for condition in Condition], device=device)
     accepted: dict[int, GeneratedSample] = {}
     draws = Counter[int]()
@@ -202,7 +219,9 @@ def generate(
             for group in groups:
                 fixed, multiplicity = structure_tensors(group)
                 empty = np.zeros(len(fixed), dtype=np.int64)
-                graphs.append(EncodedCrystal(group, fixed, multiplicity, empty, np.zeros((len(fixed), len(elements)), np.int64)))
+                graphs.append(
+                    EncodedCrystal(group, fixed, multiplicity, empty, np.zeros((len(fixed), len(elements)), np.int64))
+                )
             batch = collate(graphs, len(elements), offset).to(device)
             conditions = Conditions(
                 chemsys=chemsys.expand(len(slots), -1),

@@ -116,7 +116,9 @@ def _frame_protostructures(frame: pd.DataFrame) -> list[Protostructure]:
     return [protostructure_of(row) for _, row in frame.iterrows()]
 
 
-def _statistics(crystals: CrystalSet, num_elements: int, num_counts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _statistics(
+    crystals: CrystalSet, num_elements: int, num_counts: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class counts of fixed positions (V + 1,), of free-position counts (K + 1,), and of space groups (231,)."""
     fixed = np.zeros(num_elements + 1)
     counts = np.zeros(num_counts)
@@ -141,7 +143,9 @@ def _drop_conditions(conditions: Conditions, config: TrainingConfig, generator: 
     return conditions.masked((keep_all & keep_each).float())
 
 
-def _validation_loss(model: WyckoffDiffusion, data: CrystalSet, batch_size: int, conditioned: bool, device: torch.device) -> float:
+def _validation_loss(
+    model: WyckoffDiffusion, data: CrystalSet, batch_size: int, conditioned: bool, device: torch.device
+) -> float:
     generator = _epoch_generator(VAL_SEED, 0, device)
     offset = model.denoiser.position_offset.cpu().numpy()
     total, weight = 0.0, 0
@@ -209,11 +213,18 @@ def _fit(
             bar.set_postfix(loss=f'{total / weight:.4f}')
         val_loss = _validation_loss(model, val_set, config.batch_size, stage.conditioned, device)
         records.append(
-            {'epoch': epoch + 1, 'train_loss': total / weight, 'val_loss': val_loss, 'seconds': time.perf_counter() - started}
+            {
+                'epoch': epoch + 1,
+                'train_loss': total / weight,
+                'val_loss': val_loss,
+                'seconds': time.perf_counter() - started,
+            }
         )
         LOGGER.info('%s epoch %d: train %.4f, val %.4f', stage.name, epoch + 1, total / weight, val_loss)
         if progress:
-            tqdm.write(f'{stage.name} epoch {epoch + 1}/{stage.epochs}: train loss {total / weight:.4f}, val loss {val_loss:.4f}')
+            tqdm.write(
+                f'{stage.name} epoch {epoch + 1}/{stage.epochs}: train loss {total / weight:.4f}, val loss {val_loss:.4f}'
+            )
         save_checkpoint(
             output,
             model,
@@ -244,7 +255,9 @@ def _resume(output: Path, stage: str, dataset_hash: str, device: torch.device) -
         return None
     checkpoint = load_checkpoint(output, device)
     if checkpoint.stage != stage:
-        raise CheckpointError(f'{output} holds a {checkpoint.stage} model, not a {stage} one: choose another output file')
+        raise CheckpointError(
+            f'{output} holds a {checkpoint.stage} model, not a {stage} one: choose another output file'
+        )
     if checkpoint.dataset_hash != dataset_hash:
         raise CheckpointError(
             f'{output} was trained on dataset {checkpoint.dataset_hash[:12]}, not {dataset_hash[:12]}: '
@@ -279,7 +292,12 @@ def train(
         model.set_statistics(*_statistics(train_set, len(model_config.elements), model_config.max_count + 1))
         start, history, optimizer_state = 0, {}, None
     else:
-        model, start, history, optimizer_state = checkpoint.model, checkpoint.epoch, checkpoint.history, checkpoint.optimizer_state
+        model, start, history, optimizer_state = (
+            checkpoint.model,
+            checkpoint.epoch,
+            checkpoint.history,
+            checkpoint.optimizer_state,
+        )
     stage = _Stage('base', preset.training.learning_rate, preset.training.epochs, conditioned=False)
     return _fit(
         model, stage, train_set, val_set, preset=replace(preset, model=model_config), dataset_hash=dataset_hash, output=output,
@@ -313,12 +331,18 @@ def finetune(
         if checkpoint.stage != 'base':
             raise CheckpointError(f'{base} is already fine-tuned: fine-tune a base checkpoint from `wyckoffdiff train`')
         if checkpoint.dataset_hash != dataset_hash:
-            LOGGER.warning('fine-tuning on dataset %s, the base model saw %s', dataset_hash[:12], checkpoint.dataset_hash[:12])
+            LOGGER.warning(
+                'fine-tuning on dataset %s, the base model saw %s', dataset_hash[:12], checkpoint.dataset_hash[:12]
+            )
     else:
         start, optimizer_state = checkpoint.epoch, checkpoint.optimizer_state
     training = replace(
         checkpoint.training_config,
-        **{key: value for key, value in (('finetune_epochs', epochs), ('finetune_learning_rate', learning_rate)) if value is not None},
+        **{
+            key: value
+            for key, value in (('finetune_epochs', epochs), ('finetune_learning_rate', learning_rate))
+            if value is not None
+        },
     )
     torch.manual_seed(training.seed)
     model = checkpoint.model

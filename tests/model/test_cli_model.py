@@ -18,9 +18,13 @@ def cli_checkpoints(sample_dataset_path, tmp_path_factory):
     dataset = sample_dataset_path
     runner = CliRunner()
     base, tuned = folder / 'base.pt', folder / 'tuned.pt'
-    result = runner.invoke(main, ['train', '--dataset', str(dataset), '--epochs', '1', '--batch-size', '32', '--output', str(base)])
+    result = runner.invoke(
+        main, ['train', '--dataset', str(dataset), '--epochs', '1', '--batch-size', '32', '--output', str(base)]
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(main, ['finetune', '--base', str(base), '--dataset', str(dataset), '--epochs', '1', '--output', str(tuned)])
+    result = runner.invoke(
+        main, ['finetune', '--base', str(base), '--dataset', str(dataset), '--epochs', '1', '--output', str(tuned)]
+    )
     assert result.exit_code == 0, result.output
     return base, tuned
 
@@ -63,7 +67,9 @@ def test_generate_writes_the_documented_json(cli_checkpoints, tmp_path) -> None:
 )
 def test_bad_generation_input_fails_cleanly_and_writes_nothing(cli_checkpoints, tmp_path, arguments, message) -> None:
     output = tmp_path / 'gen.json'
-    result = CliRunner().invoke(main, ['generate', *arguments, '--checkpoint', str(cli_checkpoints[1]), '--output', str(output)])
+    result = CliRunner().invoke(
+        main, ['generate', *arguments, '--checkpoint', str(cli_checkpoints[1]), '--output', str(output)]
+    )
     assert result.exit_code != 0 and message in result.output
     assert 'Traceback' not in result.output
     assert not list(tmp_path.iterdir())
@@ -72,7 +78,9 @@ def test_bad_generation_input_fails_cleanly_and_writes_nothing(cli_checkpoints, 
 def test_corrupt_checkpoint_fails_cleanly(tmp_path) -> None:
     broken = tmp_path / 'broken.pt'
     broken.write_bytes(b'PK\x03\x04 not really a zip')
-    result = CliRunner().invoke(main, ['generate', '--chemsys', 'Li-O', '--checkpoint', str(broken), '--output', str(tmp_path / 'g.json')])
+    result = CliRunner().invoke(
+        main, ['generate', '--chemsys', 'Li-O', '--checkpoint', str(broken), '--output', str(tmp_path / 'g.json')]
+    )
     assert result.exit_code == 1 and 'not a readable checkpoint' in result.output
     assert not (tmp_path / 'g.json').exists()
 

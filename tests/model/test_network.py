@@ -46,7 +46,10 @@ def test_positions_are_permutation_equivariant(tiny_model, tiny_batch) -> None:
     permutation = torch.randperm(nodes)
     permuted = type(tiny_batch)(
         tiny_batch.spacegroup,
-        *(getattr(tiny_batch, name)[:, permutation] for name in ('position', 'mask', 'fixed', 'multiplicity', 'x_fixed', 'x_count')),
+        *(
+            getattr(tiny_batch, name)[:, permutation]
+            for name in ('position', 'mask', 'fixed', 'multiplicity', 'x_fixed', 'x_count')
+        ),
     )
     reference = tiny_model.denoiser(tiny_batch, t)
     result = tiny_model.denoiser(permuted, t)
@@ -59,7 +62,9 @@ def test_predictions_of_a_crystal_ignore_its_batch_mates(tiny_model, tiny_batch)
     size = tiny_batch.spacegroup.shape[0]
     t = torch.full((size,), 3)
     together = tiny_model.denoiser(tiny_batch, t)[1]
-    alone = tiny_model.denoiser(tiny_batch.__class__(*(getattr(tiny_batch, f)[1:2] for f in tiny_batch.__dataclass_fields__)), t[1:2])[1]
+    alone = tiny_model.denoiser(
+        tiny_batch.__class__(*(getattr(tiny_batch, f)[1:2] for f in tiny_batch.__dataclass_fields__)), t[1:2]
+    )[1]
     nodes = int(tiny_batch.mask[1].sum())
     torch.testing.assert_close(alone[0, :nodes], together[1, :nodes], rtol=1e-5, atol=1e-5)
 

@@ -39,10 +39,20 @@ def test_raw_chains_never_leave_the_chemical_system_or_the_atom_limit(adapted_mo
     graphs = []
     for group in SPACEGROUPS * 8:
         fixed, multiplicity = structure_tensors(group)
-        graphs.append(EncodedCrystal(group, fixed, multiplicity, 0 * multiplicity, torch.zeros(len(fixed), len(elements), dtype=torch.long).numpy()))
+        graphs.append(
+            EncodedCrystal(
+                group,
+                fixed,
+                multiplicity,
+                0 * multiplicity,
+                torch.zeros(len(fixed), len(elements), dtype=torch.long).numpy(),
+            )
+        )
     batch = collate(graphs, len(elements), adapted_model.denoiser.position_offset.numpy())
     size = len(graphs)
-    conditions = Conditions(chemsys.expand(size, -1), batch.spacegroup, torch.zeros(size), torch.ones(size, len(Condition)))
+    conditions = Conditions(
+        chemsys.expand(size, -1), batch.spacegroup, torch.zeros(size), torch.ones(size, len(Condition))
+    )
     config = SamplingConfig(num_steps=10, max_atoms=24)
     x_fixed, x_count = _reverse_chain(adapted_model, batch, conditions, config, torch.Generator().manual_seed(3))
     assert not x_fixed[~batch.fixed].any() and not x_count[~batch.free].any()
@@ -75,7 +85,9 @@ def test_every_accepted_sample_obeys_the_request(adapted_model, guidance) -> Non
 
 def test_space_groups_are_cycled_in_order(adapted_model) -> None:
     request = GenerationRequest(('Li',), (229, 221), num_samples=4)
-    result = generate(adapted_model, request, SamplingConfig(num_steps=3, max_draws=50), torch.Generator().manual_seed(1))
+    result = generate(
+        adapted_model, request, SamplingConfig(num_steps=3, max_draws=50), torch.Generator().manual_seed(1)
+    )
     assert [s.protostructure.spacegroup for s in result.samples] == [229, 221, 229, 221][: len(result.samples)]
 
 

@@ -22,7 +22,9 @@ def sample_dataset(sample_dataset_path):
 
 @pytest.fixture(scope='session')
 def tiny_preset(tiny_config) -> Preset:
-    training = TrainingConfig(learning_rate=3e-3, finetune_learning_rate=3e-3, batch_size=16, epochs=6, finetune_epochs=2)
+    training = TrainingConfig(
+        learning_rate=3e-3, finetune_learning_rate=3e-3, batch_size=16, epochs=6, finetune_epochs=2
+    )
     return Preset('tiny', 'test preset', replace(tiny_config, elements=(), num_timesteps=50), training)
 
 
@@ -51,7 +53,9 @@ def test_resumed_training_matches_an_uninterrupted_run(sample_dataset, tiny_pres
     train(frame, tiny_preset.with_overrides(epochs=4), path, dataset_hash=digest, device='cpu', progress=False)
     train(frame, tiny_preset, path, dataset_hash=digest, device='cpu', resume=True, progress=False)
     resumed, straight = load_checkpoint(path, 'cpu'), load_checkpoint(trained, 'cpu')
-    assert [r['train_loss'] for r in resumed.history['base']] == pytest.approx([r['train_loss'] for r in straight.history['base']])
+    assert [r['train_loss'] for r in resumed.history['base']] == pytest.approx(
+        [r['train_loss'] for r in straight.history['base']]
+    )
     for key, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value)
 
