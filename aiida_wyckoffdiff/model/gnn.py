@@ -61,6 +61,7 @@ class WyckoffGNN(nn.Module):
         num_counts = config.max_count + 1
         hidden, cond = config.hidden_dim, config.condition_dim
         self.num_elements, self.num_counts, self.num_timesteps = num_elements, num_counts, config.num_timesteps
+        self.condition_dim = cond
         self.fixed_embedding = nn.Embedding(num_elements + 1, hidden)
         # Sum over elements of an embedding of (element, count): a linear map of the flattened one-hot count matrix.
         self.count_embedding = nn.EmbeddingBag(num_elements * num_counts, hidden, mode='sum')
@@ -89,7 +90,7 @@ class WyckoffGNN(nn.Module):
     def node_conditions(self, batch: ProtoBatch, t: torch.Tensor) -> torch.Tensor:
         """(B, N, C): embeddings of dof, position, multiplicity, space group and time, summed."""
         position = batch.position
-        time = self.time_embedding(sinusoidal_features(t, self.dof_embedding.embedding_dim, self.num_timesteps))
+        time = self.time_embedding(sinusoidal_features(t, self.condition_dim, self.num_timesteps))
         return (
             self.dof_embedding(self.position_dof[position])
             + self.position_embedding(position)
