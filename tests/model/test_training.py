@@ -9,7 +9,7 @@ import torch
 
 from aiida_wyckoffdiff.data import dataset_hash, load_dataset
 from aiida_wyckoffdiff.exceptions import CheckpointError, ConfigurationError
-from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, save_checkpoint, select_device
+from aiida_wyckoffdiff.model.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint, select_device
 from aiida_wyckoffdiff.model.config import Preset, TrainingConfig, get_preset
 from aiida_wyckoffdiff.model.training import finetune, train
 
@@ -139,3 +139,13 @@ def test_presets_and_devices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigurationError, match='no CUDA GPU'):
             select_device('cuda')
+
+
+def test_exported_checkpoints_drop_the_optimizer_only(trained, tmp_path) -> None:
+    exported = export_checkpoint(trained, tmp_path / 'small.pt')
+    original, small = load_checkpoint(trained, 'cpu'), load_checkpoint(exported, 'cpu')
+    assert original.optimizer_state is not None and small.optimizer_state is None
+    assert small.history == original.history and small.epoch == original.epoch
+    assert exported.stat().st_size < trained.stat().st_size
+    for key, value in original.model.state_dict().items():
+        assert torch.equal(small.model.state_dict()[key], value)
