@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 __all__ = [
+    'CheckpointError',
+    'ConditionError',
+    'ConfigurationError',
     'DataNotFoundError',
     'ProtostructureError',
     'ReferenceDataError',
@@ -34,3 +37,15 @@ class RelaxerError(WyckoffDiffError):
 
 class ReferenceDataError(WyckoffDiffError, ValueError):
     """A chemical system or element for which the reference phase data has no entry."""
+
+
+class ConfigurationError(WyckoffDiffError, ValueError):
+    """A model, training or sampling setting that cannot work (unknown preset, negative sizes, ...)."""
+
+
+class CheckpointError(WyckoffDiffError):
+    """A checkpoint that cannot be read, or that does not fit the model, data or request at hand."""
+
+
+class ConditionError(WyckoffDiffError, ValueError):
+    """A generation request the model cannot honour, e.g. an element outside its vocabulary."""

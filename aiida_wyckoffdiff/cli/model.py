@@ -1,0 +1,219 @@
+"""``wyckoffdiff train``, ``finetune`` and ``generate``: the WyckoffDiff-Adaptor model from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..data import DATA_DIR_VARIABLE
+from .base import main
+
+DEVICE_OPTION = click.option('--device', help='"cpu", "cuda" or "cuda:N" [default: CUDA when present, else CPU].')
+DATASET_OPTION = click.option(
+    '--dataset',
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='Dataset file from `wyckoffdiff data build` [default: its cache].',
+)
+DATA_DIR_OPTION = click.option(
+    '--data-dir',
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=DATA_DIR_VARIABLE,
+    help='Folder of the shared MP files, to find the cache.',
+)
+
+
+def _dataset(dataset: Path | None, data_dir: Path | None) -> tuple[Any, str]:
+    """The dataset frame and its hash."""
+    from ..data import dataset_hash, default_dataset_path, find_data_dir, load_dataset
+
+    path = dataset if dataset is not None else default_dataset_path(find_data_dir(data_dir))
+    frame = load_dataset(path)
+    return frame, dataset_hash(path)
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+
+
+@main.command()
+@click.option('--preset', default='cpu', show_default=True, help='Named configuration: "cpu" or "paper".')
+@DATASET_OPTION
+@DATA_DIR_OPTION
+@click.option(
+    '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='wyckoffdiff-base.pt', show_default=True
+)
+@click.option('--epochs', type=click.IntRange(min=1), help='Override the preset number of epochs.')
+@click.option('--batch-size', type=click.IntRange(min=1), help='Override the preset batch size.')
+@click.option('--learning-rate', type=click.FloatRange(min=0, min_open=True), help='Override the preset learning rate.')
+@click.option('--seed', type=int, help='Override the preset seed.')
+@click.option('--resume', is_flag=True, help='Continue from OUTPUT if it exists (same data).')
+@DEVICE_OPTION
+def train(
+    preset: str,
+    dataset: Path | None,
+    data_dir: Path | None,
+    output: Path,
+    epochs: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    seed: int | None,
+    resume: bool,
+    device: str | None,
+) -> None:
+    """Train the unconditional base model; writes a checkpoint after every epoch."""
+    from ..model.config import get_preset
+    from ..model.training import train as train_model
+
+    chosen = get_preset(preset).with_overrides(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+    )
+    frame, digest = _dataset(dataset, data_dir)
+    _log_to_stderr()
+    path = train_model(frame, chosen, output, dataset_hash=digest, device=device, resume=resume)
+    click.echo(f'base model written to {path}')
+
+
+@main.command()
+@click.option(
+    '--base',
+    'base',
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Checkpoint from `wyckoffdiff train`.',
+)
+@DATASET_OPTION
+@DATA_DIR_OPTION
+@click.option(
+    '--output',
+    '-o',
+    type=click.Path(dir_okay=False, path_type=Path),
+    default='wyckoffdiff-finetuned.pt',
+    show_default=True,
+)
+@click.option('--epochs', type=click.IntRange(min=1), help='Override the fine-tuning epochs of the base preset.')
+@click.option(
+    '--learning-rate', type=click.FloatRange(min=0, min_open=True), help='Override the fine-tuning learning rate.'
+)
+@click.option('--resume', is_flag=True, help='Continue from OUTPUT if it exists (same data).')
+@DEVICE_OPTION
+def finetune(
+    base: Path,
+    dataset: Path | None,
+    data_dir: Path | None,
+    output: Path,
+    epochs: int | None,
+    learning_rate: float | None,
+    resume: bool,
+    device: str | None,
+) -> None:
+    """Fine-tune adapters for chemical system, space group and e_above_hull on a base model."""
+    from ..model.training import finetune as finetune_model
+
+    frame, digest = _dataset(dataset, data_dir)
+    _log_to_stderr()
+    path = finetune_model(
+        frame,
+        base,
+        output,
+        dataset_hash=digest,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        device=device,
+        resume=resume,
+    )
+    click.echo(f'fine-tuned model written to {path}')
+
+
+def _write_atomically(output: Path, text: str) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + '.partial')
+    partial.write_text(text)
+    os.replace(partial, output)
+
+
+@main.command()
+@click.option('--chemsys', required=True, help='Elements joined by "-", e.g. Li-O; every one appears in every sample.')
+@click.option(
+    '--spacegroup',
+    'spacegroups',
+    multiple=True,
+    type=int,
+    help='Space group number; repeat for several [default: drawn as in training].',
+)
+@click.option('--num-samples', type=click.IntRange(1, 100_000), default=16, show_default=True)
+@click.option('--e-above-hull', type=float, help='Target energy above hull in eV/atom [default: unconditioned].')
+@click.option(
+    '--guidance', type=click.FloatRange(min=0), default=2.0, show_default=True, help='Classifier-free guidance scale g.'
+)
+@click.option(
+    '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'
+)
+@click.option(
+    '--max-atoms',
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help='Atom limit of the conventional cell.',
+)
+@click.option(
+    '--max-draws', type=click.IntRange(min=1), default=20, show_default=True, help='Draws per sample before giving up.'
+)
+@click.option('--seed', type=int, default=0, show_default=True)
+@click.option(
+    '--checkpoint',
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='[default: the checkpoint shipped with the package]',
+)
+@click.option(
+    '--output', '-o', type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default='-', show_default=True
+)
+@click.option(
+    '--threads',
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help='CPU threads for torch: the small sampling batches gain little from more, and lose much on a busy machine.',
+)
+@DEVICE_OPTION
+def generate(
+    chemsys: str,
+    spacegroups: tuple[int, ...],
+    num_samples: int,
+    e_above_hull: float | None,
+    guidance: float,
+    steps: int,
+    max_atoms: int,
+    max_draws: int,
+    seed: int,
+    checkpoint: Path | None,
+    output: Path,
+    threads: int,
+    device: str | None,
+) -> None:
+    """Generate protostructures of a chemical system in chosen space groups, as JSON."""
+    import torch
+
+    from ..model.config import SamplingConfig
+    from ..model.sampling import GenerationRequest, generate_json
+
+    request = GenerationRequest(tuple(chemsys.split('-')), spacegroups, e_above_hull, num_samples)
+    config = SamplingConfig(num_steps=steps, guidance_scale=guidance, max_atoms=max_atoms, max_draws=max_draws)
+    torch.set_num_threads(threads)
+    document = generate_json(request, config, seed=seed, checkpoint=checkpoint, device=device)
+    text = json.dumps(document, indent=1)
+    if str(output) == '-':
+        click.echo(text)
+    else:
+        _write_atomically(output, text + '\n')
+    meta = document['meta']
+    click.echo(
+        f'{len(document["samples"])} of {num_samples} samples in {meta["seconds"]:.2f} s '
+        f'({meta["num_drawn"]} drawn, {meta["num_failed"]} failed)',
+        err=True,
+    )

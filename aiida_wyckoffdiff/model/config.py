@@ -1,0 +1,178 @@
+"""Frozen configurations of the WyckoffDiff-Adaptor model, its training and its sampling, and the named presets.
+
+Configurations travel inside checkpoints as plain dictionaries (:func:`dataclasses.asdict`) next to
+:data:`SCHEMA_VERSION`, so a checkpoint says exactly which network it holds and how it was trained.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..exceptions import ConfigurationError
+
+__all__ = [
+    'PRESETS',
+    'SCHEMA_VERSION',
+    'ModelConfig',
+    'Preset',
+    'SamplingConfig',
+    'TrainingConfig',
+    'Transition',
+    'get_preset',
+    'periodic_elements',
+]
+
+SCHEMA_VERSION = 1
+"""Bumped whenever the meaning of a stored configuration or state dict changes."""
+
+
+class Transition(str, enum.Enum):
+    """Stationary distribution ``m`` of the D3PM transition ``Q_t = (1 - b_t) I + b_t 1 m^T``."""
+
+    UNIFORM = 'uniform'
+    MARGINAL = 'marginal'
+    """``m`` is the class frequency in the training data (the D3PM/WyckoffDiff choice)."""
+    ABSORBING = 'absorbing'
+    """All mass on class 0: an empty fixed position or a count of zero."""
+
+
+def periodic_elements(number: int) -> tuple[str, ...]:
+    """The first ``number`` elements of the periodic table, H first."""
+    from pymatgen.core.periodic_table import Element
+
+    return tuple(Element.from_Z(z).symbol for z in range(1, number + 1))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the denoiser and of the diffusion process.
+
+    An empty ``elements`` means "the elements of the training data, by atomic number"; training
+    resolves it before the first step and the checkpoint stores the resolved tuple.
+    """
+
+    elements: tuple[str, ...] = ()
+    max_count: int = 15
+    """Largest number of orbits of one element on one free Wyckoff position: counts take 0..max_count."""
+    num_layers: int = 3
+    hidden_dim: int = 128
+    condition_dim: int = 16
+    """Size of the per-node embedding of dof, position, multiplicity, space group and time."""
+    adapter_dim: int = 64
+    num_timesteps: int = 1000
+    transition: Transition = Transition.MARGINAL
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, 'elements', tuple(self.elements))
+        object.__setattr__(self, 'transition', Transition(self.transition))
+        for name in ('max_count', 'num_layers', 'hidden_dim', 'condition_dim', 'adapter_dim', 'num_timesteps'):
+            if int(getattr(self, name)) < 1:
+                raise ConfigurationError(
+                    f'model setting {name} must be a positive whole number, not {getattr(self, name)!r}'
+                )
+        if len(set(self.elements)) != len(self.elements):
+            raise ConfigurationError(f'the element vocabulary lists an element twice: {self.elements}')
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation of the base model and of the adapter fine-tuning."""
+
+    learning_rate: float = 1e-4
+    finetune_learning_rate: float = 2e-4
+    batch_size: int = 32
+    epochs: int = 900
+    finetune_epochs: int = 200
+    guidance_dropout: float = 0.2
+    """Probability of dropping all conditions of a crystal together (classifier-free guidance)."""
+    condition_dropout: float = 0.1
+    """Probability of dropping each condition on its own, so that any subset can be requested."""
+    gradient_clip: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Reverse diffusion settings and the resampling bound of the hard constraints."""
+
+    num_steps: int = 100
+    """Strided reverse steps out of T; T itself gives the full chain."""
+    guidance_scale: float = 2.0
+    """``g`` in ``(1 - g) * uncond + g * cond``: 1 is plain conditioning, 0 ignores the adapters."""
+    max_atoms: int = 60
+    """Upper bound on atoms in the conventional cell."""
+    max_draws: int = 20
+    """Rounds of resampling before a sample slot is given up."""
+    batch_size: int = 256
+    """Reverse chains run together."""
+
+    def __post_init__(self) -> None:
+        if int(self.num_steps) < 1:
+            raise ConfigurationError(f'the number of reverse steps must be at least 1, not {self.num_steps!r}')
+        if int(self.max_atoms) < 1:
+            raise ConfigurationError(f'the atom limit must be at least 1, not {self.max_atoms!r}')
+        if int(self.max_draws) < 1:
+            raise ConfigurationError(f'the resampling bound must be at least 1, not {self.max_draws!r}')
+        if int(self.batch_size) < 1:
+            raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named pair of model and training configurations."""
+
+    name: str
+    description: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def with_overrides(self, **training_overrides: Any) -> Preset:
+        """This preset with some training settings replaced (``None`` values are ignored)."""
+        overrides = {key: value for key, value in training_overrides.items() if value is not None}
+        return replace(self, training=replace(self.training, **overrides))
+
+
+def _paper() -> Preset:
+    return Preset(
+        name='paper',
+        description='Ishii et al. (2025): T=1000, 100 elements, counts up to 54, 3 layers of 256, lr 1e-4 / 2e-4, 900 / 200 epochs.',
+        model=ModelConfig(
+            elements=periodic_elements(100),
+            max_count=54,
+            num_layers=3,
+            hidden_dim=256,
+            condition_dim=16,
+            adapter_dim=64,
+        ),
+        training=TrainingConfig(
+            learning_rate=1e-4, finetune_learning_rate=2e-4, batch_size=32, epochs=900, finetune_epochs=200
+        ),
+    )
+
+
+def _cpu() -> Preset:
+    # Larger batches and learning rate than the paper: on CPU cores the number of optimiser steps, not the batch
+    # size, limits what two hours can learn. One epoch over the 24k training crystals took about 37 s on one
+    # shared core (base) and 45 s (fine-tuning), so 120 + 40 epochs fit in about two hours. Counts above 15
+    # orbits of one element on one position are rare (RESEARCH.md section 1); such crystals are left out.
+    return Preset(
+        name='cpu',
+        description='About two hours on 2 CPU cores: the elements of the data, counts up to 15, 3 layers of 128, batch 64.',
+        model=ModelConfig(elements=(), max_count=15, num_layers=3, hidden_dim=128, condition_dim=16, adapter_dim=64),
+        training=TrainingConfig(
+            learning_rate=1e-3, finetune_learning_rate=5e-4, batch_size=64, epochs=120, finetune_epochs=40
+        ),
+    )
+
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (_paper(), _cpu())}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; raises :class:`ConfigurationError` listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigurationError(f'unknown preset {name!r}: choose one of {", ".join(sorted(PRESETS))}') from None

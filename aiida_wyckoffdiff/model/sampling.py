@@ -1,0 +1,304 @@
+"""Conditional sampling: the strided reverse chain with classifier-free guidance and exact hard constraints.
+
+Hard constraints cost nothing and never fail: the space group is an input of every graph, and classes that
+would break the request (an element outside the chemical system, an orbit whose multiplicity alone exceeds
+the atom limit) get zero probability in the prior, in the predicted x0 and in every reverse step. What
+masking cannot guarantee (at least one atom, the total atom count, every requested element present) is
+checked on the decoded protostructure, and failing samples are drawn again up to a bound.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..exceptions import ConditionError, ConfigurationError, ProtostructureError
+from ..symmetry import Protostructure, check_spacegroup
+from .adapters import Condition, Conditions
+from .config import SamplingConfig
+from .diffusion import WyckoffDiffusion, sample_categorical
+from .encoding import EncodedCrystal, ProtoBatch, collate, decode, structure_tensors
+
+__all__ = ['GeneratedSample', 'GenerationRequest', 'GenerationResult', 'generate', 'generate_json', 'reverse_steps']
+
+MAX_SAMPLES = 100_000
+MAX_E_ABOVE_HULL = 10.0
+"""eV/atom; the training data reach 5.2, so anything larger is a typo, not a request."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate: every element of ``chemsys`` must appear, and nothing else may."""
+
+    chemsys: tuple[str, ...]
+    spacegroups: tuple[int, ...] = ()
+    """Cycled over the samples; empty draws each sample's group from the training distribution."""
+    e_above_hull: float | None = None
+    """eV/atom; ``None`` leaves the energy unconditioned."""
+    num_samples: int = 16
+
+    def __post_init__(self) -> None:
+        from pymatgen.core.periodic_table import Element
+
+        unknown = [
+            element for element in self.chemsys if not isinstance(element, str) or not Element.is_valid_symbol(element)
+        ]
+        if unknown:
+            raise ConditionError(f'{", ".join(map(repr, unknown))} is not an element symbol: write e.g. "Li-O"')
+        elements = tuple(sorted(set(self.chemsys)))
+        if not elements:
+            raise ConditionError('the chemical system is empty: give elements such as "Li-O"')
+        object.__setattr__(self, 'chemsys', elements)
+        object.__setattr__(self, 'spacegroups', tuple(check_spacegroup(s) for s in self.spacegroups))
+        if (
+            isinstance(self.num_samples, bool)
+            or int(self.num_samples) != self.num_samples
+            or not 1 <= self.num_samples <= MAX_SAMPLES
+        ):
+            raise ConditionError(
+                f'the number of samples must be a whole number from 1 to {MAX_SAMPLES}, not {self.num_samples!r}'
+            )
+        energy = self.e_above_hull
+        if energy is not None and not (math.isfinite(energy) and 0.0 <= energy <= MAX_E_ABOVE_HULL):
+            raise ConditionError(f'e_above_hull must be between 0 and {MAX_E_ABOVE_HULL} eV/atom, not {energy!r}')
+
+
+@dataclass(frozen=True)
+class GeneratedSample:
+    protostructure: Protostructure
+    draws: int
+    """Reverse chains run for this sample, the accepted one included (1: accepted at once)."""
+
+
+@dataclass
+class GenerationResult:
+    samples: list[GeneratedSample]
+    num_drawn: int
+    """Reverse chains run in total."""
+    num_failed: int
+    """Requested samples still invalid after ``max_draws`` chains each."""
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Rejected chains by reason."""
+    seconds: float = 0.0
+
+
+def reverse_steps(num_timesteps: int, num_steps: int) -> list[int]:
+    """Descending times ``T = t_0 > ... > t_n = 0`` of a strided chain with ``num_steps`` jumps."""
+    if num_steps > num_timesteps:
+        raise ConfigurationError(f'{num_steps} reverse steps requested, but the model has only T = {num_timesteps}')
+    return sorted({round(t) for t in np.linspace(num_timesteps, 0, num_steps + 1)}, reverse=True)
+
+
+def _allowed_classes(
+    batch: ProtoBatch, chemsys: torch.Tensor, num_counts: int, max_atoms: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks ``(B, N, V + 1)`` and ``(B, N, V, K + 1)`` of the classes each variable may take.
+
+    Class 0 (empty, no orbit) is always allowed; variables that do not exist (padding, the class of a
+    free position, the counts of a fixed one) may only be 0.
+    """
+    device = chemsys.device
+    in_system = chemsys.bool()[:, None, :]  # (B, 1, V)
+    multiplicity = batch.multiplicity[..., None]  # (B, N, 1)
+    element_fits = in_system & (multiplicity <= max_atoms) & batch.fixed[..., None]  # (B, N, V)
+    allowed_fixed = torch.cat([torch.ones_like(element_fits[..., :1]), element_fits], dim=-1)
+    counts = torch.arange(num_counts, device=device)  # (K + 1,)
+    fits = counts * multiplicity[..., None] <= max_atoms  # (B, N, 1, K + 1)
+    allowed_count = (counts == 0) | (in_system[..., None] & fits & batch.free[..., None, None])
+    return allowed_fixed, allowed_count
+
+
+def _guided_logits(
+    model: WyckoffDiffusion, batch: ProtoBatch, t: torch.Tensor, conditions: Conditions, guidance: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 - g) * uncond + g * cond`` for both logit tensors; one network pass where ``g`` is 0 or 1."""
+    if not model.has_adapters or guidance == 0:
+        return model.denoiser(batch, t, None)
+    conditional = model.denoiser(batch, t, conditions)
+    if guidance == 1:
+        return conditional
+    unconditional = model.denoiser(batch, t, None)
+    return tuple((1 - guidance) * u + guidance * c for u, c in zip(unconditional, conditional, strict=True))  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def _reverse_chain(
+    model: WyckoffDiffusion,
+    batch: ProtoBatch,
+    conditions: Conditions,
+    config: SamplingConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled ``x_fixed`` (B, N) and ``x_count`` (B, N, V) of every graph in ``batch``."""
+    fixed_diffusion, count_diffusion = model.fixed_diffusion, model.count_diffusion
+    allowed_fixed, allowed_count = _allowed_classes(
+        batch, conditions.chemsys, count_diffusion.num_classes, config.max_atoms
+    )
+    x_fixed = sample_categorical(fixed_diffusion.stationary * allowed_fixed, generator)
+    x_count = sample_categorical(count_diffusion.stationary * allowed_count, generator)
+    size = batch.spacegroup.shape[0]
+    steps = reverse_steps(model.config.num_timesteps, config.num_steps)
+    for t, s in itertools.pairwise(steps):
+        times = torch.full((size,), t, dtype=torch.long, device=batch.mask.device)
+        noisy = batch.replace_variables(x_fixed, x_count)
+        logits_fixed, logits_count = _guided_logits(model, noisy, times, conditions, config.guidance_scale)
+        p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
+        p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
+        x_fixed = sample_categorical(fixed_diffusion.posterior(p0_fixed, x_fixed, t, s) * allowed_fixed, generator)
+        x_count = sample_categorical(count_diffusion.posterior(p0_count, x_count, t, s) * allowed_count, generator)
+    return x_fixed, x_count
+
+
+def _check(protostructure: Protostructure, request: GenerationRequest, max_atoms: int) -> str | None:
+    """Why a decoded sample breaks the request, or ``None``."""
+    if protostructure.num_atoms > max_atoms:
+        return 'too many atoms'
+    if set(protostructure.elements) != set(request.chemsys):
+        return 'missing element'
+    return None
+
+
+def _draw_spacegroups(
+    model: WyckoffDiffusion, slots: Sequence[int], request: GenerationRequest, generator: torch.Generator
+) -> list[int]:
+    if request.spacegroups:
+        return [request.spacegroups[slot % len(request.spacegroups)] for slot in slots]
+    weights = model.spacegroup_counts.float().clamp_min(0)
+    return torch.multinomial(weights, len(slots), replacement=True, generator=generator).tolist()
+
+
+def _vocabulary_check(model: WyckoffDiffusion, request: GenerationRequest) -> None:
+    unknown = [element for element in request.chemsys if element not in model.config.elements]
+    if unknown:
+        raise ConditionError(
+            f'element(s) {", ".join(unknown)} are not in the model vocabulary of {len(model.config.elements)} elements '
+            f'({" ".join(model.config.elements)}): choose another chemical system or a model trained on them'
+        )
+
+
+def generate(
+    model: WyckoffDiffusion, request: GenerationRequest, config: SamplingConfig, generator: torch.Generator
+) -> GenerationResult:
+    """Draw ``request.num_samples`` protostructures that obey the request, resampling failures up to ``max_draws`` times.
+
+    :param generator: on the model's device; the same seed on the same device gives the same samples.
+    """
+    _vocabulary_check(model, request)
+    started = time.perf_counter()
+    device = model.spacegroup_counts.device
+    elements = model.config.elements
+    offset = model.denoiser.position_offset.cpu().numpy()
+    chemsys = torch.tensor([element in request.chemsys for element in elements], dtype=torch.float32, device=device)
+    given = {
+        Condition.CHEMSYS: True,
+        Condition.SPACEGROUP: True,
+        Condition.E_ABOVE_HULL: request.e_above_hull is not None,
+    }
+    mask = torch.tensor([float(given[condition]) for condition in Condition], device=device)
+    accepted: dict[int, GeneratedSample] = {}
+    draws = Counter[int]()
+    rejected = Counter[str]()
+    pending = list(range(request.num_samples))
+    for _ in range(config.max_draws):
+        if not pending:
+            break
+        still_pending = []
+        for start in range(0, len(pending), config.batch_size):
+            slots = pending[start : start + config.batch_size]
+            groups = _draw_spacegroups(model, slots, request, generator)
+            graphs = []
+            for group in groups:
+                fixed, multiplicity = structure_tensors(group)
+                empty = np.zeros(len(fixed), dtype=np.int64)
+                graphs.append(
+                    EncodedCrystal(group, fixed, multiplicity, empty, np.zeros((len(fixed), len(elements)), np.int64))
+                )
+            batch = collate(graphs, len(elements), offset).to(device)
+            conditions = Conditions(
+                chemsys=chemsys.expand(len(slots), -1),
+                spacegroup=batch.spacegroup,
+                e_above_hull=torch.full((len(slots),), request.e_above_hull or 0.0, device=device),
+                mask=mask.expand(len(slots), -1),
+            )
+            x_fixed, x_count = (x.cpu().numpy() for x in _reverse_chain(model, batch, conditions, config, generator))
+            for row, (slot, group) in enumerate(zip(slots, groups, strict=True)):
+                draws[slot] += 1
+                n = len(graphs[row].fixed)
+                try:
+                    protostructure = decode(group, x_fixed[row, :n], x_count[row, :n], elements)
+                except ProtostructureError:
+                    reason: str | None = 'empty'
+                else:
+                    reason = _check(protostructure, request, config.max_atoms)
+                if reason is None:
+                    accepted[slot] = GeneratedSample(protostructure, draws[slot])
+                else:
+                    rejected[reason] += 1
+                    still_pending.append(slot)
+        pending = still_pending
+    return GenerationResult(
+        samples=[accepted[slot] for slot in sorted(accepted)],
+        num_drawn=sum(draws.values()),
+        num_failed=len(pending),
+        rejected=dict(rejected),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def generate_json(
+    request: GenerationRequest,
+    config: SamplingConfig,
+    *,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Load a checkpoint (default: the shipped one), generate, and return the ``{'samples', 'meta'}`` document."""
+    from .checkpoint import load_checkpoint, select_device, shipped_checkpoint_path
+
+    path = Path(checkpoint) if checkpoint is not None else shipped_checkpoint_path()
+    chosen = select_device(device)
+    loaded = load_checkpoint(path, chosen)
+    _vocabulary_check(loaded.model, request)
+    generator = torch.Generator(device=chosen).manual_seed(seed)
+    result = generate(loaded.model, request, config, generator)
+    conditions = {'chemsys': '-'.join(request.chemsys), 'e_above_hull': request.e_above_hull}
+    samples = [
+        {
+            'protostructure': sample.protostructure.label,
+            'spacegroup': sample.protostructure.spacegroup,
+            'chemsys': sample.protostructure.chemsys,
+            'num_atoms': sample.protostructure.num_atoms,
+            'draws': sample.draws,
+            'conditions': {**conditions, 'spacegroup': sample.protostructure.spacegroup},
+        }
+        for sample in result.samples
+    ]
+    meta = {
+        'checkpoint': str(path),
+        'checkpoint_sha256': loaded.sha256,
+        'checkpoint_stage': loaded.stage,
+        'dataset_hash': loaded.dataset_hash,
+        'seed': seed,
+        'device': str(chosen),
+        'steps': len(reverse_steps(loaded.model_config.num_timesteps, config.num_steps)) - 1,
+        'num_timesteps': loaded.model_config.num_timesteps,
+        'guidance': config.guidance_scale,
+        'max_atoms': config.max_atoms,
+        'max_draws': config.max_draws,
+        'requested': {**conditions, 'spacegroups': list(request.spacegroups), 'num_samples': request.num_samples},
+        'num_drawn': result.num_drawn,
+        'num_failed': result.num_failed,
+        'rejected': result.rejected,
+        'seconds': round(result.seconds, 4),
+    }
+    return {'samples': samples, 'meta': meta}

@@ -1,0 +1,107 @@
+"""``wyckoffdiff train``, ``finetune`` and ``generate`` through click's runner, on the real sample rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from aiida_wyckoffdiff.cli import main
+from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, shipped_checkpoint_path
+
+
+@pytest.fixture(scope='session')
+def cli_checkpoints(sample_dataset_path, tmp_path_factory):
+    """A base and a fine-tuned checkpoint trained by the CLI on the sample dataset (one epoch each)."""
+    folder = tmp_path_factory.mktemp('cli')
+    dataset = sample_dataset_path
+    runner = CliRunner()
+    base, tuned = folder / 'base.pt', folder / 'tuned.pt'
+    result = runner.invoke(
+        main, ['train', '--dataset', str(dataset), '--epochs', '1', '--batch-size', '32', '--output', str(base)]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        main, ['finetune', '--base', str(base), '--dataset', str(dataset), '--epochs', '1', '--output', str(tuned)]
+    )
+    assert result.exit_code == 0, result.output
+    return base, tuned
+
+
+def test_train_and_finetune_write_checkpoints(cli_checkpoints) -> None:
+    base, tuned = (load_checkpoint(path, 'cpu') for path in cli_checkpoints)
+    assert base.stage == 'base' and tuned.stage == 'finetuned' and base.preset == tuned.preset == 'cpu'
+    assert base.dataset_hash == tuned.dataset_hash and len(base.dataset_hash) == 64
+
+
+def test_generate_writes_the_documented_json(cli_checkpoints, tmp_path) -> None:
+    output = tmp_path / 'gen.json'
+    arguments = ['generate', '--chemsys', 'Li-O', '--spacegroup', '225', '--spacegroup', '194', '--num-samples', '4',
+                 '--e-above-hull', '0', '--guidance', '2', '--steps', '10', '--seed', '0', '--checkpoint', str(cli_checkpoints[1]),
+                 '--output', str(output)]  # fmt: skip
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    document = json.loads(output.read_text())
+    meta = document['meta']
+    assert {'checkpoint_sha256', 'seed', 'steps', 'guidance', 'seconds', 'num_drawn', 'num_failed'} <= meta.keys()
+    assert meta['steps'] == 10 and meta['guidance'] == 2.0 and meta['seed'] == 0
+    assert len(document['samples']) + meta['num_failed'] == 4
+    for sample in document['samples']:
+        assert {'protostructure', 'spacegroup', 'chemsys', 'num_atoms', 'conditions'} <= sample.keys()
+        assert sample['spacegroup'] in (225, 194) and sample['chemsys'] == 'Li-O'
+        assert sample['conditions'] == {'chemsys': 'Li-O', 'e_above_hull': 0.0, 'spacegroup': sample['spacegroup']}
+
+
+@pytest.mark.parametrize(
+    ('arguments', 'message'),
+    [
+        (['--chemsys', 'Li-Pu'], 'not in the model vocabulary'),
+        (['--chemsys', 'Li-Qq'], 'not an element symbol'),
+        (['--chemsys', 'Li-O', '--spacegroup', '0'], 'does not exist'),
+        (['--chemsys', 'Li-O', '--spacegroup', '231'], 'does not exist'),
+        (['--chemsys', 'Li-O', '--num-samples', '-1'], 'not in the range'),
+        (['--chemsys', 'Li-O', '--num-samples', '100000000'], 'not in the range'),
+        (['--chemsys', 'Li-O', '--e-above-hull', '-1'], 'e_above_hull'),
+    ],
+)
+def test_bad_generation_input_fails_cleanly_and_writes_nothing(cli_checkpoints, tmp_path, arguments, message) -> None:
+    output = tmp_path / 'gen.json'
+    result = CliRunner().invoke(
+        main, ['generate', *arguments, '--checkpoint', str(cli_checkpoints[1]), '--output', str(output)]
+    )
+    assert result.exit_code != 0 and message in result.output
+    assert 'Traceback' not in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_corrupt_checkpoint_fails_cleanly(tmp_path) -> None:
+    broken = tmp_path / 'broken.pt'
+    broken.write_bytes(b'PK\x03\x04 not really a zip')
+    result = CliRunner().invoke(
+        main, ['generate', '--chemsys', 'Li-O', '--checkpoint', str(broken), '--output', str(tmp_path / 'g.json')]
+    )
+    assert result.exit_code == 1 and 'not a readable checkpoint' in result.output
+    assert not (tmp_path / 'g.json').exists()
+
+
+def test_finetuning_a_finetuned_checkpoint_is_refused(cli_checkpoints, sample_dataset_path, tmp_path) -> None:
+    result = CliRunner().invoke(main, ['finetune', '--base', str(cli_checkpoints[1]), '--output', str(tmp_path / 'x.pt'),
+                                       '--dataset', str(sample_dataset_path)])  # fmt: skip
+    assert result.exit_code == 1 and 'already fine-tuned' in result.output
+
+
+@pytest.mark.parametrize(('chemsys', 'spacegroups'), [('Li-O', ('225', '194')), ('O-Ti', ('136', '141'))])
+def test_shipped_checkpoint_generates_offline(chemsys, spacegroups, tmp_path) -> None:
+    """The default checkpoint comes with the package: no --checkpoint, no network."""
+    assert shipped_checkpoint_path().stat().st_size < 10 * 2**20
+    output = tmp_path / 'gen.json'
+    arguments = ['generate', '--chemsys', chemsys, '--num-samples', '6', '--e-above-hull', '0', '--output', str(output)]
+    for group in spacegroups:
+        arguments += ['--spacegroup', group]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    document = json.loads(output.read_text())
+    assert document['meta']['checkpoint_stage'] == 'finetuned' and document['samples']
+    for sample in document['samples']:
+        assert str(sample['spacegroup']) in spacegroups and sample['chemsys'] == chemsys

@@ -1,0 +1,131 @@
+"""Sampling obeys the hard constraints every time, reports its draws, and refuses impossible requests."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aiida_wyckoffdiff.exceptions import ConditionError, ConfigurationError, ProtostructureError
+from aiida_wyckoffdiff.model.adapters import Condition, Conditions
+from aiida_wyckoffdiff.model.config import SamplingConfig
+from aiida_wyckoffdiff.model.encoding import EncodedCrystal, collate, decode, structure_tensors
+from aiida_wyckoffdiff.model.sampling import GenerationRequest, _reverse_chain, generate, reverse_steps
+
+SPACEGROUPS = (225, 194, 62, 227)
+
+
+@pytest.fixture
+def adapted_model(tiny_model):
+    """Random adapters, so that guidance and conditioning really change the logits."""
+    tiny_model.add_adapters(0.05, 0.1)
+    for parameter in tiny_model.denoiser.adapters.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    return tiny_model
+
+
+def test_reverse_steps_are_a_strided_subset() -> None:
+    assert reverse_steps(1000, 4) == [1000, 750, 500, 250, 0]
+    assert reverse_steps(20, 20) == list(range(20, -1, -1))
+    with pytest.raises(ConfigurationError, match='only T = 20'):
+        reverse_steps(20, 21)
+
+
+def test_raw_chains_never_leave_the_chemical_system_or_the_atom_limit(adapted_model) -> None:
+    """Before any rejection: every chain keeps its space group, its elements and its per-orbit atom limit."""
+    elements = adapted_model.config.elements
+    chemsys = torch.tensor([element in ('Li', 'O') for element in elements], dtype=torch.float32)
+    graphs = []
+    for group in SPACEGROUPS * 8:
+        fixed, multiplicity = structure_tensors(group)
+        graphs.append(
+            EncodedCrystal(
+                group,
+                fixed,
+                multiplicity,
+                0 * multiplicity,
+                torch.zeros(len(fixed), len(elements), dtype=torch.long).numpy(),
+            )
+        )
+    batch = collate(graphs, len(elements), adapted_model.denoiser.position_offset.numpy())
+    size = len(graphs)
+    conditions = Conditions(
+        chemsys.expand(size, -1), batch.spacegroup, torch.zeros(size), torch.ones(size, len(Condition))
+    )
+    config = SamplingConfig(num_steps=10, max_atoms=24)
+    x_fixed, x_count = _reverse_chain(adapted_model, batch, conditions, config, torch.Generator().manual_seed(3))
+    assert not x_fixed[~batch.fixed].any() and not x_count[~batch.free].any()
+    assert (x_count * batch.multiplicity[..., None] <= 24).all()
+    for row, graph in enumerate(graphs):
+        n = len(graph.fixed)
+        try:
+            protostructure = decode(graph.spacegroup, x_fixed[row, :n].numpy(), x_count[row, :n].numpy(), elements)
+        except ProtostructureError:
+            continue  # empty: rejected and redrawn by generate()
+        assert protostructure.spacegroup == graph.spacegroup
+        assert set(protostructure.elements) <= {'Li', 'O'}
+
+
+@pytest.mark.parametrize('guidance', [0.0, 1.0, 2.0])
+def test_every_accepted_sample_obeys_the_request(adapted_model, guidance) -> None:
+    request = GenerationRequest(('O', 'Li'), (225, 194), e_above_hull=0.0, num_samples=12)
+    config = SamplingConfig(num_steps=5, guidance_scale=guidance, max_atoms=40, max_draws=30)
+    result = generate(adapted_model, request, config, torch.Generator().manual_seed(0))
+    assert len(result.samples) + result.num_failed == 12
+    assert result.num_drawn == sum(sample.draws for sample in result.samples) + config.max_draws * result.num_failed
+    assert result.num_drawn - len(result.samples) == sum(result.rejected.values())
+    assert result.samples, 'a random tiny model should still find some Li-O protostructures in 30 draws'
+    for sample in result.samples:
+        assert sample.protostructure.spacegroup in (225, 194)
+        assert sample.protostructure.chemsys == 'Li-O'
+        assert sample.protostructure.num_atoms <= 40
+        assert 1 <= sample.draws <= config.max_draws
+
+
+def test_space_groups_are_cycled_in_order(adapted_model) -> None:
+    request = GenerationRequest(('Li',), (229, 221), num_samples=4)
+    result = generate(
+        adapted_model, request, SamplingConfig(num_steps=3, max_draws=50), torch.Generator().manual_seed(1)
+    )
+    assert [s.protostructure.spacegroup for s in result.samples] == [229, 221, 229, 221][: len(result.samples)]
+
+
+def test_same_seed_same_samples(adapted_model) -> None:
+    request = GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.1, num_samples=6)
+    config = SamplingConfig(num_steps=4, max_draws=5)
+    first, second = (generate(adapted_model, request, config, torch.Generator().manual_seed(7)) for _ in range(2))
+    assert [s.protostructure for s in first.samples] == [s.protostructure for s in second.samples]
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'error', 'match'),
+    [
+        ({'chemsys': ('Li', 'Xx')}, ConditionError, 'not an element symbol'),
+        ({'chemsys': ()}, ConditionError, 'empty'),
+        ({'spacegroups': (0,)}, ProtostructureError, 'does not exist'),
+        ({'spacegroups': (231,)}, ProtostructureError, 'does not exist'),
+        ({'num_samples': 0}, ConditionError, 'number of samples'),
+        ({'num_samples': -5}, ConditionError, 'number of samples'),
+        ({'num_samples': 10**9}, ConditionError, 'number of samples'),
+        ({'num_samples': 2.5}, ConditionError, 'number of samples'),
+        ({'e_above_hull': -0.1}, ConditionError, 'e_above_hull'),
+        ({'e_above_hull': math.nan}, ConditionError, 'e_above_hull'),
+        ({'e_above_hull': 1e6}, ConditionError, 'e_above_hull'),
+    ],
+)
+def test_bad_requests_are_refused(kwargs, error, match) -> None:
+    arguments = {'chemsys': ('Li', 'O'), **kwargs}
+    with pytest.raises(error, match=match):
+        GenerationRequest(**arguments)
+
+
+def test_elements_outside_the_vocabulary_are_refused(tiny_model) -> None:
+    with pytest.raises(ConditionError, match='Pu are not in the model vocabulary'):
+        generate(tiny_model, GenerationRequest(('Li', 'Pu')), SamplingConfig(), torch.Generator())
+
+
+@pytest.mark.parametrize('field', ['num_steps', 'max_atoms', 'max_draws', 'batch_size'])
+def test_bad_sampling_settings_are_refused(field) -> None:
+    with pytest.raises(ConfigurationError):
+        SamplingConfig(**{field: 0})
