@@ -37,7 +37,14 @@ def phase_diagram_builder(
     from .nodes import CheckpointData
     from .workchains.phase_diagram import PhaseDiagramWorkChain
 
-    loaded = orm.load_code(code)
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    from .exceptions import WyckoffDiffError
+
+    try:
+        loaded = orm.load_code(code)
+    except (NotExistent, MultipleObjectsError) as exception:
+        raise WyckoffDiffError(f'no code {code!r} in this profile ({exception}): run `wyckoffdiff setup` first') from None
     builder = PhaseDiagramWorkChain.get_builder()
     builder.chemsys = chemsys
     if spacegroups:

@@ -13,7 +13,7 @@ from typing import Any
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, append_, calcfunction
 
-from ..calculations.generate import GenerateCalculation, validate_chemsys
+from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_spacegroups
 from ..calculations.realize import realize_protostructures
 from ..calculations.relax import RelaxCalculation
 
@@ -103,7 +103,7 @@ class PhaseDiagramWorkChain(WorkChain):
         spec.input('chemsys', valid_type=orm.Str, serializer=orm.to_aiida_type, validator=validate_chemsys,
                    help='Chemical system, e.g. "Li-O".')
         spec.input('spacegroups', valid_type=orm.List, serializer=orm.to_aiida_type, required=False,
-                   help='Space groups to scan; default: the 20 most frequent in the training data.')
+                   validator=validate_spacegroups, help='Space groups to scan; default: the 20 most frequent in the training data.')
         spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(4),
                    help='Protostructures per space group.')
         spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.0),
@@ -217,7 +217,7 @@ class PhaseDiagramWorkChain(WorkChain):
         self.out('hull_structures', on_hull)
         for name in ('table', 'elemental_energies', 'cifs'):
             self.out(name, hull[name])
-        self.out('plots', {name: node for name, node in hull.items() if isinstance(node, orm.SinglefileData) and name != 'cifs'})
+        self.out('plots', {name: node for name, node in hull.items() if isinstance(node, orm.SinglefileData)})
         group, _ = orm.Group.collection.get_or_create(label=f'wyckoffdiff/{self.inputs.chemsys.value}')
         group.add_nodes(list(on_hull.values()))
         self.report(f'{len(on_hull)} hull structures, added to group {group.label}')
