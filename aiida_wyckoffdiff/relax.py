@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,6 +126,8 @@ class _Job:
     volume: float
     optimizer: Optimizer | None = None
     evaluation: Evaluation | None = None
+    trajectory: Any = None
+    """An open ``ase.io.Trajectory`` that receives every evaluated frame, when one was asked for."""
 
 
 def _start(index: int, structure: Structure, potential: LoadedPotential, settings: RelaxSettings) -> _Job:
@@ -213,6 +216,7 @@ def relax_structures(
     potential: LoadedPotential,
     settings: RelaxSettings | None = None,
     progress: Callable[[int], None] | None = None,
+    trajectories: Sequence[Path] | None = None,
 ) -> list[RelaxOutcome]:
     """Relax many structures with one potential; the outcomes come back in input order.
 
@@ -220,8 +224,10 @@ def relax_structures(
     :param potential: from ``load_potential``.
     :param settings: defaults to ``RelaxSettings()``.
     :param progress: called with the number of structures that just finished (e.g. ``tqdm.update``).
+    :param trajectories: one ASE trajectory file per structure, written frame by frame with energies and forces.
     """
     from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import Trajectory
 
     settings = settings or RelaxSettings()
     progress = progress or (lambda count: None)
@@ -230,6 +236,8 @@ def relax_structures(
     for job in jobs:
         if job.outcome.ok:
             _attach_optimizer(job, settings)
+            if trajectories is not None:
+                job.trajectory = Trajectory(str(trajectories[job.outcome.index]), 'w')
             active.append(job)
     progress(len(jobs) - len(active))
     while active:
@@ -244,6 +252,8 @@ def relax_structures(
             job.atoms.calc = SinglePointCalculator(
                 job.atoms, energy=result.energy, forces=result.forces, stress=result.stress
             )
+            if job.trajectory is not None:
+                job.trajectory.write(job.atoms)
             converged = job.optimizer.converged()
             if converged or job.outcome.steps >= settings.steps:
                 _finish(job, settings, converged)
@@ -253,6 +263,9 @@ def relax_structures(
             job.outcome.steps += 1
             still_active.append(job)
         active = still_active
+    for job in jobs:
+        if job.trajectory is not None:
+            job.trajectory.close()
     return [job.outcome for job in jobs]
 
 

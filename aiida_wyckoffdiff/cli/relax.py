@@ -37,6 +37,11 @@ def _starting_structures(inputs: tuple[str, ...], potential: Any, candidates: in
     return structures, records
 
 
+def _trajectory_name(item: str, position: int) -> str:
+    """A file's stem, or ``input_N`` for a label (labels hold ``:`` and other characters unfit for file names)."""
+    return Path(item).stem if Path(item).is_file() else f'input_{position}'
+
+
 @main.command()
 @click.argument('inputs', nargs=-1, required=True, metavar='INPUT...')
 @click.option('--relaxer', type=click.Choice(list(RELAXERS)), default=DEFAULT_RELAXER, show_default=True, help='Interatomic potential.')
@@ -49,6 +54,7 @@ def _starting_structures(inputs: tuple[str, ...], potential: Any, candidates: in
 @click.option('--candidates', '-k', type=click.IntRange(min=1), default=1, show_default=True, help='For a LABEL: realizations scored by a short pre-relaxation; the best is relaxed.')
 @click.option('--seed', type=int, default=0, show_default=True, help='Seed of the realizations.')
 @click.option('--device', default='cpu', show_default=True)
+@click.option('--trajectory-dir', type=click.Path(file_okay=False, path_type=Path), help='Write one ASE trajectory per input here (NAME.traj).')
 def relax(
     inputs: tuple[str, ...],
     relaxer: str,
@@ -61,6 +67,7 @@ def relax(
     candidates: int,
     seed: int,
     device: str,
+    trajectory_dir: Path | None,
 ) -> None:
     """Relax each INPUT: a structure file (CIF, POSCAR, ...) or a protostructure label to realize first.
 
@@ -76,8 +83,13 @@ def relax(
     structures, records = _starting_structures(inputs, potential, candidates, seed)
     settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry)
     present = [s for s in structures if s is not None]
+    trajectories = None
+    if trajectory_dir is not None:
+        trajectory_dir.mkdir(parents=True, exist_ok=True)
+        names = [_trajectory_name(item, position) for position, item in enumerate(inputs) if structures[position] is not None]
+        trajectories = [trajectory_dir / f'{name}.traj' for name in names]
     with tqdm(total=len(present), desc=f'relaxing ({relaxer})', unit='structure') as bar:
-        outcomes = iter(relax_structures(present, potential, settings, progress=bar.update))
+        outcomes = iter(relax_structures(present, potential, settings, progress=bar.update, trajectories=trajectories))
     results = []
     for index, (structure, record) in enumerate(zip(structures, records)):
         if structure is None:

@@ -1,0 +1,78 @@
+"""The phase-diagram WorkChain end to end on localhost: shipped model, CHGNet, real CalcJobs."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_wyckoffdiff.codes import get_or_create_code
+from aiida_wyckoffdiff.launch import phase_diagram_builder
+from aiida_wyckoffdiff.provenance import lineage
+
+pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
+
+SMALL_RELAXATION = {'steps': 80, 'fmax': 0.1}
+
+
+@pytest.fixture
+def code(aiida_localhost) -> orm.InstalledCode:
+    return get_or_create_code(aiida_localhost)
+
+
+def test_li_o_phase_diagram_end_to_end(code) -> None:
+    builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[225, 194, 12], num_samples=2,
+                                    relax_settings=SMALL_RELAXATION)
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    table = node.outputs.table.get_list()
+    assert table and all(row['chemsys'] in ('Li-O', 'Li', 'O') for row in table)
+    assert {row['spacegroup_requested'] for row in table} <= {225, 194, 12}
+    relaxed = [row for row in table if row['formation_energy_per_atom'] is not None]
+    assert relaxed, table
+    hull = node.outputs.hull_structures
+    tolerance = node.inputs.hull_tolerance.value
+    assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance}
+    assert any(name.endswith('_png') for name in node.outputs.plots)
+    assert set(node.outputs.cifs.base.repository.list_object_names()) == {f"{row['key']}.cif" for row in relaxed}
+    group = orm.load_group('wyckoffdiff/Li-O')
+    assert {n.pk for n in group.nodes} == {n.pk for n in hull.values()}
+    # Every relaxed structure traces back to its conditions, seed and checkpoint.
+    key = relaxed[0]['key']
+    structure = next(job.outputs.relaxed[key] for job in node.called if 'relaxed' in job.outputs and key in job.outputs.relaxed)
+    steps = {step['process']: step for step in lineage(structure)}
+    assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
+    assert steps['wyckoffdiff.realize']['label'] == relaxed[0]['label_requested']
+    generate = steps['wyckoffdiff.generate']
+    assert generate['chemsys'] == 'Li-O'
+    assert generate['checkpoint_sha256'] == builder.generate.checkpoint.sha256
+    assert generate['seed'] == 0
+    assert generate['e_above_hull'] == 0.0
+
+
+def test_corrupt_checkpoint_fails_cleanly(code, tmp_path) -> None:
+    from aiida_wyckoffdiff.nodes import CheckpointData
+
+    corrupt = tmp_path / 'corrupt.pt'
+    corrupt.write_bytes(b'this is not a torch checkpoint')
+    builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[225], num_samples=1, model_checkpoint=corrupt)
+    _, node = run_get_node(builder)
+    assert node.exit_status == node.process_class.exit_codes.ERROR_GENERATION_FAILED.status
+    generate = node.called[0]
+    assert generate.exit_status == 302
+    assert 'checkpoint' in generate.exit_message.lower()
+    assert isinstance(builder.generate.checkpoint, CheckpointData)
+
+
+def test_bad_inputs_are_refused_at_launch(code) -> None:
+    with pytest.raises(ValueError, match="unknown element"):
+        run_get_node(phase_diagram_builder('Li-Xx', code=code.full_label, spacegroups=[225]))
+    with pytest.raises(ValueError, match='1 to 230'):
+        run_get_node(phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[231]))
+
+
+def test_missing_code_says_what_to_do() -> None:
+    from aiida_wyckoffdiff.exceptions import WyckoffDiffError
+
+    with pytest.raises(WyckoffDiffError, match='wyckoffdiff setup'):
+        phase_diagram_builder('Li-O', code='absent@nowhere')
