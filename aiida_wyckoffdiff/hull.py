@@ -9,9 +9,13 @@ energy per atom is compared against hulls built from MP's own formation energies
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ReferenceDataError
@@ -68,19 +72,34 @@ def elemental_energies(
     """Per-atom reference energy (eV/atom) of each element: the potential's relaxed MP ground state.
 
     Where the data lacks MP's ground-state polymorph, the lowest polymorph present stands in and its MP formation
-    energy is subtracted, so the reference still sits at MP's ground state.
+    energy is subtracted, so the reference still sits at MP's ground state. Results are cached per checkpoint hash
+    and settings in ``$WYCKOFFDIFF_CACHE_DIR`` (default ``~/.cache/aiida-wyckoffdiff``): solid O2 alone takes over a
+    hundred optimizer steps, and every hull of every run needs it.
     """
-    references = elemental_references(tuple(elements))
+    settings = settings or RelaxSettings()
+    cache_file = _elemental_cache(potential, settings)
+    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    references = [r for r in elemental_references(tuple(elements)) if r.element not in cached]
     outcomes = relax_structures([r.structure for r in references], potential, settings)
-    energies = {}
     for reference, outcome in zip(references, outcomes):
         if outcome.energy_per_atom is None:
             raise ReferenceDataError(
                 f'The {potential.name} potential cannot relax the {reference.element} ground state '
                 f'{reference.material_id}: {outcome.reason}'
             )
-        energies[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
-    return energies
+        cached[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
+    if references:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(cached, indent=1, sort_keys=True))
+    return {element: cached[element] for element in sorted(set(elements))}
+
+
+def _elemental_cache(potential: LoadedPotential, settings: RelaxSettings) -> Path:
+    from .data import CACHE_DIR_VARIABLE
+
+    key = hashlib.sha256(f'{potential.checkpoint_sha256}{settings}'.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get(CACHE_DIR_VARIABLE) or Path.home() / '.cache' / 'aiida-wyckoffdiff')
+    return cache / f'elemental-{potential.name}-{key}.json'
 
 
 def formation_energy_per_atom(

@@ -201,7 +201,7 @@ def _finish(job: _Job, settings: RelaxSettings, converged: bool) -> None:
     atoms.set_constraint()
     structure = AseAtomsAdaptor.get_structure(atoms)
     outcome = job.outcome
-    outcome.converged = converged
+    outcome.converged = bool(converged)  # ASE returns numpy booleans, which JSON cannot write
     outcome.energy = float(job.evaluation.energy)
     outcome.energy_per_atom = outcome.energy / len(atoms)
     outcome.structure = structure
