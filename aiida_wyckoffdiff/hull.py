@@ -45,7 +45,6 @@ def corrected_energy(structure: Structure, energy: float) -> float:
     The potentials were trained on MP's raw GGA/GGA+U energies, so the +U setting is inferred as MP chooses it:
     U on the listed transition metals in oxides and fluorides.
     """
-    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     compatibility = _compatibility()
@@ -127,7 +126,9 @@ def phase_diagram(elements: Sequence[str], extra: Iterable[tuple[str, float, str
     entries = [PDEntry(Composition({Element(e): 1}), 0.0, name=e, attribute='reference') for e in elements]
     for row in table.itertuples():
         composition = Composition(row.formula)
-        entries.append(PDEntry(composition, row.formation_energy_per_atom * composition.num_atoms, row.material_id, 'reference'))
+        entries.append(
+            PDEntry(composition, row.formation_energy_per_atom * composition.num_atoms, row.material_id, 'reference')
+        )
     for formula, energy, name in extra:
         composition = Composition(formula)
         entries.append(PDEntry(composition, energy * composition.num_atoms, name=name, attribute='generated'))
@@ -169,7 +170,7 @@ def _is_new(structure: Structure, chemsys: str) -> bool:
     known = set(reference_entries(tuple(chemsys.split('-'))).query('chemsys == @chemsys')['label'])
     try:
         return structure_label(structure) not in known
-    except Exception:  # a structure whose symmetry cannot be labelled cannot be matched either
+    except Exception:  # noqa: BLE001 - a structure whose symmetry cannot be labelled cannot be matched either
         return True
 
 
@@ -200,7 +201,9 @@ def hull_rows(
             label_requested=label,
             spacegroup_requested=Protostructure.from_label(label).spacegroup if label else outcome.spacegroup_initial,
             spacegroup_found=outcome.spacegroup_final,
-            crystal_system_found=spacegroup_info(outcome.spacegroup_final).crystal_system if outcome.spacegroup_final else None,
+            crystal_system_found=spacegroup_info(outcome.spacegroup_final).crystal_system
+            if outcome.spacegroup_final
+            else None,
             energy_per_atom=outcome.energy_per_atom,
             formation_energy_per_atom=None,
             e_above_hull=None,
@@ -214,7 +217,9 @@ def hull_rows(
             if missing := sorted(set(chemsys.split('-')) - set(elemental)):
                 row.reason = f'no elemental reference energy for {", ".join(missing)}: formation energy unknown'
             else:
-                row.formation_energy_per_atom = formation_energy_per_atom(structure, outcome.energy, elemental, apply_mp2020)
+                row.formation_energy_per_atom = formation_energy_per_atom(
+                    structure, outcome.energy, elemental, apply_mp2020
+                )
                 try:
                     row.e_above_hull = _e_above_hull(chemsys, structure, row.formation_energy_per_atom)
                     row.is_new = _is_new(structure, chemsys)

@@ -112,10 +112,16 @@ def test_plots_are_written(tmp_path, chgnet, elemental, li2o, rutile):  # noqa: 
 
     from aiida_wyckoffdiff.plots import plot_hull, plot_symmetry_heatmap
 
-    li2o2 = Structure.from_spacegroup(194, Lattice.hexagonal(3.14, 7.65), ['Li', 'Li', 'O'], [[0, 0, 0], [1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.85]])
-    rows = hull_rows(relax_structures([li2o, rutile, li2o2], chgnet), elemental, ['A2B_cF12_225_c_a:Li-O', None, None], False)
+    li2o2 = Structure.from_spacegroup(
+        194, Lattice.hexagonal(3.14, 7.65), ['Li', 'Li', 'O'], [[0, 0, 0], [1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.85]]
+    )
+    rows = hull_rows(
+        relax_structures([li2o, rutile, li2o2], chgnet), elemental, ['A2B_cF12_225_c_a:Li-O', None, None], False
+    )
     written = plot_hull(rows, 'Li-O', tmp_path / 'hull_Li-O') + plot_hull(rows, 'Li-O-Ti', tmp_path / 'hull_Li-O-Ti')
-    written += plot_symmetry_heatmap(rows, tmp_path / 'heatmap')
+    written += plot_symmetry_heatmap(rows, tmp_path / 'heatmap') + plot_symmetry_heatmap(
+        rows, tmp_path / 'sg', by='spacegroup'
+    )
     for path in written:
         assert path.stat().st_size > 10_000, path
     assert 'plotly' in (tmp_path / 'hull_Li-O.html').read_text()[:100_000].lower()
@@ -149,7 +155,7 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     result = runner.invoke(main, ['hull', str(relaxed), '--output-dir', str(tmp_path / 'hull')])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / 'hull' / 'table.csv')
-    assert table.loc[0, 'is_new'] == False  # noqa: E712 - pandas reads the column as bool
+    assert not table.loc[0, 'is_new']
     assert table.loc[0, 'formation_energy_per_atom'] == pytest.approx(-2.06, abs=0.15)
     assert 'overlapping' in table.loc[1, 'reason']
     for name in ('hull_Li-O.png', 'hull_Li-O.html', 'symmetry_heatmap.png', 'table.json'):
