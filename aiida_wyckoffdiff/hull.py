@@ -9,9 +9,13 @@ energy per atom is compared against hulls built from MP's own formation energies
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ReferenceDataError
@@ -41,7 +45,6 @@ def corrected_energy(structure: Structure, energy: float) -> float:
     The potentials were trained on MP's raw GGA/GGA+U energies, so the +U setting is inferred as MP chooses it:
     U on the listed transition metals in oxides and fluorides.
     """
-    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     compatibility = _compatibility()
@@ -68,19 +71,34 @@ def elemental_energies(
     """Per-atom reference energy (eV/atom) of each element: the potential's relaxed MP ground state.
 
     Where the data lacks MP's ground-state polymorph, the lowest polymorph present stands in and its MP formation
-    energy is subtracted, so the reference still sits at MP's ground state.
+    energy is subtracted, so the reference still sits at MP's ground state. Results are cached per checkpoint hash
+    and settings in ``$WYCKOFFDIFF_CACHE_DIR`` (default ``~/.cache/aiida-wyckoffdiff``): solid O2 alone takes over a
+    hundred optimizer steps, and every hull of every run needs it.
     """
-    references = elemental_references(tuple(elements))
+    settings = settings or RelaxSettings()
+    cache_file = _elemental_cache(potential, settings)
+    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    references = [r for r in elemental_references(tuple(elements)) if r.element not in cached]
     outcomes = relax_structures([r.structure for r in references], potential, settings)
-    energies = {}
     for reference, outcome in zip(references, outcomes):
         if outcome.energy_per_atom is None:
             raise ReferenceDataError(
                 f'The {potential.name} potential cannot relax the {reference.element} ground state '
                 f'{reference.material_id}: {outcome.reason}'
             )
-        energies[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
-    return energies
+        cached[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
+    if references:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(cached, indent=1, sort_keys=True))
+    return {element: cached[element] for element in sorted(set(elements))}
+
+
+def _elemental_cache(potential: LoadedPotential, settings: RelaxSettings) -> Path:
+    from .data import CACHE_DIR_VARIABLE
+
+    key = hashlib.sha256(f'{potential.checkpoint_sha256}{settings}'.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get(CACHE_DIR_VARIABLE) or Path.home() / '.cache' / 'aiida-wyckoffdiff')
+    return cache / f'elemental-{potential.name}-{key}.json'
 
 
 def formation_energy_per_atom(
@@ -108,7 +126,9 @@ def phase_diagram(elements: Sequence[str], extra: Iterable[tuple[str, float, str
     entries = [PDEntry(Composition({Element(e): 1}), 0.0, name=e, attribute='reference') for e in elements]
     for row in table.itertuples():
         composition = Composition(row.formula)
-        entries.append(PDEntry(composition, row.formation_energy_per_atom * composition.num_atoms, row.material_id, 'reference'))
+        entries.append(
+            PDEntry(composition, row.formation_energy_per_atom * composition.num_atoms, row.material_id, 'reference')
+        )
     for formula, energy, name in extra:
         composition = Composition(formula)
         entries.append(PDEntry(composition, energy * composition.num_atoms, name=name, attribute='generated'))
@@ -150,7 +170,7 @@ def _is_new(structure: Structure, chemsys: str) -> bool:
     known = set(reference_entries(tuple(chemsys.split('-'))).query('chemsys == @chemsys')['label'])
     try:
         return structure_label(structure) not in known
-    except Exception:  # a structure whose symmetry cannot be labelled cannot be matched either
+    except Exception:  # noqa: BLE001 - a structure whose symmetry cannot be labelled cannot be matched either
         return True
 
 
@@ -181,7 +201,9 @@ def hull_rows(
             label_requested=label,
             spacegroup_requested=Protostructure.from_label(label).spacegroup if label else outcome.spacegroup_initial,
             spacegroup_found=outcome.spacegroup_final,
-            crystal_system_found=spacegroup_info(outcome.spacegroup_final).crystal_system if outcome.spacegroup_final else None,
+            crystal_system_found=spacegroup_info(outcome.spacegroup_final).crystal_system
+            if outcome.spacegroup_final
+            else None,
             energy_per_atom=outcome.energy_per_atom,
             formation_energy_per_atom=None,
             e_above_hull=None,
@@ -195,7 +217,9 @@ def hull_rows(
             if missing := sorted(set(chemsys.split('-')) - set(elemental)):
                 row.reason = f'no elemental reference energy for {", ".join(missing)}: formation energy unknown'
             else:
-                row.formation_energy_per_atom = formation_energy_per_atom(structure, outcome.energy, elemental, apply_mp2020)
+                row.formation_energy_per_atom = formation_energy_per_atom(
+                    structure, outcome.energy, elemental, apply_mp2020
+                )
                 try:
                     row.e_above_hull = _e_above_hull(chemsys, structure, row.formation_energy_per_atom)
                     row.is_new = _is_new(structure, chemsys)

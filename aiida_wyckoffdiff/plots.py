@@ -7,6 +7,7 @@ embedded, so they open offline).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,13 @@ def _fraction(composition: object, element: str) -> float:
 
 
 def _generated(rows: Sequence[HullRow], chemsys: str) -> list[HullRow]:
-    return [r for r in rows if r.chemsys and set(r.chemsys.split('-')) <= set(chemsys.split('-')) and r.formation_energy_per_atom is not None]
+    return [
+        r
+        for r in rows
+        if r.chemsys
+        and set(r.chemsys.split('-')) <= set(chemsys.split('-'))
+        and r.formation_energy_per_atom is not None
+    ]
 
 
 def _hull_lines(diagram: PhaseDiagram, elements: Sequence[str]) -> list[tuple[list[float], list[float]]]:
@@ -35,7 +42,7 @@ def _hull_lines(diagram: PhaseDiagram, elements: Sequence[str]) -> list[tuple[li
     points = sorted(
         (_fraction(e.composition, elements[1]), diagram.get_form_energy_per_atom(e)) for e in diagram.stable_entries
     )
-    return [([a[0], b[0]], [a[1], b[1]]) for a, b in zip(points, points[1:])]
+    return [([a[0], b[0]], [a[1], b[1]]) for a, b in pairwise(points)]
 
 
 def plot_hull(rows: Sequence[HullRow], chemsys: str, output: Path) -> list[Path]:
@@ -89,11 +96,27 @@ def _binary(
     fig.savefig(png)
     plt.close(fig)
     figure = go.Figure()
-    for hull, colour, name, dash in ((reference, REFERENCE_COLOUR, 'reference hull', None), (combined, GENERATED_COLOUR, 'hull incl. generated', 'dash')):
-        xs, ys = zip(*sorted((_fraction(e.composition, elements[1]), hull.get_form_energy_per_atom(e)) for e in hull.stable_entries))
+    for hull, colour, name, dash in (
+        (reference, REFERENCE_COLOUR, 'reference hull', None),
+        (combined, GENERATED_COLOUR, 'hull incl. generated', 'dash'),
+    ):
+        xs, ys = zip(
+            *sorted(
+                (_fraction(e.composition, elements[1]), hull.get_form_energy_per_atom(e)) for e in hull.stable_entries
+            )
+        )
         figure.add_scatter(x=xs, y=ys, mode='lines', name=name, line={'color': colour, 'dash': dash})
-    figure.add_scatter(x=ref_x, y=ref_y, mode='markers', name='MP reference', text=names, marker={'color': REFERENCE_COLOUR})
-    figure.add_scatter(x=gen_x, y=gen_y, mode='markers', name='generated', text=gen_names, marker={'color': GENERATED_COLOUR, 'symbol': 'x'})
+    figure.add_scatter(
+        x=ref_x, y=ref_y, mode='markers', name='MP reference', text=names, marker={'color': REFERENCE_COLOUR}
+    )
+    figure.add_scatter(
+        x=gen_x,
+        y=gen_y,
+        mode='markers',
+        name='generated',
+        text=gen_names,
+        marker={'color': GENERATED_COLOUR, 'symbol': 'x'},
+    )
     figure.update_layout(xaxis_title=f'fraction of {elements[1]}', yaxis_title='formation energy (eV/atom)')
     html = output.with_suffix('.html')
     figure.write_html(html, include_plotlyjs=True)
@@ -128,7 +151,9 @@ def _ternary(
         ax.annotate(entry.composition.reduced_formula, (x, y), fontsize=7, xytext=(3, 3), textcoords='offset points')
     if generated:
         gx, gy = zip(*(cartesian(Composition(r.formula)) for r in generated))
-        ax.scatter(gx, gy, c=[r.e_above_hull for r in generated], cmap='Reds_r', marker='x', s=30, zorder=4, label='generated')
+        ax.scatter(
+            gx, gy, c=[r.e_above_hull for r in generated], cmap='Reds_r', marker='x', s=30, zorder=4, label='generated'
+        )
     ax.set_aspect('equal')
     ax.axis('off')
     ax.set_title(f'{"-".join(elements)}: reference tie lines (blue), incl. generated (red dashed)')
@@ -138,8 +163,13 @@ def _ternary(
     fig.savefig(png)
     plt.close(fig)
     figure = go.Figure()
-    entries = [('reference', reference.get_form_energy_per_atom(e), e.composition, e.name) for e in reference.all_entries]
-    entries += [('generated', r.formation_energy_per_atom, Composition(r.formula), f'{r.formula} SG {r.spacegroup_found}') for r in generated]
+    entries = [
+        ('reference', reference.get_form_energy_per_atom(e), e.composition, e.name) for e in reference.all_entries
+    ]
+    entries += [
+        ('generated', r.formation_energy_per_atom, Composition(r.formula), f'{r.formula} SG {r.spacegroup_found}')
+        for r in generated
+    ]
     for kind, colour in (('reference', REFERENCE_COLOUR), ('generated', GENERATED_COLOUR)):
         chosen = [e for e in entries if e[0] == kind]
         figure.add_scatterternary(
@@ -147,7 +177,9 @@ def _ternary(
             b=[_fraction(c, elements[1]) for _, _, c, _ in chosen],
             c=[_fraction(c, elements[2]) for _, _, c, _ in chosen],
             text=[f'{name}: {energy:.3f} eV/atom' for _, energy, _, name in chosen],
-            mode='markers', name=kind, marker={'color': colour},
+            mode='markers',
+            name=kind,
+            marker={'color': colour},
         )
     figure.update_layout(ternary={'aaxis_title': elements[0], 'baxis_title': elements[1], 'caxis_title': elements[2]})
     html = output.with_suffix('.html')
@@ -165,9 +197,14 @@ def _tie_lines(diagram: PhaseDiagram) -> set[tuple[object, object]]:
     return lines
 
 
-def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path) -> list[Path]:
-    """Requested space group against the crystal system found after relaxation (Fig. 2): one column per requested
-    space group, normalised so each column shows where that group ended up; failed relaxations are their own row."""
+def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path, by: str = 'crystal_system') -> list[Path]:
+    """Requested space group against the crystal system (or space group) found after relaxation, as in Fig. 2.
+
+    Each column is one requested space group, normalised so it shows where that group ended up; failed
+    relaxations are their own row.
+
+    :param by: ``crystal_system`` or ``spacegroup``, the quantity on the vertical axis.
+    """
     import matplotlib
 
     matplotlib.use('Agg')
@@ -175,26 +212,41 @@ def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path) -> list[Path]:
     import numpy as np
     import plotly.graph_objects as go
 
-    groups = sorted({r.spacegroup_requested for r in rows if r.spacegroup_requested})
-    systems = [*CRYSTAL_SYSTEMS, 'failed']
-    counts = np.zeros((len(systems), len(groups)))
-    for row in rows:
-        if row.spacegroup_requested:
-            counts[systems.index(row.crystal_system_found or 'failed'), groups.index(row.spacegroup_requested)] += 1
+    if by not in ('crystal_system', 'spacegroup'):
+        raise ValueError(f'by must be crystal_system or spacegroup, not {by}')
+    requested = [r for r in rows if r.spacegroup_requested]
+    found = [
+        str((r.crystal_system_found if by == 'crystal_system' else r.spacegroup_found) or 'failed') for r in requested
+    ]
+    groups = sorted({r.spacegroup_requested for r in requested})
+    if by == 'crystal_system':
+        categories = [*CRYSTAL_SYSTEMS, 'failed']
+    else:
+        categories = sorted(set(found) - {'failed'}, key=int) + ['failed']
+    counts = np.zeros((len(categories), len(groups)))
+    for row, category in zip(requested, found):
+        counts[categories.index(category), groups.index(row.spacegroup_requested)] += 1
     fractions = counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(groups) + 2), 4), dpi=150)
-    image = ax.imshow(fractions, cmap='viridis', vmin=0, vmax=1, aspect='auto')
+    label = 'crystal system' if by == 'crystal_system' else 'space group'
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(groups) + 2), max(4.0, 0.25 * len(categories) + 1)), dpi=150)
+    image = ax.imshow(fractions, cmap='viridis', vmin=0, vmax=1, aspect='auto', origin='lower')
     ax.set_xticks(range(len(groups)), [str(g) for g in groups], rotation=90, fontsize=7)
-    ax.set_yticks(range(len(systems)), systems, fontsize=8)
+    ax.set_yticks(range(len(categories)), categories, fontsize=8)
     ax.set_xlabel('requested space group')
-    ax.set_ylabel('crystal system after relaxation')
+    ax.set_ylabel(f'{label} after relaxation')
     fig.colorbar(image, ax=ax, label='fraction of requested')
     fig.tight_layout()
     png = output.with_suffix('.png')
     fig.savefig(png)
     plt.close(fig)
-    figure = go.Figure(go.Heatmap(z=fractions, x=[str(g) for g in groups], y=systems, text=counts, colorscale='Viridis'))
-    figure.update_layout(xaxis_title='requested space group', yaxis_title='crystal system after relaxation', xaxis_type='category')
+    heatmap = go.Heatmap(z=fractions, x=[str(g) for g in groups], y=categories, text=counts, colorscale='Viridis')
+    figure = go.Figure(heatmap)
+    figure.update_layout(
+        xaxis_title='requested space group',
+        yaxis_title=f'{label} after relaxation',
+        xaxis_type='category',
+        yaxis_type='category',
+    )
     html = output.with_suffix('.html')
     figure.write_html(html, include_plotlyjs=True)
     return [png, html]

@@ -125,7 +125,7 @@ def resolve_mattersim_checkpoint(checkpoint: str | os.PathLike[str] | None = Non
 
     try:
         download_checkpoint(filename, save_folder=str(cache))
-    except Exception as exception:  # the download raises whatever requests raises
+    except Exception as exception:  # noqa: BLE001 - the download raises whatever requests raises
         raise RelaxerError(f'Downloading MatterSim checkpoint {filename} into {cache} failed: {exception}') from None
     return path
 
@@ -150,7 +150,7 @@ class MatterSimPotential(LoadedPotential):
 
         try:
             self.model = Potential.from_checkpoint(load_path=str(path), device=device, load_training_state=False)
-        except Exception as exception:  # torch.load and the state dict raise many types for a bad file
+        except Exception as exception:  # noqa: BLE001 - torch.load and the state dict raise many types
             raise RelaxerError(f'MatterSim checkpoint `{path}` cannot be loaded ({exception}); is it a MatterSim .pth?')
         args = self.model.model.model_args
         self._cutoffs = {'cutoff': args['cutoff'], 'threebody_cutoff': args['threebody_cutoff']}
@@ -191,7 +191,7 @@ class CHGNetPotential(LoadedPotential):
         super().__init__('chgnet', path)
         try:
             self.model = CHGNet.from_file(str(path)).to(device)
-        except Exception as exception:  # torch.load and the state dict raise many types for a bad file
+        except Exception as exception:  # noqa: BLE001 - torch.load and the state dict raise many types
             raise RelaxerError(f'CHGNet checkpoint `{path}` cannot be loaded ({exception}); is it a CHGNet .pth.tar?')
         self.model.eval()
 
@@ -224,7 +224,7 @@ class SevenNetPotential(LoadedPotential):
         super().__init__('sevenn', path)
         try:
             self.calculator = SevenNetCalculator(model=str(path), device=device)
-        except Exception as exception:  # torch.load and the state dict raise many types for a bad file
+        except Exception as exception:  # noqa: BLE001 - torch.load and the state dict raise many types
             raise RelaxerError(f'SevenNet checkpoint `{path}` cannot be loaded ({exception}); is it a SevenNet .pth?')
 
     @property
@@ -251,7 +251,9 @@ RELAXERS: dict[str, Callable[..., LoadedPotential]] = {
 }
 
 
-def load_potential(name: str = DEFAULT_RELAXER, checkpoint: str | os.PathLike[str] | None = None, **kwargs: Any) -> LoadedPotential:
+def load_potential(
+    name: str = DEFAULT_RELAXER, checkpoint: str | os.PathLike[str] | None = None, **kwargs: Any
+) -> LoadedPotential:
     """Load a potential once for many evaluations.
 
     :param name: one of ``RELAXERS``.

@@ -41,7 +41,15 @@ PROVENANCE = (
     'shared/data/README.md. Energies: MP GGA/GGA+U with the corrections in use when those datasets were made '
     '(believed MP2020).'
 )
-_ENTRY_COLUMNS = ['material_id', 'formula', 'chemsys', 'spacegroup', 'formation_energy_per_atom', 'e_above_hull', 'label']
+_ENTRY_COLUMNS = [
+    'material_id',
+    'formula',
+    'chemsys',
+    'spacegroup',
+    'formation_energy_per_atom',
+    'e_above_hull',
+    'label',
+]
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ def _label_or_empty(cif: str) -> str:
 
     try:
         return structure_label(Structure.from_str(cif, fmt='cif'))
-    except Exception:  # an unparsable CIF or failed symmetry search only costs this row its label
+    except Exception:  # noqa: BLE001 - an unparsable CIF or failed symmetry search only costs this row its label
         return ''
 
 
@@ -105,7 +113,11 @@ def build_reference_files(data_dir: Path, output_dir: Path, processes: int = 1) 
     elementals = structured[~structured['elements'].str.contains(' ')].dropna(subset=['formation_energy_per_atom'])
     lowest = elementals.sort_values(['formation_energy_per_atom', 'nsites']).groupby('elements').head(1)
     elements = {
-        row.elements: {'material_id': row.material_id, 'formation_energy_per_atom': row.formation_energy_per_atom, 'cif': row.cif}
+        row.elements: {
+            'material_id': row.material_id,
+            'formation_energy_per_atom': row.formation_energy_per_atom,
+            'cif': row.cif,
+        }
         for row in lowest.itertuples()
     }
     elements_path = output_dir / ELEMENTS_FILE
@@ -137,8 +149,8 @@ def reference_entries(elements: list[str] | tuple[str, ...]) -> pd.DataFrame:
     known = {element for chemsys in subset['chemsys'] for element in chemsys.split('-')}
     if missing := sorted(wanted - known - set(_elemental_data())):
         raise ReferenceDataError(
-            f'No reference phase for {", ".join(missing)} in the shipped MP data: a hull for {"-".join(sorted(wanted))} '
-            'cannot be built.'
+            f'No reference phase for {", ".join(missing)} in the shipped MP data: '
+            f'a hull for {"-".join(sorted(wanted))} cannot be built.'
         )
     return subset.reset_index(drop=True)
 

@@ -105,7 +105,7 @@ def spacegroup_of(structure: Structure, symprec: float = 0.1) -> int | None:
 
     try:
         return moyopy.MoyoDataset(MoyoAdapter.from_structure(structure), symprec=symprec).number
-    except Exception:  # moyopy raises its own RuntimeError variants for degenerate cells
+    except Exception:  # noqa: BLE001 - moyopy raises its own RuntimeError variants for degenerate cells
         return None
 
 
@@ -136,7 +136,9 @@ def _start(index: int, structure: Structure, potential: LoadedPotential, setting
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     outcome = RelaxOutcome(index, structure.composition.reduced_formula, potential.name, potential.checkpoint_sha256)
-    missing = sorted(e.symbol for e in structure.composition if atomic_numbers[e.symbol] not in potential.supported_numbers)
+    missing = sorted(
+        e.symbol for e in structure.composition if atomic_numbers[e.symbol] not in potential.supported_numbers
+    )
     if missing:
         outcome.reason = f'element(s) {", ".join(missing)} not covered by the {potential.name} potential'
     elif (distance := _min_distance(AseAtomsAdaptor.get_atoms(structure))) < settings.min_distance:
@@ -167,7 +169,7 @@ def _attach_optimizer(job: _Job, settings: RelaxSettings) -> None:
 def _evaluate_one(potential: LoadedPotential, atoms: Atoms) -> Evaluation | str:
     try:
         return potential.evaluate([atoms])[0]
-    except Exception as exception:  # a model can raise anything on a bad graph: it becomes this structure's reason
+    except Exception as exception:  # noqa: BLE001 - a model can raise anything; it becomes this structure's reason
         return f'{potential.name} evaluation failed: {type(exception).__name__}: {exception}'
 
 
@@ -204,7 +206,7 @@ def _finish(job: _Job, settings: RelaxSettings, converged: bool) -> None:
     atoms.set_constraint()
     structure = AseAtomsAdaptor.get_structure(atoms)
     outcome = job.outcome
-    outcome.converged = converged
+    outcome.converged = bool(converged)  # ASE returns numpy booleans, which JSON cannot write
     outcome.energy = float(job.evaluation.energy)
     outcome.energy_per_atom = outcome.energy / len(atoms)
     outcome.structure = structure

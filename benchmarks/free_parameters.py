@@ -53,12 +53,20 @@ def main() -> None:
         for (mid, _), start in zip(jobs, starts):
             outcome = next(by_job) if start is not None else None
             found = outcome is not None and outcome.ok and matcher.fit(outcome.structure, known[mid])
-            delta = 1000 * (outcome.energy_per_atom - reference[mid].energy_per_atom) if outcome and outcome.ok else float('nan')
+            delta = (
+                1000 * (outcome.energy_per_atom - reference[mid].energy_per_atom)
+                if outcome and outcome.ok
+                else float('nan')
+            )
             results[mid].append((found, delta))
         for mid in TARGETS:
             found = sum(f for f, _ in results[mid])
             deltas = [d for _, d in results[mid]]
-            print(f'{mid:<10} {labels[mid].label:<34} {k:>2} {found:>3}/{len(deltas):<2} {pd.Series(deltas).mean():>32.1f}', flush=True)
+            print(
+                f'{mid:<10} {labels[mid].label:<34} {k:>2} {found:>3}/{len(deltas):<2} '
+                f'{pd.Series(deltas).mean():>32.1f}',
+                flush=True,
+            )
 
 
 if __name__ == '__main__':

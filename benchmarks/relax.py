@@ -24,12 +24,16 @@ def cells(count: int) -> dict[int, list]:
     from pymatgen.core import Lattice, Structure
 
     magnesia = Structure.from_spacegroup(225, Lattice.cubic(4.25), ['Mg', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    perovskite = Structure.from_spacegroup(221, Lattice.cubic(3.95), ['Sr', 'Ti', 'O'], [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])
+    perovskite = Structure.from_spacegroup(
+        221, Lattice.cubic(3.95), ['Sr', 'Ti', 'O'], [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]]
+    )
     bases = {8: magnesia, 20: perovskite * (1, 2, 2), 40: perovskite * (2, 2, 2)}
     rng = np.random.default_rng(0)
     return {
         size: [
-            Structure(s.lattice, s.species, s.cart_coords + rng.normal(scale=0.05, size=(size, 3)), coords_are_cartesian=True)
+            Structure(
+                s.lattice, s.species, s.cart_coords + rng.normal(scale=0.05, size=(size, 3)), coords_are_cartesian=True
+            )
             for _ in range(count)
         ]
         for size, s in bases.items()
@@ -66,7 +70,9 @@ def main() -> None:
     torch.set_num_threads(1)
     settings = RelaxSettings(fmax=0.1, steps=60, primitive=False)
     structures = cells(args.count)
-    print(f'{"relaxer":<28} {"atoms":>5} {"mode":>8} {"structures/min":>15} {"ms/structure-step":>18} {"mean steps":>10}')
+    print(
+        f'{"relaxer":<28} {"atoms":>5} {"mode":>8} {"structures/min":>15} {"ms/structure-step":>18} {"mean steps":>10}'
+    )
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.relaxers:
             potential, note = potential_for(name, args.device, Path(workdir))

@@ -65,7 +65,8 @@ def main() -> None:
     print(errors.round(3).to_string(index=False))
     for system, group in errors.groupby(errors['formula'].str.contains('Li')):
         name = 'Li-O' if system else 'Ti-O'
-        print(f'{name}: MAE {group["error"].abs().mean():.3f} eV/atom over {len(group)} phases (mean error {group["error"].mean():+.3f})')
+        mae, bias = group['error'].abs().mean(), group['error'].mean()
+        print(f'{name}: MAE {mae:.3f} eV/atom over {len(group)} phases (mean error {bias:+.3f})')
 
     labels = sorted({Protostructure.from_structure(s).label for s in structures if len(s.composition) > 1})
     starts, requested = [], []
@@ -79,10 +80,24 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([r.as_dict() for r in generated])
     table.to_csv(args.output / 'li_o_ti_o_generated.csv', index=False)
-    print(table[['formula', 'spacegroup_requested', 'spacegroup_found', 'formation_energy_per_atom', 'e_above_hull', 'is_new']].round(3).to_string())
+    print(
+        table[
+            [
+                'formula',
+                'spacegroup_requested',
+                'spacegroup_found',
+                'formation_energy_per_atom',
+                'e_above_hull',
+                'is_new',
+            ]
+        ]
+        .round(3)
+        .to_string()
+    )
     for chemsys in ('Li-O', 'O-Ti'):
         plot_hull(generated, chemsys, args.output / f'hull_{chemsys}')
     plot_symmetry_heatmap(generated, args.output / 'symmetry_heatmap_li_o_ti_o')
+    plot_symmetry_heatmap(generated, args.output / 'spacegroup_heatmap_li_o_ti_o', by='spacegroup')
 
 
 if __name__ == '__main__':

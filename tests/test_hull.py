@@ -56,9 +56,28 @@ def test_mp2020_corrections(li2o):  # noqa: F811
     assert corrected_energy(metal, -3.0) == -3.0
 
 
+@pytest.fixture(scope='module', autouse=True)
+def _cache_dir(tmp_path_factory):
+    """One elemental-energy cache for the module, outside the user's home; the CLI test reuses it."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp('cache')
+        patch.setenv('WYCKOFFDIFF_CACHE_DIR', str(path))
+        yield path
+
+
 @pytest.fixture(scope='module')
 def elemental(chgnet):  # noqa: F811
     return elemental_energies(chgnet, ['Li', 'O', 'Ti'])
+
+
+def test_elemental_energies_are_cached_per_checkpoint(chgnet, elemental, _cache_dir):  # noqa: F811
+    import json
+
+    (cache_file,) = _cache_dir.glob('elemental-chgnet-*.json')
+    assert json.loads(cache_file.read_text()) == elemental
+    assert elemental_energies(chgnet, ['O', 'Li']) == {'Li': elemental['Li'], 'O': elemental['O']}
+    # Energies per atom of the relaxed ground states: metals near -1.9 (Li) and -7.8 (Ti), solid O2 near -4.9.
+    assert elemental['Ti'] < elemental['O'] < elemental['Li'] < 0
 
 
 def test_formation_energies_near_mp_and_e_above_hull_consistent(chgnet, elemental, li2o, rutile):  # noqa: F811
@@ -93,12 +112,51 @@ def test_plots_are_written(tmp_path, chgnet, elemental, li2o, rutile):  # noqa: 
 
     from aiida_wyckoffdiff.plots import plot_hull, plot_symmetry_heatmap
 
-    li2o2 = Structure.from_spacegroup(194, Lattice.hexagonal(3.14, 7.65), ['Li', 'Li', 'O'], [[0, 0, 0], [1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.85]])
-    rows = hull_rows(relax_structures([li2o, rutile, li2o2], chgnet), elemental, ['A2B_cF12_225_c_a:Li-O', None, None], False)
+    li2o2 = Structure.from_spacegroup(
+        194, Lattice.hexagonal(3.14, 7.65), ['Li', 'Li', 'O'], [[0, 0, 0], [1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.85]]
+    )
+    rows = hull_rows(
+        relax_structures([li2o, rutile, li2o2], chgnet), elemental, ['A2B_cF12_225_c_a:Li-O', None, None], False
+    )
     written = plot_hull(rows, 'Li-O', tmp_path / 'hull_Li-O') + plot_hull(rows, 'Li-O-Ti', tmp_path / 'hull_Li-O-Ti')
-    written += plot_symmetry_heatmap(rows, tmp_path / 'heatmap')
+    written += plot_symmetry_heatmap(rows, tmp_path / 'heatmap') + plot_symmetry_heatmap(
+        rows, tmp_path / 'sg', by='spacegroup'
+    )
     for path in written:
         assert path.stat().st_size > 10_000, path
     assert 'plotly' in (tmp_path / 'hull_Li-O.html').read_text()[:100_000].lower()
     with pytest.raises(ValueError, match='two or three elements'):
         plot_hull(rows, 'Li', tmp_path / 'x')
+
+
+def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
+    """Files and labels in, failures reported per input, then the table and plots from the relaxed file."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+    from pymatgen.core import Lattice, Structure
+
+    from aiida_wyckoffdiff.cli import main
+
+    li2o.to(filename=str(tmp_path / 'Li2O.cif'))
+    Structure(Lattice.cubic(4.0), ['Li', 'O'], [[0, 0, 0], [0.05, 0, 0]]).to(filename=str(tmp_path / 'bad.cif'))
+    inputs = [str(tmp_path / 'Li2O.cif'), str(tmp_path / 'bad.cif'), 'AB_hP8_194_ac_f:Li-O']
+    relaxed = tmp_path / 'relaxed.json'
+    runner = CliRunner()
+    result = runner.invoke(main, ['relax', *inputs, '--candidates', '2', '--output', str(relaxed)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(relaxed.read_text())
+    assert document['potential'] == 'chgnet' and len(document['checkpoint_sha256']) == 64
+    first, bad, generated = document['structures']
+    assert first['converged'] and first['spacegroup_final'] == 225
+    assert 'overlapping' in bad['reason']
+    assert generated['label_requested'] == 'AB_hP8_194_ac_f:Li-O' and len(generated['candidate_scores']) == 2
+    result = runner.invoke(main, ['hull', str(relaxed), '--output-dir', str(tmp_path / 'hull')])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / 'hull' / 'table.csv')
+    assert not table.loc[0, 'is_new']
+    assert table.loc[0, 'formation_energy_per_atom'] == pytest.approx(-2.06, abs=0.15)
+    assert 'overlapping' in table.loc[1, 'reason']
+    for name in ('hull_Li-O.png', 'hull_Li-O.html', 'symmetry_heatmap.png', 'table.json'):
+        assert (tmp_path / 'hull' / name).stat().st_size > 0

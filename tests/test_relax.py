@@ -1,4 +1,4 @@
-"""Batched relaxation: real structures with CHGNet, a test-built MatterSim checkpoint, and failures kept per structure."""
+"""Batched relaxation: real structures with CHGNet, a test-built MatterSim checkpoint, failures kept per structure."""
 
 from __future__ import annotations
 
@@ -127,14 +127,18 @@ def test_model_error_in_a_batch_fails_only_that_structure(checkpoint):
 
 
 def test_nan_energy_is_reported(checkpoint):
-    outcomes = relax_structures([_cubic('Ar'), _cubic('Xe')], _LennardJones(checkpoint, nan_for='Xe'), RelaxSettings(steps=10))
+    outcomes = relax_structures(
+        [_cubic('Ar'), _cubic('Xe')], _LennardJones(checkpoint, nan_for='Xe'), RelaxSettings(steps=10)
+    )
     assert outcomes[0].ok
     assert 'non-finite' in outcomes[1].reason
 
 
 def test_exploding_cell_is_reported(checkpoint):
     """A cell compressed to a third of the pair distance blows up under LJ repulsion."""
-    outcome = relax_structures([_cubic('Ar', a=1.0)], _LennardJones(checkpoint, sigma=3.0), RelaxSettings(min_distance=0.1))[0]
+    outcome = relax_structures(
+        [_cubic('Ar', a=1.0)], _LennardJones(checkpoint, sigma=3.0), RelaxSettings(min_distance=0.1)
+    )[0]
     assert 'exploded' in outcome.reason
 
 

@@ -37,7 +37,10 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
             f'{relaxed} was relaxed with {document["potential"]} weights {document["checkpoint_sha256"][:12]}, but '
             f'{potential.checkpoint} hashes to {potential.checkpoint_sha256[:12]}: pass the same --checkpoint.'
         )
-    outcomes = [RelaxOutcome.from_dict({k: v for k, v in s.items() if k in RelaxOutcome.__dataclass_fields__}) for s in document['structures']]
+    outcomes = [
+        RelaxOutcome.from_dict({k: v for k, v in s.items() if k in RelaxOutcome.__dataclass_fields__})
+        for s in document['structures']
+    ]
     elements = {e.symbol for o in outcomes if o.structure is not None for e in o.structure.composition}
     elemental = elemental_energies(potential, sorted(elements & known_elements()))
     requested = [s.get('label_requested') for s in document['structures']]
@@ -45,12 +48,17 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
     output_dir.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([r.as_dict() for r in rows])
     table.to_csv(output_dir / 'table.csv', index=False)
-    (output_dir / 'table.json').write_text(json.dumps({'elemental_energies': elemental, 'rows': table.to_dict('records')}, indent=1))
+    (output_dir / 'table.json').write_text(
+        json.dumps({'elemental_energies': elemental, 'rows': table.to_dict('records')}, indent=1)
+    )
     written = [output_dir / 'table.csv', output_dir / 'table.json']
-    for chemsys in sorted({r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2)}):
+    for chemsys in sorted(
+        {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2)}
+    ):
         written += plot_hull(rows, chemsys, output_dir / f'hull_{chemsys}')
     if any(r.spacegroup_requested for r in rows):
         written += plot_symmetry_heatmap(rows, output_dir / 'symmetry_heatmap')
+        written += plot_symmetry_heatmap(rows, output_dir / 'spacegroup_heatmap', by='spacegroup')
     for row in rows:
         if row.reason:
             click.echo(f'structure {row.index} ({row.formula or "-"}): {row.reason}', err=True)

@@ -14,7 +14,9 @@ from ..relax import OPTIMIZERS
 from .base import main
 
 
-def _starting_structures(inputs: tuple[str, ...], potential: Any, candidates: int, seed: int) -> tuple[list, list[dict[str, Any]]]:
+def _starting_structures(
+    inputs: tuple[str, ...], potential: Any, candidates: int, seed: int
+) -> tuple[list, list[dict[str, Any]]]:
     """Read the files; realize the labels (best of ``candidates``). Returns structures and a record per input."""
     from ..candidates import choose_realizations
     from ..symmetry import Protostructure
@@ -44,14 +46,33 @@ def _trajectory_name(item: str, position: int) -> str:
 
 @main.command()
 @click.argument('inputs', nargs=-1, required=True, metavar='INPUT...')
-@click.option('--relaxer', type=click.Choice(list(RELAXERS)), default=DEFAULT_RELAXER, show_default=True, help='Interatomic potential.')
-@click.option('--checkpoint', help='Weights file (MatterSim: also 1M or 5M; default $WYCKOFFDIFF_MATTERSIM_CHECKPOINT or 1M).')
-@click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxed.json', show_default=True)
+@click.option(
+    '--relaxer',
+    type=click.Choice(list(RELAXERS)),
+    default=DEFAULT_RELAXER,
+    show_default=True,
+    help='Interatomic potential.',
+)
+@click.option(
+    '--checkpoint', help='Weights file (MatterSim: also 1M or 5M; default $WYCKOFFDIFF_MATTERSIM_CHECKPOINT or 1M).'
+)
+@click.option(
+    '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxed.json', show_default=True
+)
 @click.option('--optimizer', type=click.Choice(OPTIMIZERS), default='FIRE', show_default=True)
 @click.option('--fmax', type=float, default=0.05, show_default=True, help='Force criterion in eV/Å.')
 @click.option('--steps', type=click.IntRange(min=0), default=300, show_default=True, help='Optimizer steps at most.')
-@click.option('--fix-symmetry/--free', default=False, show_default=True, help='Keep the starting space group (ASE FixSymmetry).')
-@click.option('--candidates', '-k', type=click.IntRange(min=1), default=1, show_default=True, help='For a LABEL: realizations scored by a short pre-relaxation; the best is relaxed.')
+@click.option(
+    '--fix-symmetry/--free', default=False, show_default=True, help='Keep the starting space group (ASE FixSymmetry).'
+)
+@click.option(
+    '--candidates',
+    '-k',
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help='For a LABEL: realizations scored by a short pre-relaxation; the best is relaxed.',
+)
 @click.option('--seed', type=int, default=0, show_default=True, help='Seed of the realizations.')
 @click.option('--device', default='cpu', show_default=True)
 @click.option('--trajectory-dir', type=click.Path(file_okay=False, path_type=Path), help='Write one ASE trajectory per input here (NAME.traj).')
@@ -93,7 +114,9 @@ def relax(
     results = []
     for index, (structure, record) in enumerate(zip(structures, records)):
         if structure is None:
-            outcome = RelaxOutcome(index, '', potential.name, potential.checkpoint_sha256, reason=record['realization_failure'])
+            outcome = RelaxOutcome(
+                index, '', potential.name, potential.checkpoint_sha256, reason=record['realization_failure']
+            )
         else:
             outcome = next(outcomes)
             outcome.index = index
