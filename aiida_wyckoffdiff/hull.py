@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ReferenceDataError
-from .references import elemental_references, reference_entries
+from .references import ElementalReference, elemental_references, reference_entries
 from .relax import RelaxOutcome, RelaxSettings, relax_structures
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = [
     'HullRow',
     'corrected_energy',
     'elemental_energies',
+    'elemental_energies_from',
     'formation_energy_per_atom',
     'hull_rows',
     'phase_diagram',
@@ -80,17 +81,30 @@ def elemental_energies(
     cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     references = [r for r in elemental_references(tuple(elements)) if r.element not in cached]
     outcomes = relax_structures([r.structure for r in references], potential, settings)
-    for reference, outcome in zip(references, outcomes):
-        if outcome.energy_per_atom is None:
-            raise ReferenceDataError(
-                f'The {potential.name} potential cannot relax the {reference.element} ground state '
-                f'{reference.material_id}: {outcome.reason}'
-            )
-        cached[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
+    cached.update(elemental_energies_from(references, outcomes, potential.name))
     if references:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_text(json.dumps(cached, indent=1, sort_keys=True))
     return {element: cached[element] for element in sorted(set(elements))}
+
+
+def elemental_energies_from(
+    references: Sequence[ElementalReference], outcomes: Sequence[RelaxOutcome | None], potential_name: str
+) -> dict[str, float]:
+    """Per-atom reference energies (eV/atom) from relaxations of the elemental ground states already done.
+
+    :param outcomes: one per reference, in the same order; ``None`` where it was not relaxed.
+    """
+    energies = {}
+    for reference, outcome in zip(references, outcomes, strict=True):
+        if outcome is None or outcome.energy_per_atom is None:
+            reason = outcome.reason if outcome is not None else 'not relaxed'
+            raise ReferenceDataError(
+                f'The {potential_name} potential cannot relax the {reference.element} ground state '
+                f'{reference.material_id}: {reason}'
+            )
+        energies[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
+    return energies
 
 
 def _elemental_cache(potential: LoadedPotential, settings: RelaxSettings) -> Path:

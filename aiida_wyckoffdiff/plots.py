@@ -250,3 +250,28 @@ def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path, by: str = 'crys
     html = output.with_suffix('.html')
     figure.write_html(html, include_plotlyjs=True)
     return [png, html]
+
+
+def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_dir: Path) -> list[Path]:
+    """The results table (CSV and JSON), a hull plot per two- or three-element system and the symmetry heatmaps.
+
+    :param elemental: the elemental reference energies (eV/atom) the formation energies used, recorded in the JSON.
+    :return: the files written.
+    """
+    import json
+
+    import pandas as pd
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([row.as_dict() for row in rows])
+    table.to_csv(output_dir / 'table.csv', index=False)
+    document = {'elemental_energies': elemental, 'rows': table.to_dict('records')}
+    (output_dir / 'table.json').write_text(json.dumps(document, indent=1))
+    written = [output_dir / 'table.csv', output_dir / 'table.json']
+    systems = {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2)}
+    for chemsys in sorted(systems):
+        written += plot_hull(rows, chemsys, output_dir / f'hull_{chemsys}')
+    if any(row.spacegroup_requested for row in rows):
+        written += plot_symmetry_heatmap(rows, output_dir / 'symmetry_heatmap')
+        written += plot_symmetry_heatmap(rows, output_dir / 'spacegroup_heatmap', by='spacegroup')
+    return written

@@ -92,10 +92,12 @@ class RelaxOutcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RelaxOutcome:
+        """Inverse of :meth:`as_dict`; keys that are not fields (e.g. the CLI's per-input records) are ignored."""
         from pymatgen.core import Structure
 
-        structure = Structure.from_dict(data['structure']) if data.get('structure') else None
-        return cls(**(data | {'structure': structure}))
+        fields = {name: value for name, value in data.items() if name in cls.__dataclass_fields__}
+        structure = Structure.from_dict(fields['structure']) if fields.get('structure') else None
+        return cls(**(fields | {'structure': structure}))
 
 
 def spacegroup_of(structure: Structure, symprec: float = 0.1) -> int | None:

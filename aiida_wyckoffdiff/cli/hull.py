@@ -22,10 +22,8 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
     Elemental references are relaxed with the same potential, whose checkpoint must hash to the one recorded in
     RELAXED.json. Writes table.csv, table.json, a hull plot per two- or three-element system and the symmetry heatmap.
     """
-    import pandas as pd
-
     from ..hull import elemental_energies, hull_rows
-    from ..plots import plot_hull, plot_symmetry_heatmap
+    from ..plots import write_report
     from ..potentials import load_potential
     from ..references import known_elements
     from ..relax import RelaxOutcome
@@ -37,28 +35,12 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
             f'{relaxed} was relaxed with {document["potential"]} weights {document["checkpoint_sha256"][:12]}, but '
             f'{potential.checkpoint} hashes to {potential.checkpoint_sha256[:12]}: pass the same --checkpoint.'
         )
-    outcomes = [
-        RelaxOutcome.from_dict({k: v for k, v in s.items() if k in RelaxOutcome.__dataclass_fields__})
-        for s in document['structures']
-    ]
+    outcomes = [RelaxOutcome.from_dict(entry) for entry in document['structures']]
     elements = {e.symbol for o in outcomes if o.structure is not None for e in o.structure.composition}
     elemental = elemental_energies(potential, sorted(elements & known_elements()))
     requested = [s.get('label_requested') for s in document['structures']]
     rows = hull_rows(outcomes, elemental, requested, apply_mp2020=not potential.includes_mp2020)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([r.as_dict() for r in rows])
-    table.to_csv(output_dir / 'table.csv', index=False)
-    (output_dir / 'table.json').write_text(
-        json.dumps({'elemental_energies': elemental, 'rows': table.to_dict('records')}, indent=1)
-    )
-    written = [output_dir / 'table.csv', output_dir / 'table.json']
-    for chemsys in sorted(
-        {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2)}
-    ):
-        written += plot_hull(rows, chemsys, output_dir / f'hull_{chemsys}')
-    if any(r.spacegroup_requested for r in rows):
-        written += plot_symmetry_heatmap(rows, output_dir / 'symmetry_heatmap')
-        written += plot_symmetry_heatmap(rows, output_dir / 'spacegroup_heatmap', by='spacegroup')
+    written = write_report(rows, elemental, output_dir)
     for row in rows:
         if row.reason:
             click.echo(f'structure {row.index} ({row.formula or "-"}): {row.reason}', err=True)

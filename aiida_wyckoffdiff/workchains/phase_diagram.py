@@ -8,7 +8,6 @@ formation energy is computed against references from the same potential and the 
 
 from __future__ import annotations
 
-from typing import Any
 
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, append_, calcfunction
@@ -46,7 +45,8 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     import tempfile
     from pathlib import Path
 
-    from ..hull import elemental_energies_from, hull_rows, write_hull_report
+    from ..hull import elemental_energies_from, hull_rows
+    from ..plots import write_report
     from ..potentials import RELAXERS
     from ..references import elemental_references
     from ..relax import RelaxOutcome
@@ -56,7 +56,7 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     potential = next(node['potential'] for name, node in relaxation.items() if name.startswith('results_'))
     structures = {name.removeprefix('relaxed_'): node.get_pymatgen_structure() for name, node in relaxation.items()
                   if name.startswith('relaxed_')}
-    outcomes = {key: RelaxOutcome.from_dict({**_outcome_fields(value), 'structure': None}) for key, value in results.items()}
+    outcomes = {key: RelaxOutcome.from_dict(value) for key, value in results.items()}
     for key, structure in structures.items():
         outcomes[key].structure = structure
     elements = tuple(chemsys.value.split('-'))
@@ -68,7 +68,7 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
                      apply_mp2020=not RELAXERS[potential].includes_mp2020)
     outputs: dict[str, orm.Data] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for path in write_hull_report(rows, chemsys.value, Path(folder)):
+        for path in write_report(rows, elemental, Path(folder)):
             if path.suffix in ('.png', '.html'):
                 outputs[path.stem.replace('-', '_') + path.suffix.replace('.', '_')] = orm.SinglefileData(path)
         cifs = orm.FolderData()
@@ -82,12 +82,6 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     tolerance = hull_tolerance.value
     outputs['hull_keys'] = orm.List([row['key'] for row in table if row['e_above_hull'] is not None and row['e_above_hull'] <= tolerance])
     return outputs
-
-
-def _outcome_fields(value: dict[str, Any]) -> dict[str, Any]:
-    from ..relax import RelaxOutcome
-
-    return {name: item for name, item in value.items() if name in RelaxOutcome.__dataclass_fields__}
 
 
 def _chunks(items: list, size: int) -> list[list]:
