@@ -8,18 +8,25 @@ BIN := $(VENV)/bin
 # so no dependency can pull a multi-GB CUDA build.
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install run test benchmark clean
+.PHONY: install profile run test benchmark clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/install-mattersim.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[tests]'
+	scripts/install-mattersim.sh $(BIN)/python
 	touch $@
 
-run: install
-	$(BIN)/python examples/realize_li_o.py
+# An AiiDA profile only if there is none (verdi presto: SQLite, ZeroMQ broker when no RabbitMQ),
+# then the localhost Computer and the wyckoffdiff Code (idempotent).
+profile: install
+	$(BIN)/verdi profile show >/dev/null 2>&1 || $(BIN)/verdi presto
+	$(BIN)/wyckoffdiff setup
+
+run: profile
+	$(BIN)/verdi run examples/phase_diagram_li_o.py
 
 test: install
 	$(BIN)/python -m pytest

@@ -18,6 +18,9 @@ __all__ = ['WyckoffDiffCalculation']
 class WyckoffDiffCalculation(CalcJob):
     """Base class: defaults for resources, the stdout/stderr files and the shared exit codes."""
 
+    CACHE_VERSION = 1
+    """Bump when the files written or the command run change, so old results stop being cache sources."""
+
     FILENAME_STDOUT = 'stdout.txt'
     FILENAME_STDERR = 'stderr.txt'
     FILENAME_RESULTS = 'results.json'

@@ -14,6 +14,9 @@ __all__ = ['WyckoffDiffParser']
 class WyckoffDiffParser(Parser):
     """Base parser: :meth:`read_results` returns the JSON document or the exit code that explains its absence."""
 
+    CACHE_VERSION = 1
+    """Bump when the outputs attached change, so cached results of the old parser are not reused."""
+
     def _retrieved_text(self, name: str) -> str:
         try:
             return self.retrieved.base.repository.get_object_content(name, mode='r')
