@@ -93,7 +93,10 @@ def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> or
         with plot.open(mode='rb') as source, open(target, 'wb') as handle:
             shutil.copyfileobj(source, handle)
         print(f'plot {name}: {target}')
-    hull = node.outputs.hull_structures
+    hull = dict(node.outputs.hull_structures.items()) if 'hull_structures' in node.outputs else {}
+    for row in node.outputs.table.get_list():
+        energy = 'failed: ' + str(row['reason']) if row['e_above_hull'] is None else f"e_above_hull {row['e_above_hull']:+.3f} eV/atom"
+        print(f"  {row['key']}: {row['formula']:>8} requested {row['spacegroup_requested']}, found {row['spacegroup_found']}, {energy}")
     print(f'PhaseDiagramWorkChain<{node.pk}> finished: {len(hull)} hull structures (group wyckoffdiff/{chemsys})')
     for key, structure in sorted(hull.items()):
         print(f'  {key}: StructureData<{structure.pk}> {structure.get_formula()}')

@@ -84,6 +84,11 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     return outputs
 
 
+def _relaxed_of(job: orm.CalcJobNode) -> dict[str, orm.StructureData]:
+    """The relaxed structures a relax job attached, by input key (none if every structure failed)."""
+    return dict(job.outputs.relaxed.items()) if 'relaxed' in job.outputs else {}
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
@@ -197,7 +202,7 @@ class PhaseDiagramWorkChain(WorkChain):
         relaxation: dict[str, orm.Data] = {}
         for index, job in enumerate(self.ctx.relaxed_jobs):
             relaxation[f'results_{index}'] = job.outputs.results
-            for key, node in job.outputs.get('relaxed', {}).items():
+            for key, node in _relaxed_of(job).items():
                 relaxation[f'relaxed_{key}'] = node
         self.ctx.hull = assemble_hull(
             chemsys=self.inputs.chemsys, realize_report=self.ctx.realize_report, hull_tolerance=self.inputs.hull_tolerance,
@@ -206,7 +211,7 @@ class PhaseDiagramWorkChain(WorkChain):
 
     def results(self) -> None:
         hull = self.ctx.hull
-        relaxed = {key: node for job in self.ctx.relaxed_jobs for key, node in job.outputs.get('relaxed', {}).items()}
+        relaxed = {key: node for job in self.ctx.relaxed_jobs for key, node in _relaxed_of(job).items()}
         on_hull = {key: relaxed[key] for key in hull['hull_keys'].get_list()}
         self.out('hull_structures', on_hull)
         for name in ('table', 'elemental_energies', 'cifs'):
