@@ -12,7 +12,7 @@ from .base import WyckoffDiffCalculation
 
 __all__ = ['RelaxCalculation']
 
-RELAX_SETTINGS_DEFAULTS = {'optimizer': 'FIRE', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False}
+RELAX_SETTINGS_DEFAULTS = {'optimizer': 'FIRE', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'device': 'cpu'}
 """What ``settings`` may hold, with the values used for keys it leaves out."""
 
 
@@ -71,7 +71,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
             files.append(name)
         settings = {**RELAX_SETTINGS_DEFAULTS, **(self.inputs.settings.get_dict() if 'settings' in self.inputs else {})}
         params = ['relax', *files, '--relaxer', self.inputs.relaxer.value, '--optimizer', settings['optimizer']]
-        params += ['--fmax', str(settings['fmax']), '--steps', str(settings['steps'])]
+        params += ['--fmax', str(settings['fmax']), '--steps', str(settings['steps']), '--device', settings['device']]
         params += ['--fix-symmetry' if settings['fix_symmetry'] else '--free', '--trajectory-dir', self.TRAJECTORY_FOLDER]
         copies = []
         if 'checkpoint' in self.inputs:
