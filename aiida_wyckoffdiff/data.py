@@ -10,6 +10,7 @@ that cache back. The data folder is found from an explicit path, ``$WYCKOFFDIFF_
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import warnings
@@ -36,7 +37,9 @@ __all__ = [
     'find_data_dir',
     'load_dataset',
     'protostructure_of',
+    'spacegroup_counts',
     'split_of',
+    'training_spacegroups',
 ]
 
 DATA_DIR_VARIABLE = 'WYCKOFFDIFF_DATA_DIR'
@@ -45,6 +48,7 @@ MAIN_FILE = 'mp_structures.csv.gz'
 EXTRA_FILE = 'mp_structures_extra.csv.gz'
 SPLIT_FRACTIONS = {'test': 0.1, 'val': 0.1}
 """The rest is ``train``; assignment hashes the material id, so it never depends on row order."""
+TRAINING_SPACEGROUPS_FILE = 'training_spacegroups.json'
 COLUMNS = [
     'material_id',
     'label',
@@ -245,6 +249,23 @@ def load_dataset(path: str | Path | None = None, data_dir: str | Path | None = N
 def dataset_hash(path: str | Path) -> str:
     """sha256 of a dataset file: what a checkpoint records to say which data trained it."""
     return _file_digest(Path(path))
+
+
+def spacegroup_counts(table: pd.DataFrame, split: str = 'train') -> dict[int, int]:
+    """Rows per space group in one split, most frequent first."""
+    counts = table.loc[table['split'] == split, 'spacegroup'].value_counts()
+    return {int(number): int(count) for number, count in counts.items()}
+
+
+def training_spacegroups(limit: int | None = None) -> list[int]:
+    """Space groups of the training data, most frequent first, from the file shipped with the package.
+
+    The phase-diagram workflow scans these by default; the file records the dataset hash it came from.
+    """
+    from importlib import resources
+
+    document = json.loads(resources.files('aiida_wyckoffdiff').joinpath('resources', TRAINING_SPACEGROUPS_FILE).read_text())
+    return [int(number) for number in document['counts']][:limit]
 
 
 def protostructure_of(row: Any) -> Protostructure:

@@ -64,6 +64,7 @@ def realize(
     :param min_distance: reject candidates with two atoms closer than this, in Å.
     """
     from pyxtal import pyxtal
+    from pyxtal.tolerance import Tol_matrix
 
     if isinstance(protostructure, str):
         protostructure = Protostructure.from_label(protostructure)
@@ -72,6 +73,7 @@ def realize(
     target = protostructure.label
     species, num_ions, sites = protostructure.pyxtal_sites()
     rng = np.random.default_rng(seed)
+    tolerances = Tol_matrix(prototype='atomic')  # PyXtal would rebuild this table for every candidate
     result = RealizationResult(protostructure, seed)
     rejections: Counter[str] = Counter()
     placement_failures = 0
@@ -79,7 +81,9 @@ def realize(
         result.attempts = attempt
         crystal = pyxtal()
         try:
-            crystal.from_random(3, protostructure.spacegroup, species, num_ions, sites=sites, random_state=rng)
+            crystal.from_random(
+                3, protostructure.spacegroup, species, num_ions, sites=sites, random_state=rng, tm=tolerances
+            )
         except RuntimeError:
             rejections['PyXtal could not place the atoms'] += 1
             placement_failures += 1
@@ -92,7 +96,9 @@ def realize(
             rejections[f'atoms closer than {min_distance} Å'] += 1
             continue
         try:
-            found = structure_label(candidate)
+            found = structure_label(candidate, method='moyopy')
+            if found != target:  # the labellers may pick different equivalent settings: spglib settles it
+                found = structure_label(candidate)
         except ProtostructureError:
             rejections['symmetry detection failed'] += 1
             continue

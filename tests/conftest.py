@@ -11,6 +11,8 @@ from pymatgen.core import Structure
 from aiida_wyckoffdiff.data import find_data_dir
 from aiida_wyckoffdiff.exceptions import DataNotFoundError
 
+pytest_plugins = ['aiida.tools.pytest_fixtures']
+
 SAMPLE_DIR = Path(__file__).parent / 'data'
 SPINEL_LABEL = 'A2BC4_cF56_227_c_b_e:Al-Mg-O'
 

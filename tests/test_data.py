@@ -14,7 +14,9 @@ from aiida_wyckoffdiff.data import (
     find_data_dir,
     load_dataset,
     protostructure_of,
+    spacegroup_counts,
     split_of,
+    training_spacegroups,
 )
 from aiida_wyckoffdiff.exceptions import DataNotFoundError
 
@@ -102,3 +104,6 @@ def test_whole_shared_dataset_round_trips(shared_data_dir, tmp_path) -> None:
     print(report.summary())
     assert report.rows_read > 30000
     assert report.round_trip_fraction >= 0.99, report.summary()
+    # The shipped space-group frequencies (the workflow's default scan) are this build's.
+    counts = spacegroup_counts(load_dataset(report.path))
+    assert list(counts)[:20] == training_spacegroups(20)

@@ -1,0 +1,38 @@
+# The two commands the README promises, each doing its own set-up on a fresh machine:
+#   make run   - the main job end to end
+#   make test  - the test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch comes first and pinned: the local CPU wheel. Every later install is constrained to it,
+# so no dependency can pull a multi-GB CUDA build.
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: install profile run test benchmark clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/install-mattersim.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[tests]'
+	scripts/install-mattersim.sh $(BIN)/python
+	touch $@
+
+# An AiiDA profile only if there is none (verdi presto: SQLite, ZeroMQ broker when no RabbitMQ),
+# then the localhost Computer and the wyckoffdiff Code (idempotent).
+profile: install
+	$(BIN)/verdi profile show >/dev/null 2>&1 || $(BIN)/verdi presto
+	$(BIN)/wyckoffdiff setup
+
+run: profile
+	$(BIN)/verdi run examples/phase_diagram_li_o.py
+
+test: install
+	$(BIN)/python -m pytest
+
+benchmark: install
+	$(BIN)/python benchmarks/realize.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""AiiDA processes: calculation jobs that run the ``wyckoffdiff`` command line, and calcfunctions."""

@@ -1,0 +1,76 @@
+"""``wyckoffdiff.generate``: sample protostructures with a WyckoffDiff-Adaptor checkpoint on any Computer."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import CalcJobProcessSpec
+
+from ..nodes import CheckpointData
+from .base import WyckoffDiffCalculation
+
+__all__ = ['GenerateCalculation', 'validate_chemsys', 'validate_spacegroups']
+
+
+def validate_chemsys(value: orm.Str, _: object) -> str | None:
+    """Elements joined by '-', each a real element: caught before a job is ever submitted."""
+    from pymatgen.core.periodic_table import Element
+
+    elements = value.value.split('-')
+    unknown = [element for element in elements if not Element.is_valid_symbol(element)]
+    if unknown:
+        return f'chemical system {value.value!r}: unknown element(s) {", ".join(map(repr, unknown))}'
+    if len(set(elements)) != len(elements):
+        return f'chemical system {value.value!r} names an element twice'
+    return None
+
+
+def validate_spacegroups(value: orm.List, _: object) -> str | None:
+    bad = [number for number in value.get_list() if not isinstance(number, int) or not 1 <= number <= 230]
+    if bad or not value.get_list():
+        return f'space groups must be a non-empty list of numbers from 1 to 230; these are not: {bad}'
+    return None
+
+
+def _positive(value: orm.Int, _: object) -> str | None:
+    return None if value.value > 0 else f'must be positive, not {value.value}'
+
+
+class GenerateCalculation(WyckoffDiffCalculation):
+    """Run ``wyckoffdiff generate`` with the checkpoint node's weights; outputs the protostructures."""
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec) -> None:
+        super().define(spec)
+        spec.inputs['metadata']['options']['parser_name'].default = 'wyckoffdiff.generate'
+        spec.input('checkpoint', valid_type=CheckpointData, help='The model weights (stored once per sha256).')
+        spec.input('chemsys', valid_type=orm.Str, serializer=orm.to_aiida_type, validator=validate_chemsys,
+                   help='Chemical system, e.g. "Li-O"; every sample contains all of its elements and no other.')
+        spec.input('spacegroups', valid_type=orm.List, serializer=orm.to_aiida_type, validator=validate_spacegroups,
+                   help='Space groups to sample; num_samples are drawn for each.')
+        spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, validator=_positive,
+                   help='Protostructures per space group.')
+        spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
+                   help='Target energy above hull in eV/atom; omitted: unconditioned.')
+        spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(2.0),
+                   help='Classifier-free guidance scale.')
+        spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
+                   validator=_positive, help='Strided reverse diffusion steps.')
+        spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
+        spec.output('samples', valid_type=orm.Dict, help='The generate JSON: samples with their conditions, and meta.')
+        spec.output('protostructures', valid_type=orm.List, help='Canonical labels of the samples, in order.')
+        spec.exit_code(410, 'ERROR_NO_SAMPLES', message='None of the requested samples came out: {detail}')
+
+    FILENAME_CHECKPOINT = 'model.ckpt'
+
+    def prepare_for_submission(self, folder):  # noqa: ANN001, ANN201 - the signature is aiida-core's
+        params = ['generate', '--checkpoint', self.FILENAME_CHECKPOINT, '--chemsys', self.inputs.chemsys.value]
+        for number in self.inputs.spacegroups.get_list():
+            params += ['--spacegroup', str(number)]
+
+        spacegroups = self.inputs.spacegroups.get_list()
+        total = self.inputs.num_samples.value * len(spacegroups)  # the command cycles the groups over its total
+        params += ['--num-samples', str(total), '--guidance', str(self.inputs.guidance.value)]
+        params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
+        if 'e_above_hull' in self.inputs:
+            params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]
+        return self.make_calcinfo(params, [self.checkpoint_copy(self.inputs.checkpoint, self.FILENAME_CHECKPOINT)])

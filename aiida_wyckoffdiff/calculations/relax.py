@@ -1,0 +1,82 @@
+"""``wyckoffdiff.relax``: relax a batch of structures with one loaded potential in one job."""
+
+from __future__ import annotations
+
+import json
+
+from aiida import orm
+from aiida.engine import CalcJobProcessSpec
+
+from ..nodes import CheckpointData
+from .base import WyckoffDiffCalculation
+
+__all__ = ['RelaxCalculation']
+
+RELAX_SETTINGS_DEFAULTS = {'optimizer': 'FIRE', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'device': 'cpu'}
+"""What ``settings`` may hold, with the values used for keys it leaves out."""
+
+
+def validate_settings(value: orm.Dict, _: object) -> str | None:
+    unknown = set(value.get_dict()) - set(RELAX_SETTINGS_DEFAULTS)
+    if unknown:
+        return f'unknown relax settings {sorted(unknown)}; known: {sorted(RELAX_SETTINGS_DEFAULTS)}'
+    optimizer = value.get('optimizer', 'FIRE')
+    if optimizer not in ('FIRE', 'BFGS'):
+        return f'optimizer must be FIRE or BFGS, not {optimizer!r}'
+    return None
+
+
+def validate_structures(value: dict, _: object) -> str | None:
+    return None if value else 'give at least one structure to relax'
+
+
+class RelaxCalculation(WyckoffDiffCalculation):
+    """Run ``wyckoffdiff relax`` on every input structure; one relaxed StructureData per success.
+
+    A structure that fails (exploding energy, collapsed atoms, an element the potential lacks) is
+    reported in ``results`` and gives exit code 710 with all other structures attached; only a job
+    that produced nothing usable fails outright.
+    """
+
+    STRUCTURES_FOLDER = 'structures'
+    TRAJECTORY_FOLDER = 'trajectories'
+    FILENAME_CHECKPOINT = 'potential.ckpt'
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec) -> None:
+        super().define(spec)
+        spec.inputs['metadata']['options']['parser_name'].default = 'wyckoffdiff.relax'
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, validator=validate_structures,
+                             help='The structures to relax; output keys repeat these keys.')
+        spec.input('relaxer', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('chgnet'),
+                   help='Interatomic potential: mattersim, chgnet or sevenn.')
+        spec.input('checkpoint', valid_type=CheckpointData, required=False,
+                   help='Weights of the potential; omitted: the ones its package ships (chgnet, sevenn).')
+        spec.input('settings', valid_type=orm.Dict, serializer=orm.to_aiida_type, required=False,
+                   validator=validate_settings, help=f'Optimizer settings; defaults {RELAX_SETTINGS_DEFAULTS}.')
+        spec.output_namespace('relaxed', valid_type=orm.StructureData, dynamic=True, help='Relaxed structures by input key.')
+        spec.output('results', valid_type=orm.Dict,
+                    help='Per input key: converged, steps, energy (eV), energy_per_atom, space groups, reason; and the potential.')
+        spec.output('trajectories', valid_type=orm.FolderData, required=False, help='One ASE trajectory per structure.')
+        spec.exit_code(410, 'ERROR_ALL_STRUCTURES_FAILED', message='No structure could be relaxed: {reasons}')
+        spec.exit_code(710, 'WARNING_SOME_STRUCTURES_FAILED', message='{failed} of {total} structures failed: {reasons}')
+
+    def prepare_for_submission(self, folder):  # noqa: ANN001, ANN201 - the signature is aiida-core's
+        folder.get_subfolder(self.STRUCTURES_FOLDER, create=True)
+        files = []
+        for key, structure in sorted(self.inputs.structures.items()):
+            name = f'{self.STRUCTURES_FOLDER}/{key}.json'
+            with folder.open(name, 'w') as handle:
+                json.dump(structure.get_pymatgen_structure().as_dict(), handle)
+            files.append(name)
+        settings = {**RELAX_SETTINGS_DEFAULTS, **(self.inputs.settings.get_dict() if 'settings' in self.inputs else {})}
+        params = ['relax', *files, '--relaxer', self.inputs.relaxer.value, '--optimizer', settings['optimizer']]
+        params += ['--fmax', str(settings['fmax']), '--steps', str(settings['steps']), '--device', settings['device']]
+        params += ['--fix-symmetry' if settings['fix_symmetry'] else '--free', '--trajectory-dir', self.TRAJECTORY_FOLDER]
+        copies = []
+        if 'checkpoint' in self.inputs:
+            params += ['--checkpoint', self.FILENAME_CHECKPOINT]
+            copies.append(self.checkpoint_copy(self.inputs.checkpoint, self.FILENAME_CHECKPOINT))
+        calcinfo = self.make_calcinfo(params, copies)
+        calcinfo.retrieve_list.append(self.TRAJECTORY_FOLDER)
+        return calcinfo

@@ -1,0 +1,71 @@
+"""The localhost Computer and the Code the CalcJobs run, created once per profile.
+
+Every CalcJob of the package runs the ``wyckoffdiff`` console script of the environment the
+package is installed in; a cluster user points a Code at the same script on the cluster instead
+(docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from aiida import orm
+from aiida.common.exceptions import NotExistent
+
+__all__ = ['CODE_LABEL', 'get_or_create_code', 'get_or_create_localhost', 'wyckoffdiff_executable']
+
+CODE_LABEL = 'wyckoffdiff'
+
+
+def wyckoffdiff_executable() -> Path:
+    """The ``wyckoffdiff`` script beside this Python, else the one on ``PATH``."""
+    beside = Path(sys.executable).parent / 'wyckoffdiff'
+    if beside.is_file():
+        return beside
+    found = shutil.which('wyckoffdiff')
+    if found is None:
+        raise FileNotFoundError('no `wyckoffdiff` executable found: install the package (pip install -e .) in this environment')
+    return Path(found)
+
+
+def get_or_create_localhost(label: str = 'localhost', workdir: str | None = None) -> orm.Computer:
+    """The Computer ``label`` if it exists (``verdi presto`` makes one), else a configured local one."""
+    try:
+        computer = orm.load_computer(label)
+    except NotExistent:
+        computer = orm.Computer(
+            label=label,
+            hostname='localhost',
+            description='Localhost created by `wyckoffdiff setup`',
+            transport_type='core.local',
+            scheduler_type='core.direct',
+            workdir=workdir or str(Path(tempfile.gettempdir()) / 'aiida_wyckoffdiff_run'),
+        ).store()
+        computer.set_minimum_job_poll_interval(1)
+        computer.set_default_mpiprocs_per_machine(1)
+    if not computer.is_configured:
+        computer.configure(safe_interval=0)
+    return computer
+
+
+def get_or_create_code(computer: orm.Computer, label: str = CODE_LABEL) -> orm.InstalledCode:
+    """The Code ``label@computer`` running this environment's ``wyckoffdiff``; repaired if it points elsewhere."""
+    executable = str(wyckoffdiff_executable())
+    try:
+        code = orm.load_code(f'{label}@{computer.label}')
+    except NotExistent:
+        return orm.InstalledCode(
+            computer=computer,
+            filepath_executable=executable,
+            label=label,
+            description='The wyckoffdiff command line of aiida-wyckoffdiff',
+        ).store()
+    if str(code.filepath_executable) != executable:
+        raise FileExistsError(
+            f'code {label}@{computer.label} runs {code.filepath_executable}, not this environment\'s {executable}: '
+            f'pass another --code-label or delete it with `verdi code delete {code.pk}`'
+        )
+    return code

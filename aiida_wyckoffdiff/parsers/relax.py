@@ -1,0 +1,50 @@
+"""Parser of ``wyckoffdiff.relax``: relaxed structures, per-structure results and trajectories."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from aiida import orm
+from aiida.engine import ExitCode
+
+from .base import WyckoffDiffParser
+
+__all__ = ['RelaxParser']
+
+
+class RelaxParser(WyckoffDiffParser):
+    def parse(self, **kwargs) -> ExitCode | None:  # noqa: ANN003 - aiida-core passes retrieved folders by keyword
+        from pymatgen.core import Structure
+
+        document = self.read_results()
+        if isinstance(document, ExitCode):
+            return document
+        calc = self.node.process_class
+        results = {}
+        for entry in document.get('structures', []):
+            key = PurePosixPath(entry['input']).stem  # structures/<key>.json
+            if entry.get('structure'):
+                self.out(f'relaxed.{key}', orm.StructureData(pymatgen=Structure.from_dict(entry['structure'])))
+            results[key] = {name: value for name, value in entry.items() if name != 'structure'}
+        self.out('results', orm.Dict({'potential': document.get('potential'), 'checkpoint_sha256': document.get('checkpoint_sha256'),
+                                      'settings': document.get('settings'), 'structures': results}))
+        self._attach_trajectories(calc.TRAJECTORY_FOLDER)
+        failed = {key: result['reason'] for key, result in results.items() if result.get('reason')}
+        reasons = '; '.join(f'{key}: {reason}' for key, reason in list(failed.items())[:5])
+        if results and len(failed) == len(results):
+            return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED.format(reasons=reasons)
+        if failed:
+            return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(failed=len(failed), total=len(results), reasons=reasons)
+        return None
+
+    def _attach_trajectories(self, folder_name: str) -> None:
+        repository = self.retrieved.base.repository
+        try:
+            names = repository.list_object_names(folder_name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        trajectories = orm.FolderData()
+        for name in names:
+            with repository.open(f'{folder_name}/{name}', mode='rb') as handle:
+                trajectories.base.repository.put_object_from_filelike(handle, name)
+        self.out('trajectories', trajectories)

@@ -1,0 +1,85 @@
+"""Walk the provenance graph back from a structure to the conditions, seed and weights that made it.
+
+A relaxed structure comes from a ``wyckoffdiff.relax`` job, whose input structure comes from the
+``wyckoffdiff.realize`` calcfunction, whose label lists come from ``wyckoffdiff.generate`` jobs.
+:func:`lineage` follows exactly those links and returns one record per step, nearest first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida import orm
+from aiida.common.links import LinkType
+
+__all__ = ['lineage']
+
+
+def _incoming(node: orm.Node, link_label: str) -> orm.Node | None:
+    links = node.base.links.get_incoming(link_type=(LinkType.INPUT_CALC, LinkType.INPUT_WORK), link_label_filter=link_label).all()
+    return links[0].node if links else None
+
+
+def _created_as(node: orm.Node) -> tuple[orm.ProcessNode | None, str | None]:
+    """The process that created ``node`` and the link label it gave it."""
+    links = node.base.links.get_incoming(link_type=LinkType.CREATE).all()
+    return (links[0].node, links[0].link_label) if links else (None, None)
+
+
+def _value(node: orm.Node | None) -> Any:
+    if node is None:
+        return None
+    if isinstance(node, orm.List):
+        return node.get_list()
+    if isinstance(node, orm.Dict):
+        return node.get_dict()
+    return getattr(node, 'value', None)
+
+
+def _process_name(process: orm.ProcessNode) -> str:
+    return process.process_type.rsplit(':', 1)[-1] if process.process_type else process.process_label or '?'
+
+
+def lineage(node: orm.Node) -> list[dict[str, Any]]:
+    """Steps from ``node`` back to the generation conditions; each step names its process and what it recorded."""
+    steps: list[dict[str, Any]] = []
+    current: orm.Node | None = node
+    while current is not None:
+        creator, link_label = _created_as(current)
+        if creator is None:
+            break
+        name = _process_name(creator)
+        step: dict[str, Any] = {'process': name, 'pk': creator.pk, 'output': link_label}
+        caller = creator.caller
+        if caller is not None:
+            step['workflow'] = f'{caller.process_label}<{caller.pk}>'
+        current = None
+        if name == 'wyckoffdiff.relax':
+            key = link_label.split('__', 1)[-1]
+            results = creator.outputs.results.get_dict() if 'results' in creator.outputs else {}
+            step['relaxer'] = _value(creator.inputs.relaxer)
+            step['checkpoint_sha256'] = results.get('checkpoint_sha256')
+            step['settings'] = results.get('settings')
+            step['result'] = results.get('structures', {}).get(key)
+            current = creator.inputs.structures[key]
+        elif name == 'wyckoffdiff.realize':
+            report = {entry.get('output'): entry for entry in creator.outputs.report.get_list()}
+            entry = report.get(link_label, {})
+            step.update(seed=_value(creator.inputs.seed), attempts=_value(creator.inputs.attempts), label=entry.get('label'))
+            sources = entry.get('sources') or []
+            current = _incoming(creator, sources[0]) if sources else None
+        elif name == 'wyckoffdiff.generate':
+            inputs = creator.inputs
+            step.update(
+                chemsys=_value(inputs.chemsys),
+                spacegroups=_value(inputs.spacegroups),
+                num_samples_per_spacegroup=_value(inputs.num_samples),
+                e_above_hull=_value(inputs.e_above_hull) if 'e_above_hull' in inputs else None,
+                guidance=_value(inputs.guidance),
+                steps=_value(inputs.steps),
+                seed=_value(inputs.seed),
+                checkpoint_sha256=inputs.checkpoint.sha256,
+                checkpoint_pk=inputs.checkpoint.pk,
+            )
+        steps.append(step)
+    return steps

@@ -1,0 +1,1 @@
+"""AiiDA workflows of the package."""

@@ -1,0 +1,223 @@
+"""``wyckoffdiff.phase_diagram``: generate -> realize -> relax -> hull for one chemical system.
+
+The outline reads like the pipeline. Generation is batched over space groups and relaxation over
+structures, so the number of processes grows with the number of batches, not of structures. The
+elemental ground states are relaxed in the same jobs as the generated structures, so every
+formation energy is computed against references from the same potential and the same settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, append_, calcfunction
+
+from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_spacegroups
+from ..calculations.realize import realize_protostructures
+from ..calculations.relax import RelaxCalculation
+
+__all__ = ['PhaseDiagramWorkChain', 'assemble_hull', 'elemental_reference_structures']
+
+REFERENCE_PREFIX = 'reference_'
+
+
+@calcfunction
+def elemental_reference_structures(chemsys: orm.Str) -> dict[str, orm.StructureData]:
+    """The Materials Project ground state of each element, as shipped with the package (``reference_<El>``)."""
+    from ..references import elemental_references
+
+    outputs = {}
+    for reference in elemental_references(tuple(chemsys.value.split('-'))):
+        structure = orm.StructureData(pymatgen=reference.structure)
+        structure.base.extras.set('material_id', reference.material_id)
+        outputs[f'{REFERENCE_PREFIX}{reference.element}'] = structure
+    return outputs
+
+
+@calcfunction
+def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: orm.Float, **relaxation: orm.Data) -> dict[str, orm.Data]:
+    """Formation energies, e_above_hull, the table, the plots and CIFs from the relax jobs' outputs.
+
+    ``relaxation`` holds ``results_N`` (each relax job's results) and ``relaxed_KEY`` (each relaxed structure).
+    Outputs ``table`` (a row per generated structure), ``hull_keys`` (keys of the structures within
+    ``hull_tolerance`` eV/atom of the reference hull), plots as files and ``cifs``.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from ..hull import elemental_energies_from, hull_rows, write_hull_report
+    from ..potentials import RELAXERS
+    from ..references import elemental_references
+    from ..relax import RelaxOutcome
+
+    results = {key: value for name, node in relaxation.items() if name.startswith('results_')
+               for key, value in node['structures'].items()}
+    potential = next(node['potential'] for name, node in relaxation.items() if name.startswith('results_'))
+    structures = {name.removeprefix('relaxed_'): node.get_pymatgen_structure() for name, node in relaxation.items()
+                  if name.startswith('relaxed_')}
+    outcomes = {key: RelaxOutcome.from_dict({**_outcome_fields(value), 'structure': None}) for key, value in results.items()}
+    for key, structure in structures.items():
+        outcomes[key].structure = structure
+    elements = tuple(chemsys.value.split('-'))
+    references = elemental_references(elements)
+    elemental = elemental_energies_from(references, [outcomes.get(f'{REFERENCE_PREFIX}{r.element}') for r in references], potential)
+    requested = {entry['output']: entry['label'] for entry in realize_report.get_list() if entry.get('output')}
+    keys = sorted(key for key in outcomes if not key.startswith(REFERENCE_PREFIX))
+    rows = hull_rows([outcomes[key] for key in keys], elemental, [requested.get(key) for key in keys],
+                     apply_mp2020=not RELAXERS[potential].includes_mp2020)
+    outputs: dict[str, orm.Data] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for path in write_hull_report(rows, chemsys.value, Path(folder)):
+            if path.suffix in ('.png', '.html'):
+                outputs[path.stem.replace('-', '_') + path.suffix.replace('.', '_')] = orm.SinglefileData(path)
+        cifs = orm.FolderData()
+        for key in keys:
+            if key in structures:
+                cifs.base.repository.put_object_from_bytes(structures[key].to(fmt='cif').encode(), f'{key}.cif')
+        outputs['cifs'] = cifs
+    table = [{'key': key, **row.as_dict()} for key, row in zip(keys, rows, strict=True)]
+    outputs['table'] = orm.List(table)
+    outputs['elemental_energies'] = orm.Dict(elemental)
+    tolerance = hull_tolerance.value
+    outputs['hull_keys'] = orm.List([row['key'] for row in table if row['e_above_hull'] is not None and row['e_above_hull'] <= tolerance])
+    return outputs
+
+
+def _outcome_fields(value: dict[str, Any]) -> dict[str, Any]:
+    from ..relax import RelaxOutcome
+
+    return {name: item for name, item in value.items() if name in RelaxOutcome.__dataclass_fields__}
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+class PhaseDiagramWorkChain(WorkChain):
+    """Scan space groups of a chemical system with the model and place what survives on the convex hull."""
+
+    @classmethod
+    def define(cls, spec) -> None:  # noqa: ANN001 - aiida-core's spec type
+        super().define(spec)
+        spec.input('chemsys', valid_type=orm.Str, serializer=orm.to_aiida_type, validator=validate_chemsys,
+                   help='Chemical system, e.g. "Li-O".')
+        spec.input('spacegroups', valid_type=orm.List, serializer=orm.to_aiida_type, required=False,
+                   validator=validate_spacegroups, help='Space groups to scan; default: the 20 most frequent in the training data.')
+        spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(4),
+                   help='Protostructures per space group.')
+        spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.0),
+                   help='Target energy above hull (eV/atom) the model is conditioned on.')
+        spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(2.0))
+        spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100))
+        spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
+        spec.input('realize_attempts', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100))
+        spec.input('hull_tolerance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.1),
+                   help='Structures within this many eV/atom of the reference hull are hull structures.')
+        spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20))
+        spec.input('structures_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(64))
+        spec.expose_inputs(GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'metadata'))
+        spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
+        spec.outline(
+            cls.setup,
+            cls.run_generate,
+            cls.inspect_generate,
+            cls.run_realize,
+            cls.run_relax,
+            cls.inspect_relax,
+            cls.run_hull,
+            cls.results,
+        )
+        spec.output_namespace('hull_structures', valid_type=orm.StructureData, dynamic=True,
+                              help='Relaxed structures on or within hull_tolerance of the reference hull.')
+        spec.output('table', valid_type=orm.List, help='A row per generated structure: energies, symmetry, novelty.')
+        spec.output('elemental_energies', valid_type=orm.Dict)
+        spec.output('cifs', valid_type=orm.FolderData, help='CIFs of all relaxed generated structures.')
+        spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='Hull plots and the symmetry heatmap.')
+        spec.exit_code(401, 'ERROR_GENERATION_FAILED', message='Every generate job failed.')
+        spec.exit_code(402, 'ERROR_NOTHING_REALIZED', message='No generated protostructure could be realized.')
+        spec.exit_code(403, 'ERROR_RELAXATION_FAILED', message='No relax job produced results.')
+
+    def setup(self) -> None:
+        from ..data import training_spacegroups
+
+        spacegroups = self.inputs.spacegroups.get_list() if 'spacegroups' in self.inputs else training_spacegroups(20)
+        self.ctx.spacegroups = spacegroups
+        self.report(f'{self.inputs.chemsys.value}: {self.inputs.num_samples.value} samples in each of {len(spacegroups)} space groups')
+
+    def run_generate(self) -> None:
+        """One generate job per batch of space groups; each batch gets its own seed."""
+        inputs = self.exposed_inputs(GenerateCalculation, namespace='generate')
+        for index, spacegroups in enumerate(_chunks(self.ctx.spacegroups, self.inputs.spacegroups_per_job.value)):
+            job = self.submit(
+                GenerateCalculation, **inputs, chemsys=self.inputs.chemsys, spacegroups=orm.List(spacegroups),
+                num_samples=self.inputs.num_samples, e_above_hull=self.inputs.e_above_hull, guidance=self.inputs.guidance,
+                steps=self.inputs.steps, seed=orm.Int(self.inputs.seed.value + index),
+            )
+            self.to_context(generate=append_(job))
+
+    def inspect_generate(self):  # noqa: ANN201 - an ExitCode or None
+        finished = [job for job in self.ctx.generate if job.is_finished_ok]
+        for job in self.ctx.generate:
+            if not job.is_finished_ok:
+                self.report(f'generate job {job.pk} failed with exit status {job.exit_status}: {job.exit_message}')
+        if not finished:
+            return self.exit_codes.ERROR_GENERATION_FAILED
+        self.ctx.generated = finished
+        return None
+
+    def run_realize(self):  # noqa: ANN201
+        """Realize the distinct protostructures of all generate jobs in one calcfunction."""
+        lists = {f'batch_{index}': job.outputs.protostructures for index, job in enumerate(self.ctx.generated)}
+        realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts, **lists)
+        self.ctx.realize_report = realized['report']
+        self.ctx.realized = {key: node for key, node in realized.items() if key != 'report'}
+        report = realized['report'].get_list()
+        self.report(f'{len(self.ctx.realized)} of {len(report)} distinct protostructures realized')
+        if not self.ctx.realized:
+            return self.exit_codes.ERROR_NOTHING_REALIZED
+        return None
+
+    def run_relax(self) -> None:
+        """Relax the realized structures and the elemental references, ``structures_per_job`` per job."""
+        references = elemental_reference_structures(self.inputs.chemsys)
+        structures = {**references, **self.ctx.realized}
+        inputs = self.exposed_inputs(RelaxCalculation, namespace='relax')
+        for batch in _chunks(sorted(structures), self.inputs.structures_per_job.value):
+            job = self.submit(RelaxCalculation, **inputs, structures={key: structures[key] for key in batch})
+            self.to_context(relax=append_(job))
+
+    def inspect_relax(self):  # noqa: ANN201
+        usable = []
+        for job in self.ctx.relax:
+            if 'results' in job.outputs:
+                usable.append(job)
+            if not job.is_finished_ok:
+                self.report(f'relax job {job.pk}: exit status {job.exit_status}: {job.exit_message}')
+        if not usable:
+            return self.exit_codes.ERROR_RELAXATION_FAILED
+        self.ctx.relaxed_jobs = usable
+        return None
+
+    def run_hull(self) -> None:
+        relaxation: dict[str, orm.Data] = {}
+        for index, job in enumerate(self.ctx.relaxed_jobs):
+            relaxation[f'results_{index}'] = job.outputs.results
+            for key, node in job.outputs.get('relaxed', {}).items():
+                relaxation[f'relaxed_{key}'] = node
+        self.ctx.hull = assemble_hull(
+            chemsys=self.inputs.chemsys, realize_report=self.ctx.realize_report, hull_tolerance=self.inputs.hull_tolerance,
+            **relaxation,
+        )
+
+    def results(self) -> None:
+        hull = self.ctx.hull
+        relaxed = {key: node for job in self.ctx.relaxed_jobs for key, node in job.outputs.get('relaxed', {}).items()}
+        on_hull = {key: relaxed[key] for key in hull['hull_keys'].get_list()}
+        self.out('hull_structures', on_hull)
+        for name in ('table', 'elemental_energies', 'cifs'):
+            self.out(name, hull[name])
+        self.out('plots', {name: node for name, node in hull.items() if isinstance(node, orm.SinglefileData)})
+        group, _ = orm.Group.collection.get_or_create(label=f'wyckoffdiff/{self.inputs.chemsys.value}')
+        group.add_nodes(list(on_hull.values()))
+        self.report(f'{len(on_hull)} hull structures, added to group {group.label}')

@@ -1,0 +1,12 @@
+"""Al-Mg-O phase diagram: generate, realize, relax (CHGNet, offline) and place on the Materials Project hull.
+
+    verdi run examples/phase_diagram_al_mg_o.py [--samples 4] [--paper-size] [--relaxer chgnet]
+
+Needs a profile with the wyckoffdiff code: `verdi presto` then `wyckoffdiff setup`.
+"""
+
+import sys
+
+from aiida_wyckoffdiff.launch import run_phase_diagram_example
+
+run_phase_diagram_example('Al-Mg-O', sys.argv[1:])

@@ -1,0 +1,12 @@
+"""Li-O phase diagram: generate, realize, relax (CHGNet, offline) and place on the Materials Project hull.
+
+    verdi run examples/phase_diagram_li_o.py [--samples 4] [--paper-size] [--relaxer chgnet]
+
+Needs a profile with the wyckoffdiff code: `verdi presto` then `wyckoffdiff setup`.
+"""
+
+import sys
+
+from aiida_wyckoffdiff.launch import run_phase_diagram_example
+
+run_phase_diagram_example('Li-O', sys.argv[1:])

@@ -1,0 +1,83 @@
+"""CalcJob inputs and the command lines they submit; parsers on retrieved files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiida import orm
+from aiida.common.folders import Folder
+from aiida.engine.utils import instantiate_process
+from aiida.manage import get_manager
+from aiida.plugins import CalculationFactory, DataFactory
+from pymatgen.core import Lattice, Structure
+
+pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
+
+
+@pytest.fixture
+def code(aiida_localhost, tmp_path) -> orm.InstalledCode:
+    return orm.InstalledCode(computer=aiida_localhost, filepath_executable='/usr/bin/env', label='wyckoffdiff').store()
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    weights = tmp_path / 'weights.pt'
+    weights.write_bytes(b'not really weights')
+    return DataFactory('wyckoffdiff.checkpoint').get_or_create(weights, kind='wyckoffdiff')
+
+
+def prepare(entry_point: str, inputs: dict, sandbox) -> tuple[Folder, object]:
+    """Instantiate a CalcJob and write its input files into ``sandbox``, as the engine does before upload."""
+    process = instantiate_process(get_manager().get_runner(), CalculationFactory(entry_point), **inputs)
+    folder = Folder(str(sandbox))
+    return folder, process.prepare_for_submission(folder)
+
+
+def test_generate_command_line(code, checkpoint, tmp_path) -> None:
+    inputs = {'code': code, 'checkpoint': checkpoint, 'chemsys': 'Li-O', 'spacegroups': [225, 194], 'num_samples': 8,
+              'e_above_hull': 0.0, 'seed': 3}
+    _, calcinfo = prepare('wyckoffdiff.generate', inputs, tmp_path)
+    params = calcinfo.codes_info[0].cmdline_params
+    assert params[:3] == ['generate', '--checkpoint', 'model.ckpt']
+    assert params[params.index('--num-samples') + 1] == '16'  # 8 per group, two groups
+    assert [params[i + 1] for i, p in enumerate(params) if p == '--spacegroup'] == ['225', '194']
+    assert params[params.index('--e-above-hull') + 1] == '0.0'
+    assert params[-2:] == ['--output', 'results.json']
+    assert calcinfo.local_copy_list == [(checkpoint.uuid, checkpoint.filename, 'model.ckpt')]
+    assert 'results.json' in calcinfo.retrieve_list
+
+
+@pytest.mark.parametrize(
+    ('change', 'message'),
+    [
+        ({'chemsys': 'Li-Xx'}, "unknown element(s) 'Xx'"),
+        ({'spacegroups': [225, 231]}, 'numbers from 1 to 230'),
+        ({'num_samples': 0}, 'must be positive'),
+    ],
+)
+def test_generate_refuses_bad_input_before_submission(code, checkpoint, tmp_path, change, message) -> None:
+    inputs = {'code': code, 'checkpoint': checkpoint, 'chemsys': 'Li-O', 'spacegroups': [225], 'num_samples': 4, **change}
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+        prepare('wyckoffdiff.generate', inputs, tmp_path)
+
+
+def test_relax_writes_exact_structures(code, tmp_path) -> None:
+    li2o = Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.61), ['Li', 'O'], [[0.25, 0.25, 0.25], [0, 0, 0]])
+    inputs = {'code': code, 'structures': {'li2o': orm.StructureData(pymatgen=li2o)}, 'relaxer': 'chgnet',
+              'settings': {'fmax': 0.1, 'fix_symmetry': True}}
+    folder, calcinfo = prepare('wyckoffdiff.relax', inputs, tmp_path)
+    params = calcinfo.codes_info[0].cmdline_params
+    assert params[:2] == ['relax', 'structures/li2o.json']
+    assert params[params.index('--fmax') + 1] == '0.1'
+    assert '--fix-symmetry' in params and '--free' not in params
+    assert 'trajectories' in calcinfo.retrieve_list
+    written = Structure.from_dict(json.loads((tmp_path / 'structures' / 'li2o.json').read_text()))
+    assert written.matches(li2o) and len(written) == len(li2o)
+
+
+def test_relax_refuses_unknown_settings(code, tmp_path) -> None:
+    li = Structure(Lattice.cubic(3.5), ['Li', 'Li'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    inputs = {'code': code, 'structures': {'li': orm.StructureData(pymatgen=li)}, 'settings': {'fmx': 0.1}}
+    with pytest.raises(ValueError, match='unknown relax settings'):
+        prepare('wyckoffdiff.relax', inputs, tmp_path)
