@@ -43,6 +43,7 @@ def plot_history(history: dict[str, list[dict[str, float]]], path: Path) -> None
         axis.set_title('base model (unconditional)' if stage == 'base' else 'adapter fine-tuning (conditioned)')
         axis.set_xlabel('epoch')
         axis.set_ylabel('cross-entropy per Wyckoff position (nats)')
+        axis.set_yscale('log')  # the first epoch's mean starts far above the rest
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument('--per-request', type=int, default=8)
     parser.add_argument('--high-e-above-hull', type=float, default=0.5)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--max-draws', type=int, default=10)
     parser.add_argument('--plot', default='docs/model_loss.png')
     parser.add_argument('--output', default='benchmarks/evaluate_results.json')
     arguments = parser.parse_args()
