@@ -30,29 +30,10 @@ def reference_structures():
     return rows, [Structure.from_str(cif, fmt='cif') for cif in rows['cif']]
 
 
-def main() -> None:
+def mean_absolute_errors(rows, known) -> None:
+    """Print the potential's formation energy next to MP's for each phase, and the MAE per system."""
     import pandas as pd
-    import torch
 
-    from aiida_wyckoffdiff.hull import elemental_energies, hull_rows
-    from aiida_wyckoffdiff.plots import plot_hull, plot_symmetry_heatmap
-    from aiida_wyckoffdiff.potentials import load_potential
-    from aiida_wyckoffdiff.realize import realize
-    from aiida_wyckoffdiff.relax import relax_structures
-    from aiida_wyckoffdiff.symmetry import Protostructure
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--relaxer', default='chgnet')
-    parser.add_argument('--realizations', type=int, default=2, help='random realizations per protostructure')
-    parser.add_argument('--output', type=Path, default=Path('docs/images'))
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    potential = load_potential(args.relaxer)
-    elemental = elemental_energies(potential, ['Li', 'O', 'Ti'])
-    apply_mp2020 = not potential.includes_mp2020
-
-    rows, structures = reference_structures()
-    known = hull_rows(relax_structures(structures, potential), elemental, apply_mp2020=apply_mp2020)
     errors = pd.DataFrame(
         {
             'material_id': rows['material_id'].to_numpy(),
@@ -68,6 +49,37 @@ def main() -> None:
         mae, bias = group['error'].abs().mean(), group['error'].mean()
         print(f'{name}: MAE {mae:.3f} eV/atom over {len(group)} phases (mean error {bias:+.3f})')
 
+
+def main() -> None:
+    import pandas as pd
+    import torch
+
+    from aiida_wyckoffdiff.hull import elemental_energies, hull_rows
+    from aiida_wyckoffdiff.plots import plot_hull, plot_symmetry_heatmap
+    from aiida_wyckoffdiff.potentials import load_potential
+    from aiida_wyckoffdiff.realize import realize
+    from aiida_wyckoffdiff.relax import RelaxSettings, relax_structures
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--relaxer', default='chgnet')
+    parser.add_argument('--realizations', type=int, default=2, help='random realizations per protostructure')
+    parser.add_argument('--output', type=Path, default=Path('docs/images'))
+    parser.add_argument('--steps', type=int, default=300, help='optimizer steps at most per structure')
+    parser.add_argument('--skip-mae', action='store_true', help='only the generated set and its plots')
+    args = parser.parse_args()
+    settings = RelaxSettings(steps=args.steps)
+    torch.set_num_threads(1)
+    potential = load_potential(args.relaxer)
+    elemental = elemental_energies(potential, ['Li', 'O', 'Ti'])
+    apply_mp2020 = not potential.includes_mp2020
+
+    rows, structures = reference_structures()
+    if not args.skip_mae:
+        mean_absolute_errors(
+            rows, hull_rows(relax_structures(structures, potential, settings), elemental, None, apply_mp2020)
+        )
+
     labels = sorted({Protostructure.from_structure(s).label for s in structures if len(s.composition) > 1})
     starts, requested = [], []
     for label in labels:
@@ -76,7 +88,7 @@ def main() -> None:
             if result.ok:
                 starts.append(result.structure)
                 requested.append(label)
-    generated = hull_rows(relax_structures(starts, potential), elemental, requested, apply_mp2020)
+    generated = hull_rows(relax_structures(starts, potential, settings), elemental, requested, apply_mp2020)
     args.output.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([r.as_dict() for r in generated])
     table.to_csv(args.output / 'li_o_ti_o_generated.csv', index=False)
