@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .files import file_sha256
 from .exceptions import DataNotFoundError, ProtostructureError, StructureFileError
 from .symmetry import Protostructure, structure_label, wyckoff_positions
 
@@ -93,14 +94,10 @@ def split_of(material_id: str) -> str:
     return 'train'
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def default_dataset_path(data_dir: Path, include_extra: bool = False) -> Path:
     """Cache path keyed by the input files' content, so new data never reuses a stale cache."""
     inputs = [data_dir / MAIN_FILE] + ([data_dir / EXTRA_FILE] if include_extra else [])
-    key = hashlib.sha256(''.join(_file_digest(p) for p in inputs).encode()).hexdigest()[:12]
+    key = hashlib.sha256(''.join(file_sha256(p) for p in inputs).encode()).hexdigest()[:12]
     cache = Path(os.environ.get(CACHE_DIR_VARIABLE) or Path.home() / '.cache' / 'aiida-wyckoffdiff')
     return cache / f'protostructures-{key}.jsonl.gz'
 
@@ -248,7 +245,7 @@ def load_dataset(path: str | Path | None = None, data_dir: str | Path | None = N
 
 def dataset_hash(path: str | Path) -> str:
     """sha256 of a dataset file: what a checkpoint records to say which data trained it."""
-    return _file_digest(Path(path))
+    return file_sha256(Path(path))
 
 
 def spacegroup_counts(table: pd.DataFrame, split: str = 'train') -> dict[int, int]:

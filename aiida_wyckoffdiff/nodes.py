@@ -7,21 +7,13 @@ process that used the weights links to the same node and a provenance query can 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from aiida import orm
 
-__all__ = ['CheckpointData', 'file_sha256']
+from .files import file_sha256
 
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in blocks so multi-GB weights do not need to fit in memory."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ['CheckpointData']
 
 
 class CheckpointData(orm.SinglefileData):

@@ -7,7 +7,6 @@ file it came from, so results from different weights are never mixed silently.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 from abc import ABC, abstractmethod
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .exceptions import RelaxerError
+from .files import file_sha256
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -33,7 +33,6 @@ __all__ = [
     'LoadedPotential',
     'load_potential',
     'resolve_mattersim_checkpoint',
-    'sha256_of_file',
 ]
 
 #: Potential used when none is named: its weights ship inside the ``chgnet`` wheel, so it works offline on a
@@ -51,15 +50,6 @@ class Evaluation:
     energy: float
     forces: np.ndarray
     stress: np.ndarray
-
-
-def sha256_of_file(path: Path) -> str:
-    """Hash a checkpoint so that every energy can name the exact weights that produced it."""
-    digest = hashlib.sha256()
-    with path.open('rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class LoadedPotential(ABC):
@@ -80,7 +70,7 @@ class LoadedPotential(ABC):
 
     @cached_property
     def checkpoint_sha256(self) -> str:
-        return sha256_of_file(self.checkpoint)
+        return file_sha256(self.checkpoint)
 
     @property
     @abstractmethod

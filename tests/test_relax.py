@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from aiida_wyckoffdiff.exceptions import RelaxerError
-from aiida_wyckoffdiff.potentials import Evaluation, LoadedPotential, load_potential, sha256_of_file
+from aiida_wyckoffdiff.files import file_sha256
+from aiida_wyckoffdiff.potentials import Evaluation, LoadedPotential, load_potential
 from aiida_wyckoffdiff.relax import RelaxSettings, evaluate_structures, relax_structures
 
 from .relax_fixtures import _one_torch_thread, chgnet, li2o, rutile, spinel  # noqa: F401
@@ -33,7 +34,7 @@ def test_outcome_energy_is_the_potential_energy_of_the_final_structure(relaxed, 
     """The recorded energy belongs to the returned geometry, and names the weights that produced it."""
     final = [o.structure for o in relaxed]
     assert evaluate_structures(final, chgnet) == pytest.approx([o.energy_per_atom for o in relaxed], abs=1e-4)
-    assert all(o.checkpoint_sha256 == sha256_of_file(chgnet.checkpoint) for o in relaxed)
+    assert all(o.checkpoint_sha256 == file_sha256(chgnet.checkpoint) for o in relaxed)
 
 
 def test_batch_equals_one_by_one(relaxed, chgnet, li2o, rutile):  # noqa: F811
@@ -188,7 +189,7 @@ def test_mattersim_loads_test_checkpoint_and_relaxes(mattersim_checkpoint, li2o,
     monkeypatch.setenv('WYCKOFFDIFF_MATTERSIM_CHECKPOINT', str(mattersim_checkpoint))
     potential = load_potential('mattersim')
     assert potential.checkpoint == mattersim_checkpoint
-    assert potential.checkpoint_sha256 == sha256_of_file(mattersim_checkpoint)
+    assert potential.checkpoint_sha256 == file_sha256(mattersim_checkpoint)
     before = evaluate_structures([li2o], potential)[0]
     outcome = relax_structures([li2o, li2o.copy()], potential, RelaxSettings(fmax=0.01, steps=15))
     assert outcome[0].steps > 0 and np.isfinite(outcome[0].energy)

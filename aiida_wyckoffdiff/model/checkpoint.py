@@ -7,7 +7,6 @@ runs pickled code. Anything unreadable or inconsistent raises :class:`Checkpoint
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from ..exceptions import CheckpointError, ConfigurationError
+from ..files import file_sha256
 from .config import SCHEMA_VERSION, ModelConfig, TrainingConfig
 from .diffusion import WyckoffDiffusion, build_model
 
@@ -25,7 +25,6 @@ __all__ = [
     'SHIPPED_CHECKPOINT',
     'Checkpoint',
     'export_checkpoint',
-    'file_sha256',
     'load_checkpoint',
     'save_checkpoint',
     'select_device',
@@ -49,14 +48,6 @@ def select_device(device: str | None = None) -> torch.device:
     if chosen.type == 'cuda' and not torch.cuda.is_available():
         raise ConfigurationError(f'device {device!r} was requested but this torch sees no CUDA GPU: use "cpu"')
     return chosen
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shipped_checkpoint_path() -> Path:
