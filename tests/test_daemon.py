@@ -14,7 +14,8 @@ from aiida_wyckoffdiff.model.checkpoint import shipped_checkpoint_path
 from aiida_wyckoffdiff.nodes import CheckpointData
 from aiida_wyckoffdiff.calculations.generate import GenerateCalculation
 
-TIMEOUT = 600  # seconds: the daemon's start plus one generate job, on a busy 2-core machine
+TIMEOUT = 600  # seconds: one generate job, on a busy 2-core machine
+DAEMON_TIMEOUT = 120  # seconds for circus to start or stop; aiida's default of a few seconds is too short under load
 
 
 @pytest.fixture
@@ -22,11 +23,11 @@ def daemon_profile(aiida_config, aiida_profile_factory):
     """A temporary profile with the ZeroMQ broker and a running one-worker daemon, removed afterwards."""
     with aiida_profile_factory(aiida_config, storage_backend='core.sqlite_dos', broker_backend='core.zeromq') as profile:
         client = get_daemon_client()
-        client.start_daemon(number_workers=1)
+        client.start_daemon(number_workers=1, timeout=DAEMON_TIMEOUT)
         try:
             yield profile
         finally:
-            client.stop_daemon(wait=True)
+            client.stop_daemon(wait=True, timeout=DAEMON_TIMEOUT)
 
 
 def test_generate_job_through_the_daemon(daemon_profile, tmp_path) -> None:
