@@ -29,7 +29,7 @@ run: profile
 	$(BIN)/verdi run examples/phase_diagram_li_o.py
 
 test: install
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 benchmark: install
 	$(BIN)/python benchmarks/realize.py

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+
+# aiida-core looks `verdi` up on PATH once, when it is imported, to start daemons: make it this
+# environment's even when the tests run as `.venv/bin/python -m pytest` without activation.
+os.environ['PATH'] = f'{Path(sys.executable).parent}{os.pathsep}{os.environ.get("PATH", "")}'
 
 import pandas as pd
 import pytest

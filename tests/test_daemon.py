@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from aiida import orm
@@ -22,10 +19,8 @@ DAEMON_TIMEOUT = 120  # seconds for circus to start or stop; aiida's default of 
 
 
 @pytest.fixture
-def daemon_profile(aiida_config, aiida_profile_factory, monkeypatch):
+def daemon_profile(aiida_config, aiida_profile_factory):
     """A temporary profile with the ZeroMQ broker and a running one-worker daemon, removed afterwards."""
-    # The daemon is started through `verdi`, looked up on PATH: make it this environment's, activated or not.
-    monkeypatch.setenv('PATH', f'{Path(sys.executable).parent}{os.pathsep}{os.environ["PATH"]}')
     with aiida_profile_factory(aiida_config, storage_backend='core.sqlite_dos', broker_backend='core.zeromq') as profile:
         client = get_daemon_client()
         client.start_daemon(number_workers=1, timeout=DAEMON_TIMEOUT)
