@@ -68,11 +68,13 @@ def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> or
     from aiida.engine import run_get_node
 
     parser = argparse.ArgumentParser(description=f'{chemsys} phase diagram with aiida-wyckoffdiff')
-    parser.add_argument('--samples', type=int, default=4, help='Protostructures per space group (default 4).')
+    parser.add_argument('--samples', type=int, default=2, help='Protostructures per space group (default 2).')
     parser.add_argument('--paper-size', action='store_true', help=f'{PAPER_SAMPLES_PER_SPACEGROUP} per space group: 1280 in all.')
     parser.add_argument('--spacegroup', type=int, action='append', help='Scan these space groups (default: top 20).')
     parser.add_argument('--relaxer', default='chgnet', help='mattersim, chgnet or sevenn (default chgnet: works offline).')
     parser.add_argument('--relax-checkpoint', help='Weights of the potential (required for mattersim without internet).')
+    parser.add_argument('--steps', type=int, default=150, help='Optimizer steps at most per structure (default 150).')
+    parser.add_argument('--fmax', type=float, default=0.1, help='Force criterion in eV/Å (default 0.1).')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--output', type=Path, default=Path('results') / chemsys)
     options = parser.parse_args(argv)
@@ -82,6 +84,7 @@ def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> or
         num_samples=PAPER_SAMPLES_PER_SPACEGROUP if options.paper_size else options.samples,
         relaxer=options.relaxer,
         relax_checkpoint=options.relax_checkpoint,
+        relax_settings={'steps': options.steps, 'fmax': options.fmax},
         seed=options.seed,
     )
     _, node = run_get_node(builder)
