@@ -15,9 +15,10 @@ from pathlib import Path
 from aiida import orm
 from aiida.common.exceptions import NotExistent
 
-__all__ = ['CODE_LABEL', 'get_or_create_code', 'get_or_create_localhost', 'wyckoffdiff_executable']
+__all__ = ['CODE_LABEL', 'PW_CODE_LABEL', 'get_or_create_code', 'get_or_create_localhost', 'get_or_create_pw_code', 'wyckoffdiff_executable']
 
 CODE_LABEL = 'wyckoffdiff'
+PW_CODE_LABEL = 'pw'
 
 
 def wyckoffdiff_executable() -> Path:
@@ -51,9 +52,18 @@ def get_or_create_localhost(label: str = 'localhost', workdir: str | None = None
     return computer
 
 
-def get_or_create_code(computer: orm.Computer, label: str = CODE_LABEL) -> orm.InstalledCode:
-    """The Code ``label@computer`` running this environment's ``wyckoffdiff``; repaired if it points elsewhere."""
-    executable = str(wyckoffdiff_executable())
+def get_or_create_code(
+    computer: orm.Computer,
+    label: str = CODE_LABEL,
+    executable: Path | None = None,
+    plugin: str | None = None,
+    description: str = 'The wyckoffdiff command line of aiida-wyckoffdiff',
+) -> orm.InstalledCode:
+    """The Code ``label@computer`` running ``executable`` (default: this environment's ``wyckoffdiff``).
+
+    An existing code of that label that runs another executable is an error, not silently reused.
+    """
+    executable = str(executable or wyckoffdiff_executable())
     try:
         code = orm.load_code(f'{label}@{computer.label}')
     except NotExistent:
@@ -61,7 +71,8 @@ def get_or_create_code(computer: orm.Computer, label: str = CODE_LABEL) -> orm.I
             computer=computer,
             filepath_executable=executable,
             label=label,
-            description='The wyckoffdiff command line of aiida-wyckoffdiff',
+            default_calc_job_plugin=plugin,
+            description=description,
         ).store()
     if str(code.filepath_executable) != executable:
         raise FileExistsError(
@@ -69,3 +80,13 @@ def get_or_create_code(computer: orm.Computer, label: str = CODE_LABEL) -> orm.I
             f'pass another --code-label or delete it with `verdi code delete {code.pk}`'
         )
     return code
+
+
+def get_or_create_pw_code(computer: orm.Computer, label: str = PW_CODE_LABEL, executable: Path | None = None) -> orm.InstalledCode:
+    """The Quantum ESPRESSO ``pw.x`` Code ``label@computer`` for the DFT follow-up (``pw.x`` on ``PATH`` by default)."""
+    if executable is None:
+        found = shutil.which('pw.x')
+        if found is None:
+            raise FileNotFoundError('no `pw.x` on PATH: install Quantum ESPRESSO (Debian: scripts/install-qe.sh) or pass its path')
+        executable = Path(found)
+    return get_or_create_code(computer, label, executable, 'quantumespresso.pw', 'Quantum ESPRESSO pw.x for wyckoffdiff.dft_hull')

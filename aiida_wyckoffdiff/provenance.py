@@ -12,7 +12,7 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
-__all__ = ['lineage']
+__all__ = ['lineage', 'load_source', 'potential_e_above_hull', 'structures_of']
 
 
 def _incoming(node: orm.Node, link_label: str) -> orm.Node | None:
@@ -83,3 +83,49 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             )
         steps.append(step)
     return steps
+
+
+def structures_of(source: orm.Node | orm.Group) -> dict[str, orm.StructureData]:
+    """The structures a hand-off starts from, by key.
+
+    A Group gives its StructureData members (keyed ``node_<pk>``); a ``wyckoffdiff.phase_diagram`` run its
+    ``hull_structures``; a ``wyckoffdiff.dft_hull`` run its ``relaxed`` structures; a StructureData itself.
+    """
+    if isinstance(source, orm.Group):
+        return {f'node_{node.pk}': node for node in source.nodes if isinstance(node, orm.StructureData)}
+    if isinstance(source, orm.StructureData):
+        return {f'node_{source.pk}': source}
+    if isinstance(source, orm.WorkflowNode):
+        for namespace in ('hull_structures', 'relaxed'):
+            if namespace in source.outputs:
+                return dict(source.outputs[namespace].items())
+    raise ValueError(f'{source.__class__.__name__}<{source.pk}> is neither a group, a structure nor a run with '
+                     'hull_structures or relaxed outputs')
+
+
+def potential_e_above_hull(structure: orm.StructureData) -> float | None:
+    """The potential's e_above_hull of a relaxed structure, from the table of the phase-diagram run that made it."""
+    creator, link_label = _created_as(structure)
+    if creator is None or _process_name(creator) != 'wyckoffdiff.relax' or creator.caller is None:
+        return None
+    key = link_label.split('__', 1)[-1]
+    workflow = creator.caller
+    if 'table' not in workflow.outputs:
+        return None
+    return next((row['e_above_hull'] for row in workflow.outputs.table.get_list() if row['key'] == key), None)
+
+
+def load_source(identifier: str | int | orm.Node | orm.Group) -> orm.Node | orm.Group:
+    """A Group by label, else a node by pk or UUID; a ValueError names what was looked for."""
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    if isinstance(identifier, (orm.Node, orm.Group)):
+        return identifier
+    try:
+        return orm.load_group(label=str(identifier))
+    except NotExistent:
+        pass
+    try:
+        return orm.load_node(identifier)
+    except (NotExistent, MultipleObjectsError) as exception:
+        raise ValueError(f'{identifier!r} is neither a group label nor a single node in this profile: {exception}') from None
