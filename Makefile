@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # so no dependency can pull a multi-GB CUDA build.
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install profile run test benchmark clean
+.PHONY: install profile run test benchmark clean qe
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,11 @@ profile: install
 run: profile
 	$(BIN)/verdi run examples/phase_diagram_li_o.py
 
-test: install
+# Quantum ESPRESSO (Debian pw.x and pseudopotentials) for the DFT follow-up tests: apt-get only when missing.
+qe:
+	scripts/install-qe.sh
+
+test: install qe
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 benchmark: install

@@ -18,7 +18,15 @@ from aiida import orm
 
 from .exceptions import ConfigurationError, WyckoffDiffError
 
-__all__ = ['DEBIAN_PSEUDO_DIR', 'debian_pseudopotentials', 'dft_hull_builder', 'get_or_create_pseudo_family']
+__all__ = [
+    'DEBIAN_PSEUDO_DIR',
+    'QUICK_OVERRIDES',
+    'debian_pseudopotentials',
+    'dft_hull_builder',
+    'get_or_create_pseudo_family',
+    'molecule_in_box',
+    'run_dft_hull_example',
+]
 
 DEBIAN_PSEUDO_DIR = Path('/usr/share/espresso/pseudo')
 _PREFERENCE = ('rrkjus', 'kjpaw')
@@ -127,3 +135,65 @@ def dft_hull_builder(
     if reference_relax_types:
         builder.reference_relax_types = reference_relax_types
     return builder
+
+
+QUICK_OVERRIDES = {
+    'base_relax': {'kpoints_distance': 0.6, 'meta_parameters': {'conv_thr_per_atom': 1e-7, 'etot_conv_thr_per_atom': 1e-3},
+                   'pw': {'parameters': {'CONTROL': {'forc_conv_thr': 1e-2}, 'CELL': {'press_conv_thr': 2.0}}}},
+    'base_init_relax': {'kpoints_distance': 0.6},
+    'meta_convergence': False,
+}
+"""Coarse k-points, loose thresholds, one relaxation cycle: a check that everything runs, not a verification."""
+
+
+def molecule_in_box(name: str, box: float) -> orm.StructureData:
+    """ASE's molecule ``name`` centred in a periodic cubic box of ``box`` Å: the DFT reference of O, N, H, F, Cl.
+
+    Their Materials Project ground states are molecular crystals, which a cell relaxation without dispersion
+    would blow apart; relax the molecule's positions only (``reference_relax_types``).
+    """
+    from ase.build import molecule
+
+    atoms = molecule(name)
+    atoms.set_cell([box] * 3)
+    atoms.center()
+    atoms.pbc = True
+    return orm.StructureData(ase=atoms)
+
+
+def run_dft_hull_example(argv: list[str] | None = None) -> orm.WorkChainNode:
+    """Parse the example's options, run ``wyckoffdiff.dft_hull`` on a Li-O source and print the comparison."""
+    import argparse
+
+    from aiida.engine import run_get_node
+
+    parser = argparse.ArgumentParser(description='DFT (Quantum ESPRESSO) follow-up of a Li-O hull')
+    parser.add_argument('source', nargs='?', default='wyckoffdiff/Li-O',
+                        help='Phase-diagram run (pk/UUID) or group label (default: wyckoffdiff/Li-O, filled by make run).')
+    parser.add_argument('--family', default='wyckoffdiff/pbesol', help='Pseudopotential family (wyckoffdiff dft-setup).')
+    parser.add_argument('--code', default='pw@localhost')
+    parser.add_argument('--protocol', default='fast', help='fast, balanced or stringent (default fast).')
+    parser.add_argument('--quick', action='store_true', help='Coarse k-points and loose thresholds (a smoke run).')
+    parser.add_argument('--box', type=float, default=8.0, help='Box edge (Å) of the O2 reference molecule (default 8).')
+    parser.add_argument('--mpi', type=int, default=0, help='Run pw.x with this many MPI processes (default: no MPI).')
+    options = parser.parse_args(argv)
+    mpi = {'withmpi': options.mpi > 0, 'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': max(options.mpi, 1)}}
+    builder = dft_hull_builder(
+        options.source, pseudo_family=options.family, code=options.code, protocol=options.protocol,
+        overrides=QUICK_OVERRIDES if options.quick else None,
+        options={**mpi, 'max_wallclock_seconds': 24 * 3600, 'environment_variables': {'OMP_NUM_THREADS': '1'}},
+        references={'O': molecule_in_box('O2', options.box)}, reference_relax_types={'O': 'positions'},
+    )
+    _, node = run_get_node(builder)
+    print(f'DftHullWorkChain<{node.pk}> finished: [{node.exit_status}] {node.exit_message or "ok"}')
+    if 'table' not in node.outputs:
+        raise SystemExit(1)
+    print(f"DFT references (eV/atom): {node.outputs.elemental_energies.get_dict()}")
+    print(f"{'key':>16} {'formula':>8} {'DFT e_hull':>10} {'potential':>10} {'diff':>8} {'max F':>7}  reason")
+    for row in node.outputs.table.get_list():
+        values = [row[name] for name in ('dft_e_above_hull', 'potential_e_above_hull', 'difference', 'final_max_force')]
+        text = ' '.join(f'{value:>+10.3f}' if value is not None else f'{"-":>10}' for value in values[:3])
+        force = f'{values[3]:7.3f}' if values[3] is not None else f'{"-":>7}'
+        print(f"{row['key']:>16} {row['formula']:>8} {text} {force}  {row['reason'] or ''}")
+    print(f'provenance: verdi node graph generate {node.pk}   |   wyckoffdiff export {node.pk} DIR --format poscar')
+    return node

@@ -12,9 +12,16 @@ import shutil
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
-from aiida_wyckoffdiff.dft import DEBIAN_PSEUDO_DIR, debian_pseudopotentials, dft_hull_builder, get_or_create_pseudo_family
+from aiida_wyckoffdiff.dft import (
+    DEBIAN_PSEUDO_DIR,
+    QUICK_OVERRIDES,
+    debian_pseudopotentials,
+    dft_hull_builder,
+    get_or_create_pseudo_family,
+    molecule_in_box,
+)
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
@@ -23,13 +30,6 @@ CUTOFFS = (25.0, 200.0)
 """Ry: far below converged for these pseudopotentials, enough for a real, fast calculation."""
 OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,
            'max_wallclock_seconds': 900, 'environment_variables': {'OMP_NUM_THREADS': '1'}}
-SMALL = {
-    'base_relax': {'kpoints_distance': 0.6, 'meta_parameters': {'conv_thr_per_atom': 1e-7, 'etot_conv_thr_per_atom': 1e-3},
-                   'pw': {'parameters': {'CONTROL': {'forc_conv_thr': 1e-2}, 'CELL': {'press_conv_thr': 2.0}}}},
-    'base_init_relax': {'kpoints_distance': 0.6},
-    'meta_convergence': False,
-}
-"""Coarse k-points and loose thresholds: the relaxations converge in a few steps each."""
 
 
 def li2o() -> Structure:
@@ -45,8 +45,7 @@ def lio_rocksalt() -> Structure:
 def references() -> dict[str, orm.StructureData]:
     """Cheap elemental references: bcc Li (1 atom) and an O2 molecule in a 5 Å box."""
     lithium = Structure.from_spacegroup('Im-3m', Lattice.cubic(3.44), ['Li'], [[0, 0, 0]]).get_primitive_structure()
-    oxygen = Structure(Lattice.cubic(5.0), ['O', 'O'], [[0, 0, 0], [0, 0, 1.23]], coords_are_cartesian=True)
-    return {'Li': orm.StructureData(pymatgen=lithium), 'O': orm.StructureData(pymatgen=oxygen)}
+    return {'Li': orm.StructureData(pymatgen=lithium), 'O': molecule_in_box('O2', 5.0)}
 
 
 @pytest.fixture(scope='module')
@@ -81,8 +80,11 @@ def group_of(*structures: Structure) -> orm.Group:
 def test_li_o_hull_with_pw(pw_code, family) -> None:
     group = group_of(li2o(), lio_rocksalt())
     builder = dft_hull_builder(group.label, pseudo_family=FAMILY, code=pw_code.full_label, protocol='fast',
-                               overrides=SMALL, options=OPTIONS, references=references(),
+                               overrides=QUICK_OVERRIDES, options=OPTIONS, references=references(),
                                reference_relax_types={'O': 'positions'})
+    assert 'potential_e_above_hull' not in builder  # plain structures: no potential's value to compare with
+    li2o_key = next(key for key, structure in builder.structures.items() if structure.get_formula() == 'Li2O')
+    builder.potential_e_above_hull = {li2o_key: 0.05}  # as a phase-diagram run would give it
     _, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     rows = {row['formula']: row for row in node.outputs.table.get_list()}
@@ -95,28 +97,104 @@ def test_li_o_hull_with_pw(pw_code, family) -> None:
     for row in (li2o_row, lio_row):
         assert row['converged'] and row['exit_status'] == 0 and row['reason'] is None, row
         assert row['final_max_force'] is not None and row['final_max_force'] < 0.05, row  # forc_conv_thr 1e-2 Ry/bohr
-        assert row['potential_e_above_hull'] is None and row['difference'] is None  # a plain group: DFT only
     # Li2O is strongly bound and on the DFT hull; rocksalt LiO lies above the Li2O-O2 tie line.
     assert -3.0 < li2o_row['dft_formation_energy_per_atom'] < -1.0, li2o_row
     assert li2o_row['dft_e_above_hull'] == pytest.approx(0.0, abs=1e-9)
     assert lio_row['dft_e_above_hull'] > 0.0, lio_row
+    assert li2o_row['difference'] == pytest.approx(li2o_row['dft_e_above_hull'] - 0.05)
+    assert lio_row['potential_e_above_hull'] is None and lio_row['difference'] is None
     # The hull is pymatgen's, from the reported energies.
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
     entries = [PDEntry(element, energy) for element, energy in elemental.items()]
-    entries += [PDEntry(formula, row['dft_energy_per_atom'] * (3 if formula == 'Li2O' else 2)) for formula, row in rows.items()]
+    entries += [PDEntry(formula, row['dft_energy_per_atom'] * Composition(formula).num_atoms) for formula, row in rows.items()]
     diagram = PhaseDiagram(entries)
     assert diagram.get_e_above_hull(entries[-1]) == pytest.approx(lio_row['dft_e_above_hull'], abs=1e-6)
     # The cell was relaxed: the DFT structure is not the input one, and it traces back to it.
     relaxed = node.outputs.relaxed
     assert set(relaxed) == {*(f'node_{n.pk}' for n in group.nodes), 'reference_Li', 'reference_O'}
-    inputs = {key: structure for key, structure in node.inputs.structures.items()}
-    li2o_key = next(key for key, structure in inputs.items() if structure.get_formula() == 'Li2O')
-    assert relaxed[li2o_key].get_cell_volume() != pytest.approx(inputs[li2o_key].get_cell_volume(), rel=1e-4)
-    assert relaxed['reference_O'].get_cell_volume() == pytest.approx(125.0)  # relaxed with a fixed box
+    inputs = dict(node.inputs.structures.items())
+    assert relaxed[li2o_key].get_cell_volume() < 0.99 * inputs[li2o_key].get_cell_volume()  # the input was 2 % too large
+    oxygen = relaxed['reference_O'].get_ase()
+    assert oxygen.get_volume() == pytest.approx(125.0)  # relaxed with a fixed box
+    bond = oxygen.get_distance(0, 1, mic=True)
+    assert 1.1 < bond < 1.35 and abs(bond - node.inputs.references['O'].get_ase().get_distance(0, 1)) > 1e-3, bond
     relax = orm.load_node(li2o_row['relax_pk'])
     assert relax.process_label == 'PwRelaxWorkChain' and relax.inputs.structure.uuid == inputs[li2o_key].uuid
-    print({formula: {k: row[k] for k in ('dft_energy_per_atom', 'dft_formation_energy_per_atom', 'dft_e_above_hull', 'final_max_force')} for formula, row in rows.items()}, elemental)
-    for calc in relax.called_descendants:
-        if isinstance(calc, orm.CalcJobNode):
-            print(calc.pk, calc.process_label, calc.inputs.parameters['CONTROL']['calculation'], calc.exit_status, calc.outputs.output_parameters.get('wall_time_seconds'))
+
+
+def li_bcc_and_fcc() -> tuple[Structure, Structure]:
+    bcc = Structure.from_spacegroup('Im-3m', Lattice.cubic(3.44), ['Li'], [[0, 0, 0]]).get_primitive_structure()
+    fcc = Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.33), ['Li'], [[0, 0, 0]]).get_primitive_structure()
+    return bcc, fcc
+
+
+def test_missing_family_is_exit_201(pw_code) -> None:
+    builder = dft_hull_builder(group_of(li2o()).label, pseudo_family='absent/family', code=pw_code.full_label)
+    _, node = run_get_node(builder)
+    assert node.exit_status == 201
+    assert 'absent/family' in node.exit_message and 'wyckoffdiff dft-setup' in node.exit_message
+    assert not node.called  # nothing ran
+
+
+def test_family_without_any_needed_element_is_exit_202(pw_code) -> None:
+    get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
+    builder = dft_hull_builder(group_of(li2o(), lio_rocksalt()).label, pseudo_family='test/li-only', code=pw_code.full_label)
+    _, node = run_get_node(builder)
+    assert node.exit_status == 202
+    assert 'test/li-only' in node.exit_message and 'for O' in node.exit_message
+    assert not node.called
+
+
+def test_structures_the_family_cannot_describe_are_skipped_and_the_others_go_on(pw_code) -> None:
+    get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
+    bcc, fcc = li_bcc_and_fcc()
+    builder = dft_hull_builder(group_of(li2o(), fcc).label, pseudo_family='test/li-only', code=pw_code.full_label,
+                               protocol='fast', overrides=QUICK_OVERRIDES, options=OPTIONS,
+                               references={'Li': orm.StructureData(pymatgen=bcc)})
+    _, node = run_get_node(builder)
+    assert node.exit_status == 710, node.exit_message
+    rows = {row['formula']: row for row in node.outputs.table.get_list()}
+    assert 'Li2O' in node.exit_message
+    assert rows['Li2O']['reason'] == 'pseudopotential family test/li-only has no O' and rows['Li2O']['relax_pk'] is None
+    # fcc and bcc Li differ by meV: a real, small number from pw.x against the bcc reference.
+    assert rows['Li']['converged'] and rows['Li']['dft_e_above_hull'] >= 0.0
+    assert abs(rows['Li']['dft_formation_energy_per_atom']) < 0.05, rows['Li']
+    assert set(node.outputs.relaxed) == {f"node_{orm.load_node(rows['Li']['relax_pk']).inputs.structure.pk}", 'reference_Li'}
+
+
+def test_pw_that_does_not_converge_is_exit_410_with_its_reason(pw_code) -> None:
+    get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
+    bcc, fcc = li_bcc_and_fcc()
+    unconverged = {'base_relax': {'max_iterations': 1, 'pw': {'parameters': {'ELECTRONS': {'electron_maxstep': 1}}}},
+                   'base_init_relax': {'max_iterations': 1, 'pw': {'parameters': {'ELECTRONS': {'electron_maxstep': 1}}}}}
+    builder = dft_hull_builder(group_of(fcc).label, pseudo_family='test/li-only', code=pw_code.full_label,
+                               protocol='fast', overrides=unconverged, options=OPTIONS,
+                               references={'Li': orm.StructureData(pymatgen=bcc)})
+    _, node = run_get_node(builder)
+    assert node.exit_status == 410, node.exit_message
+    (row,) = node.outputs.table.get_list()
+    assert not row['converged'] and row['dft_e_above_hull'] is None
+    relax = orm.load_node(row['relax_pk'])
+    assert relax.is_failed and row['exit_status'] == relax.exit_status
+    assert f'PwRelaxWorkChain<{relax.pk}> failed' in row['reason'] and row['key'] in node.exit_message
+
+
+def test_dft_setup_is_idempotent_and_updates_cutoffs(pw_available) -> None:
+    from click.testing import CliRunner
+
+    from aiida_wyckoffdiff.cli import main
+
+    runner = CliRunner()
+    first = runner.invoke(main, ['dft-setup', '--family', 'test/setup', '--elements', 'Li,O'])
+    assert first.exit_code == 0, first.output
+    code = orm.load_code('pw@localhost')
+    assert code.default_calc_job_plugin == 'quantumespresso.pw' and str(code.filepath_executable) == shutil.which('pw.x')
+    second = runner.invoke(main, ['dft-setup', '--family', 'test/setup', '--ecutwfc', '30', '--ecutrho', '240'])
+    assert second.exit_code == 0, second.output
+    assert orm.load_code('pw@localhost').pk == code.pk
+    family = orm.load_group('test/setup')
+    assert sorted(family.elements) == ['Li', 'O']
+    assert family.get_recommended_cutoffs(elements=('Li', 'O'), unit='Ry') == (30.0, 240.0)
+    missing = runner.invoke(main, ['dft-setup', '--family', 'test/setup2', '--elements', 'Li,Xe'])
+    assert missing.exit_code == 1 and 'no pbesol pseudopotential for Xe' in missing.output

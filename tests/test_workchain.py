@@ -8,7 +8,7 @@ from aiida.engine import run_get_node
 
 from aiida_wyckoffdiff.codes import get_or_create_code
 from aiida_wyckoffdiff.launch import phase_diagram_builder
-from aiida_wyckoffdiff.provenance import lineage
+from aiida_wyckoffdiff.provenance import lineage, potential_e_above_hull, structures_of
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
@@ -49,6 +49,9 @@ def test_li_o_phase_diagram_end_to_end(code) -> None:
     assert generate['checkpoint_sha256'] == builder.generate.checkpoint.sha256
     assert generate['seed'] == 0
     assert generate['e_above_hull'] == 0.0
+    # The DFT hand-off starts from the run's hull structures and finds the potential's e_above_hull of each.
+    assert {key: n.pk for key, n in structures_of(node).items()} == {key: n.pk for key, n in hull.items()}
+    assert potential_e_above_hull(structure) == relaxed[0]['e_above_hull']
 
 
 def test_corrupt_checkpoint_fails_cleanly(code, tmp_path) -> None:

@@ -10,7 +10,7 @@ import click
 from .base import main
 
 EXPORT_FORMATS = {'cif': 'cif', 'poscar': 'vasp', 'extxyz': 'extxyz'}
-"""Format name on the command line -> file suffix."""
+"""Format name on the command line -> ASE's name for it, which is also the file suffix."""
 
 
 def _load_profile(profile_name: str | None):  # -> aiida.manage.configuration.Profile
@@ -83,7 +83,7 @@ def export(identifier: str, directory: Path, file_format: str, profile_name: str
     metadata = {}
     for key, node in sorted(structures.items()):
         filename = f'{key}.{EXPORT_FORMATS[file_format]}'
-        node.get_pymatgen_structure().to(filename=str(directory / filename), fmt=file_format)
+        node.get_ase().write(directory / filename, format=EXPORT_FORMATS[file_format])
         metadata[filename] = {'key': key, 'pk': node.pk, 'uuid': node.uuid, 'formula': node.get_formula(),
                               'lineage': lineage(node)}
     (directory / 'metadata.json').write_text(json.dumps(metadata, indent=1, default=str))
