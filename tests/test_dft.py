@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pytest
 from aiida import orm
@@ -198,3 +199,17 @@ def test_dft_setup_is_idempotent_and_updates_cutoffs(pw_available) -> None:
     assert family.get_recommended_cutoffs(elements=('Li', 'O'), unit='Ry') == (30.0, 240.0)
     missing = runner.invoke(main, ['dft-setup', '--family', 'test/setup2', '--elements', 'Li,Xe'])
     assert missing.exit_code == 1 and 'no pbesol pseudopotential for Xe' in missing.output
+
+
+def test_without_the_extra_it_says_what_to_install(monkeypatch, aiida_localhost) -> None:
+    from aiida_wyckoffdiff.codes import get_or_create_code
+    from aiida_wyckoffdiff.exceptions import ConfigurationError
+    from aiida_wyckoffdiff.workchains.dft_hull import DftHullWorkChain
+
+    monkeypatch.setitem(sys.modules, 'aiida_quantumespresso', None)  # what an environment without the extra has
+    with pytest.raises(ConfigurationError, match=r'pip install aiida-wyckoffdiff\[dft\]'):
+        dft_hull_builder('test/any', pseudo_family=FAMILY)
+    structure = orm.StructureData(pymatgen=li2o())
+    _, node = run_get_node(DftHullWorkChain, structures={'li2o': structure}, code=get_or_create_code(aiida_localhost),
+                           pseudo_family=FAMILY)
+    assert node.exit_status == 203 and 'pip install aiida-wyckoffdiff[dft]' in node.exit_message
