@@ -29,18 +29,26 @@ pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 FAMILY = 'test/pbesol'
 CUTOFFS = (25.0, 200.0)
 """Ry: far below converged for these pseudopotentials, enough for a real, fast calculation."""
-OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,
-           'max_wallclock_seconds': 900, 'environment_variables': {'OMP_NUM_THREADS': '1'}}
+OPTIONS = {
+    'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+    'withmpi': False,
+    'max_wallclock_seconds': 900,
+    'environment_variables': {'OMP_NUM_THREADS': '1'},
+}
 
 
 def li2o() -> Structure:
     """Antifluorite Li2O, 3-atom primitive cell, lattice constant 2 % off so that the cell relaxation has work."""
-    return Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.70), ['O', 'Li'], [[0, 0, 0], [0.25, 0.25, 0.25]]).get_primitive_structure()
+    return Structure.from_spacegroup(
+        'Fm-3m', Lattice.cubic(4.70), ['O', 'Li'], [[0, 0, 0], [0.25, 0.25, 0.25]]
+    ).get_primitive_structure()
 
 
 def lio_rocksalt() -> Structure:
     """A made-up LiO in the rocksalt structure: 2 atoms, above the hull of Li2O and O2."""
-    return Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.30), ['Li', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+    return Structure.from_spacegroup(
+        'Fm-3m', Lattice.cubic(4.30), ['Li', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).get_primitive_structure()
 
 
 def references() -> dict[str, orm.StructureData]:
@@ -80,9 +88,16 @@ def group_of(*structures: Structure) -> orm.Group:
 
 def test_li_o_hull_with_pw(pw_code, family) -> None:
     group = group_of(li2o(), lio_rocksalt())
-    builder = dft_hull_builder(group.label, pseudo_family=FAMILY, code=pw_code.full_label, protocol='fast',
-                               overrides=QUICK_OVERRIDES, options=OPTIONS, references=references(),
-                               reference_relax_types={'O': 'positions'})
+    builder = dft_hull_builder(
+        group.label,
+        pseudo_family=FAMILY,
+        code=pw_code.full_label,
+        protocol='fast',
+        overrides=QUICK_OVERRIDES,
+        options=OPTIONS,
+        references=references(),
+        reference_relax_types={'O': 'positions'},
+    )
     assert 'potential_e_above_hull' not in builder  # plain structures: no potential's value to compare with
     li2o_key = next(key for key, structure in builder.structures.items() if structure.get_formula() == 'Li2O')
     builder.potential_e_above_hull = {li2o_key: 0.05}  # as a phase-diagram run would give it
@@ -108,14 +123,18 @@ def test_li_o_hull_with_pw(pw_code, family) -> None:
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
     entries = [PDEntry(element, energy) for element, energy in elemental.items()]
-    entries += [PDEntry(formula, row['dft_energy_per_atom'] * Composition(formula).num_atoms) for formula, row in rows.items()]
+    entries += [
+        PDEntry(formula, row['dft_energy_per_atom'] * Composition(formula).num_atoms) for formula, row in rows.items()
+    ]
     diagram = PhaseDiagram(entries)
     assert diagram.get_e_above_hull(entries[-1]) == pytest.approx(lio_row['dft_e_above_hull'], abs=1e-6)
     # The cell was relaxed: the DFT structure is not the input one, and it traces back to it.
     relaxed = node.outputs.relaxed
     assert set(relaxed) == {*(f'node_{n.pk}' for n in group.nodes), 'reference_Li', 'reference_O'}
     inputs = dict(node.inputs.structures.items())
-    assert relaxed[li2o_key].get_cell_volume() < 0.99 * inputs[li2o_key].get_cell_volume()  # the input was 2 % too large
+    assert (
+        relaxed[li2o_key].get_cell_volume() < 0.99 * inputs[li2o_key].get_cell_volume()
+    )  # the input was 2 % too large
     oxygen = relaxed['reference_O'].get_ase()
     assert oxygen.get_volume() == pytest.approx(125.0)  # relaxed with a fixed box
     bond = oxygen.get_distance(0, 1, mic=True)
@@ -140,7 +159,9 @@ def test_missing_family_is_exit_201(pw_code) -> None:
 
 def test_family_without_any_needed_element_is_exit_202(pw_code) -> None:
     get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
-    builder = dft_hull_builder(group_of(li2o(), lio_rocksalt()).label, pseudo_family='test/li-only', code=pw_code.full_label)
+    builder = dft_hull_builder(
+        group_of(li2o(), lio_rocksalt()).label, pseudo_family='test/li-only', code=pw_code.full_label
+    )
     _, node = run_get_node(builder)
     assert node.exit_status == 202
     assert 'test/li-only' in node.exit_message and 'for O' in node.exit_message
@@ -150,9 +171,15 @@ def test_family_without_any_needed_element_is_exit_202(pw_code) -> None:
 def test_structures_the_family_cannot_describe_are_skipped_and_the_others_go_on(pw_code) -> None:
     get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
     bcc, fcc = li_bcc_and_fcc()
-    builder = dft_hull_builder(group_of(li2o(), fcc).label, pseudo_family='test/li-only', code=pw_code.full_label,
-                               protocol='fast', overrides=QUICK_OVERRIDES, options=OPTIONS,
-                               references={'Li': orm.StructureData(pymatgen=bcc)})
+    builder = dft_hull_builder(
+        group_of(li2o(), fcc).label,
+        pseudo_family='test/li-only',
+        code=pw_code.full_label,
+        protocol='fast',
+        overrides=QUICK_OVERRIDES,
+        options=OPTIONS,
+        references={'Li': orm.StructureData(pymatgen=bcc)},
+    )
     _, node = run_get_node(builder)
     assert node.exit_status == 710, node.exit_message
     rows = {row['formula']: row for row in node.outputs.table.get_list()}
@@ -161,17 +188,28 @@ def test_structures_the_family_cannot_describe_are_skipped_and_the_others_go_on(
     # fcc and bcc Li differ by meV: a real, small number from pw.x against the bcc reference.
     assert rows['Li']['converged'] and rows['Li']['dft_e_above_hull'] >= 0.0
     assert abs(rows['Li']['dft_formation_energy_per_atom']) < 0.05, rows['Li']
-    assert set(node.outputs.relaxed) == {f"node_{orm.load_node(rows['Li']['relax_pk']).inputs.structure.pk}", 'reference_Li'}
+    assert set(node.outputs.relaxed) == {
+        f'node_{orm.load_node(rows["Li"]["relax_pk"]).inputs.structure.pk}',
+        'reference_Li',
+    }
 
 
 def test_pw_that_does_not_converge_is_exit_410_with_its_reason(pw_code) -> None:
     get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
     bcc, fcc = li_bcc_and_fcc()
-    unconverged = {'base_relax': {'max_iterations': 1, 'pw': {'parameters': {'ELECTRONS': {'electron_maxstep': 1}}}},
-                   'base_init_relax': {'max_iterations': 1, 'pw': {'parameters': {'ELECTRONS': {'electron_maxstep': 1}}}}}
-    builder = dft_hull_builder(group_of(fcc).label, pseudo_family='test/li-only', code=pw_code.full_label,
-                               protocol='fast', overrides=unconverged, options=OPTIONS,
-                               references={'Li': orm.StructureData(pymatgen=bcc)})
+    unconverged = {
+        'base_relax': {'max_iterations': 1, 'pw': {'parameters': {'ELECTRONS': {'electron_maxstep': 1}}}},
+        'base_init_relax': {'max_iterations': 1, 'pw': {'parameters': {'ELECTRONS': {'electron_maxstep': 1}}}},
+    }
+    builder = dft_hull_builder(
+        group_of(fcc).label,
+        pseudo_family='test/li-only',
+        code=pw_code.full_label,
+        protocol='fast',
+        overrides=unconverged,
+        options=OPTIONS,
+        references={'Li': orm.StructureData(pymatgen=bcc)},
+    )
     _, node = run_get_node(builder)
     assert node.exit_status == 410, node.exit_message
     (row,) = node.outputs.table.get_list()
@@ -190,7 +228,9 @@ def test_dft_setup_is_idempotent_and_updates_cutoffs(pw_available) -> None:
     first = runner.invoke(main, ['dft-setup', '--family', 'test/setup', '--elements', 'Li,O'])
     assert first.exit_code == 0, first.output
     code = orm.load_code('pw@localhost')
-    assert code.default_calc_job_plugin == 'quantumespresso.pw' and str(code.filepath_executable) == shutil.which('pw.x')
+    assert code.default_calc_job_plugin == 'quantumespresso.pw' and str(code.filepath_executable) == shutil.which(
+        'pw.x'
+    )
     second = runner.invoke(main, ['dft-setup', '--family', 'test/setup', '--ecutwfc', '30', '--ecutrho', '240'])
     assert second.exit_code == 0, second.output
     assert orm.load_code('pw@localhost').pk == code.pk
@@ -210,6 +250,7 @@ def test_without_the_extra_it_says_what_to_install(monkeypatch, aiida_localhost)
     with pytest.raises(ConfigurationError, match=r'pip install aiida-wyckoffdiff\[dft\]'):
         dft_hull_builder('test/any', pseudo_family=FAMILY)
     structure = orm.StructureData(pymatgen=li2o())
-    _, node = run_get_node(DftHullWorkChain, structures={'li2o': structure}, code=get_or_create_code(aiida_localhost),
-                           pseudo_family=FAMILY)
+    _, node = run_get_node(
+        DftHullWorkChain, structures={'li2o': structure}, code=get_or_create_code(aiida_localhost), pseudo_family=FAMILY
+    )
     assert node.exit_status == 203 and 'pip install aiida-wyckoffdiff[dft]' in node.exit_message

@@ -21,8 +21,9 @@ LABELS = ['A2B_cF12_225_c_a:Li-O', 'AB_cF8_225_a_b:Li-O']
 @pytest.fixture
 def realized_group() -> orm.Group:
     """Two structures realized by the package's calcfunction, so that each has a lineage, in a group."""
-    outputs, _ = run_get_node(CalculationFactory('wyckoffdiff.realize'), batch_0=orm.List(LABELS), seed=orm.Int(3),
-                              attempts=orm.Int(20))
+    outputs, _ = run_get_node(
+        CalculationFactory('wyckoffdiff.realize'), batch_0=orm.List(LABELS), seed=orm.Int(3), attempts=orm.Int(20)
+    )
     group = orm.Group(label='test/export').store()
     group.add_nodes([node for key, node in outputs.items() if key.startswith('structure_')])
     return group

@@ -25,18 +25,38 @@ def _load_profile(profile_name: str | None):  # -> aiida.manage.configuration.Pr
 
 @main.command('dft-setup')
 @click.option('--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
-@click.option('--family', 'family_label', default='wyckoffdiff/pbesol', show_default=True, help='Pseudopotential family label.')
-@click.option('--elements', default='Li,O', show_default=True,
-              help='Elements to take from the Debian pseudopotentials when no UPF files are given.')
+@click.option(
+    '--family', 'family_label', default='wyckoffdiff/pbesol', show_default=True, help='Pseudopotential family label.'
+)
+@click.option(
+    '--elements',
+    default='Li,O',
+    show_default=True,
+    help='Elements to take from the Debian pseudopotentials when no UPF files are given.',
+)
 @click.option('--functional', default='pbesol', show_default=True, help='Functional of the Debian pseudopotentials.')
 @click.option('--ecutwfc', default=40.0, show_default=True, help='Recommended wave-function cutoff (Ry).')
 @click.option('--ecutrho', default=320.0, show_default=True, help='Recommended charge-density cutoff (Ry).')
-@click.option('--pw', 'pw_path', type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help='pw.x to use (default: the one on PATH).')
+@click.option(
+    '--pw',
+    'pw_path',
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='pw.x to use (default: the one on PATH).',
+)
 @click.option('--computer', 'computer_label', default='localhost', show_default=True)
 @click.argument('upf_files', nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def dft_setup(profile_name: str | None, family_label: str, elements: str, functional: str, ecutwfc: float, ecutrho: float,
-              pw_path: Path | None, computer_label: str, upf_files: tuple[Path, ...]) -> None:
+def dft_setup(
+    profile_name: str | None,
+    family_label: str,
+    elements: str,
+    functional: str,
+    ecutwfc: float,
+    ecutrho: float,
+    pw_path: Path | None,
+    computer_label: str,
+    upf_files: tuple[Path, ...],
+) -> None:
     """Create, if missing, the pw.x Code and a pseudopotential family of UPF_FILES with cutoffs (safe to run again).
 
     Without UPF_FILES the family takes one file per element from /usr/share/espresso/pseudo (Debian's
@@ -84,7 +104,12 @@ def export(identifier: str, directory: Path, file_format: str, profile_name: str
     for key, node in sorted(structures.items()):
         filename = f'{key}.{EXPORT_FORMATS[file_format]}'
         node.get_ase().write(directory / filename, format=EXPORT_FORMATS[file_format])
-        metadata[filename] = {'key': key, 'pk': node.pk, 'uuid': node.uuid, 'formula': node.get_formula(),
-                              'lineage': lineage(node)}
+        metadata[filename] = {
+            'key': key,
+            'pk': node.pk,
+            'uuid': node.uuid,
+            'formula': node.get_formula(),
+            'lineage': lineage(node),
+        }
     (directory / 'metadata.json').write_text(json.dumps(metadata, indent=1, default=str))
     click.echo(f'wrote {len(structures)} {file_format} files and metadata.json to {directory}')
