@@ -103,6 +103,7 @@ def dft_hull_builder(
     relax_type: str = 'positions_cell',
     references: dict[str, orm.StructureData] | None = None,
     reference_relax_types: dict[str, str] | None = None,
+    initial_relaxation: bool = True,
 ) -> Any:
     """A ready builder of ``wyckoffdiff.dft_hull`` for the structures of ``source``.
 
@@ -140,6 +141,7 @@ def dft_hull_builder(
     builder.pseudo_family = pseudo_family
     builder.protocol = protocol
     builder.relax_type = relax_type
+    builder.initial_relaxation = initial_relaxation
     if overrides:
         builder.overrides = overrides
     if options:

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 from pymatgen.core import Composition, Lattice, Structure
 
@@ -97,6 +98,7 @@ def test_li_o_hull_with_pw(pw_code, family) -> None:
         options=OPTIONS,
         references=references(),
         reference_relax_types={'O': 'positions'},
+        initial_relaxation=False,
     )
     assert 'potential_e_above_hull' not in builder  # plain structures: no potential's value to compare with
     li2o_key = next(key for key, structure in builder.structures.items() if structure.get_formula() == 'Li2O')
@@ -141,6 +143,8 @@ def test_li_o_hull_with_pw(pw_code, family) -> None:
     assert 1.1 < bond < 1.35 and abs(bond - node.inputs.references['O'].get_ase().get_distance(0, 1)) > 1e-3, bond
     relax = orm.load_node(li2o_row['relax_pk'])
     assert relax.process_label == 'PwRelaxWorkChain' and relax.inputs.structure.uuid == inputs[li2o_key].uuid
+    called = [link.link_label for link in relax.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()]
+    assert called == ['iteration_01']  # initial_relaxation=False: no init_relax
 
 
 def li_bcc_and_fcc() -> tuple[Structure, Structure]:
@@ -179,6 +183,7 @@ def test_structures_the_family_cannot_describe_are_skipped_and_the_others_go_on(
         overrides=QUICK_OVERRIDES,
         options=OPTIONS,
         references={'Li': orm.StructureData(pymatgen=bcc)},
+        initial_relaxation=False,
     )
     _, node = run_get_node(builder)
     assert node.exit_status == 710, node.exit_message

@@ -201,6 +201,14 @@ class DftHullWorkChain(WorkChain):
             help='Relax type by element for references that need another, e.g. {"O": "positions"} for an O2 '
             'molecule in a box, whose cell must not shrink.',
         )
+        spec.input(
+            'initial_relaxation',
+            valid_type=orm.Bool,
+            serializer=orm.to_aiida_type,
+            default=lambda: orm.Bool(True),
+            help="PwRelaxWorkChain's looser first relaxation; False skips it, e.g. for structures the potential "
+            'has relaxed already.',
+        )
         spec.outline(cls.setup, cls.run_relax, cls.run_hull, cls.results)
         spec.output_namespace(
             'relaxed', valid_type=orm.StructureData, dynamic=True, help='DFT-relaxed structures and references, by key.'
@@ -313,6 +321,8 @@ class DftHullWorkChain(WorkChain):
                 self._record(key, structure, f'protocol inputs: {exception}')
                 self.report(f'{key}: {exception}')
                 continue
+            if not self.inputs.initial_relaxation.value:
+                builder.pop('base_init_relax')
             builder.metadata.call_link_label = f'relax_{key}'
             node = self.submit(builder)
             self.ctx.submitted[key] = node.uuid
