@@ -85,6 +85,10 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
     return steps
 
 
+_STRUCTURE_OUTPUTS = {'wyckoffdiff.phase_diagram': 'hull_structures', 'wyckoffdiff.dft_hull': 'relaxed'}
+"""The output namespace that holds the structures of each workflow a hand-off can start from."""
+
+
 def structures_of(source: orm.Node | orm.Group) -> dict[str, orm.StructureData]:
     """The structures a hand-off starts from, by key.
 
@@ -95,10 +99,9 @@ def structures_of(source: orm.Node | orm.Group) -> dict[str, orm.StructureData]:
         return {f'node_{node.pk}': node for node in source.nodes if isinstance(node, orm.StructureData)}
     if isinstance(source, orm.StructureData):
         return {f'node_{source.pk}': source}
-    if isinstance(source, orm.WorkflowNode):
-        for namespace in ('hull_structures', 'relaxed'):
-            if namespace in source.outputs:
-                return dict(source.outputs[namespace].items())
+    namespace = _STRUCTURE_OUTPUTS.get(_process_name(source)) if isinstance(source, orm.WorkflowNode) else None
+    if namespace is not None:
+        return dict(source.outputs[namespace].items()) if namespace in source.outputs else {}
     raise ValueError(f'{source.__class__.__name__}<{source.pk}> is neither a group, a structure nor a run with '
                      'hull_structures or relaxed outputs')
 

@@ -24,6 +24,7 @@ from aiida_wyckoffdiff.dft import (
     get_or_create_pseudo_family,
     molecule_in_box,
 )
+from aiida_wyckoffdiff.provenance import structures_of
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
@@ -170,6 +171,7 @@ def test_family_without_any_needed_element_is_exit_202(pw_code) -> None:
     assert node.exit_status == 202
     assert 'test/li-only' in node.exit_message and 'for O' in node.exit_message
     assert not node.called
+    assert structures_of(node) == {}  # a run that relaxed nothing hands nothing on
 
 
 def test_structures_the_family_cannot_describe_are_skipped_and_the_others_go_on(pw_code) -> None:
