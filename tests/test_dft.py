@@ -88,6 +88,7 @@ def group_of(*structures: Structure) -> orm.Group:
     return group
 
 
+@pytest.mark.pw
 def test_li_o_hull_with_pw(pw_code, family) -> None:
     group = group_of(li2o(), lio_rocksalt())
     builder = dft_hull_builder(
@@ -174,6 +175,7 @@ def test_family_without_any_needed_element_is_exit_202(pw_code) -> None:
     assert structures_of(node) == {}  # a run that relaxed nothing hands nothing on
 
 
+@pytest.mark.pw
 def test_structures_the_family_cannot_describe_are_skipped_and_the_others_go_on(pw_code) -> None:
     get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
     bcc, fcc = li_bcc_and_fcc()
@@ -201,6 +203,7 @@ def test_structures_the_family_cannot_describe_are_skipped_and_the_others_go_on(
     }
 
 
+@pytest.mark.pw
 def test_pw_that_does_not_converge_is_exit_410_with_its_reason(pw_code) -> None:
     get_or_create_pseudo_family('test/li-only', debian_pseudopotentials(['Li']), *CUTOFFS)
     bcc, fcc = li_bcc_and_fcc()
