@@ -81,6 +81,9 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
                 checkpoint_sha256=inputs.checkpoint.sha256,
                 checkpoint_pk=inputs.checkpoint.pk,
             )
+        elif 'structure' in creator.inputs:
+            # Another code's step on one structure (a pw.x relaxation of the DFT follow-up): follow it back.
+            current = creator.inputs.structure
         steps.append(step)
     return steps
 

@@ -24,7 +24,7 @@ from aiida_wyckoffdiff.dft import (
     get_or_create_pseudo_family,
     molecule_in_box,
 )
-from aiida_wyckoffdiff.provenance import structures_of
+from aiida_wyckoffdiff.provenance import lineage, structures_of
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
@@ -147,6 +147,7 @@ def test_li_o_hull_with_pw(pw_code, family) -> None:
     assert relax.process_label == 'PwRelaxWorkChain' and relax.inputs.structure.uuid == inputs[li2o_key].uuid
     called = [link.link_label for link in relax.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()]
     assert called == ['iteration_01']  # initial_relaxation=False: no init_relax
+    assert [step['process'] for step in lineage(relaxed[li2o_key])] == ['quantumespresso.pw']  # back to the input
 
 
 def li_bcc_and_fcc() -> tuple[Structure, Structure]:
