@@ -36,6 +36,7 @@ def _li() -> orm.StructureData:
         ({'spacegroups_per_job': 0}, "spacegroups_per_job must be positive, not 0"),
         ({'structures_per_job': 0}, "structures_per_job must be positive, not 0"),
         ({'relax': {'settings': {'optimizer': 'LBFGS'}}}, "optimizer must be FIRE or BFGS, not 'LBFGS'"),
+        ({'relax': {'relaxer': 'mace'}}, "unknown relaxer 'mace'; choose one of mattersim, chgnet, sevenn"),
     ],
 )
 def test_phase_diagram_refuses_bad_input_at_launch(code, change, message) -> None:

@@ -26,7 +26,7 @@ from aiida_wyckoffdiff.workchains.phase_diagram import PhaseDiagramWorkChain
 WORKERS = 2
 SCAN_TIMEOUT = 900  # seconds for one tiny scan on a busy 2-core machine (about 2 minutes when idle)
 DAEMON_TIMEOUT = 120  # seconds for circus to start or stop workers under load
-TINY_SCAN = {'spacegroups': [225], 'num_samples': 2, 'relax_settings': {'steps': 20, 'fmax': 0.1}}
+TINY_SCAN = {'spacegroups': [225], 'num_samples': 2, 'relax_settings': {'steps': 10, 'fmax': 0.1}}
 """One space group, two samples, a short relaxation: every step of the workflow, in minutes."""
 
 
@@ -38,8 +38,15 @@ def _sqlite_profile(aiida_config, aiida_profile_factory):
 
 
 @contextmanager
-def _postgresql_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
-    """A ``core.psql_dos`` profile with the RabbitMQ broker, on a database created for it and dropped afterwards."""
+def _postgresql_profile(aiida_config, tmp_path_factory):
+    """A ``core.psql_dos`` profile with the RabbitMQ broker, on a database created for it and dropped afterwards.
+
+    Not a test profile (``aiida_profile_factory`` makes those): the broker gives a test profile
+    temporary queues, deleted with their tasks when the last worker disconnects, so a daemon
+    restart would lose every running process. A production profile has durable queues.
+    """
+    from aiida.manage.configuration import create_profile, profile_context
+
     problems = unreachable_services()
     if problems:
         message = 'PostgreSQL/RabbitMQ unreachable (start them with scripts/services.sh): ' + '; '.join(problems)
@@ -47,15 +54,22 @@ def _postgresql_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
             pytest.fail(message)
         pytest.skip(message)
     server = PostgresServer.from_environment()
-    database = f'wyckoffdiff_test_{secrets.token_hex(6)}'
-    storage = server.create_database(database)
-    storage['repository_uri'] = tmp_path_factory.mktemp('repository').as_uri()
+    name = f'wyckoffdiff_test_{secrets.token_hex(6)}'
+    storage = {**server.create_database(name), 'repository_uri': tmp_path_factory.mktemp('repository').as_uri()}
     try:
-        with aiida_profile_factory(aiida_config, storage_backend='core.psql_dos', storage_config=storage,
-                                   broker_backend='core.rabbitmq', broker_config=rabbitmq_broker_config()) as profile:
-            yield profile
+        profile = create_profile(aiida_config, storage_backend='core.psql_dos', storage_config=storage, name=name,
+                                 broker_backend='core.rabbitmq', broker_config=rabbitmq_broker_config(),
+                                 email='test@localhost')
+        profile.set_option('warnings.rabbitmq_version', False)  # services.sh switched consumer_timeout off
+        aiida_config.update_profile(profile)
+        aiida_config.store()
+        with profile_context(name, allow_switch=True) as loaded:
+            yield loaded
     finally:
-        server.drop_database(database)
+        if name in aiida_config.profile_names:
+            aiida_config.remove_profile(name)
+            aiida_config.store()
+        server.drop_database(name)
 
 
 @pytest.fixture(scope='module', params=['sqlite', 'postgresql'])
@@ -64,7 +78,7 @@ def daemon_profile(request, aiida_config, aiida_profile_factory, tmp_path_factor
     if request.param == 'sqlite':
         context = _sqlite_profile(aiida_config, aiida_profile_factory)
     else:
-        context = _postgresql_profile(aiida_config, aiida_profile_factory, tmp_path_factory)
+        context = _postgresql_profile(aiida_config, tmp_path_factory)
     with context as profile:
         get_or_create_code(get_or_create_localhost(workdir=str(tmp_path_factory.mktemp('work'))))
         client = get_daemon_client()
