@@ -7,8 +7,10 @@ nodes stored, database and repository size, and the peak resident memory of the 
 number of processes follows the number of batches, not of structures.
 
 Relaxing 1280 structures to convergence with CHGNet takes hours on two cores, so each structure
-gets ``--relax-steps`` optimizer steps (default 2): the load on the daemon and the database is the
-same (every structure is still relaxed, stored and placed on the hull), only the jobs are shorter.
+gets ``--relax-steps`` optimizer steps (default 2) and each sample ``--diffusion-steps`` reverse
+steps (default 10 instead of 100): the load on the daemon and the database is the same (every
+structure is still generated, realized, relaxed, stored and placed on the hull), only the jobs,
+which run outside the daemon, are shorter.
 
 Needs PostgreSQL and RabbitMQ (``scripts/services.sh``). Each scan gets a new profile in a temporary
 AIIDA_PATH; PostgreSQL databases are dropped after their scan. Run: ``.venv/bin/python benchmarks/load.py`` (about an
@@ -37,11 +39,14 @@ def _tree_size(path: Path) -> int:
 
 
 class PeakWorkerMemory(threading.Thread):
-    """Samples the summed resident memory of the daemon's workers every second; ``peak`` holds the largest sum."""
+    """Samples the summed resident memory of the daemon's workers every second; ``peak`` holds the largest sum.
+
+    The worker pids are asked for once, here: the daemon client's socket must not be shared with this thread.
+    """
 
     def __init__(self, client) -> None:  # noqa: ANN001 - a DaemonClient
         super().__init__(daemon=True)
-        self.client = client
+        self.pids = [int(pid) for pid in client.get_worker_info()['info']]
         self.peak = 0
         self.stopped = threading.Event()
 
@@ -50,9 +55,9 @@ class PeakWorkerMemory(threading.Thread):
 
         while not self.stopped.wait(1.0):
             total = 0
-            for pid in self.client.get_worker_info()['info']:
+            for pid in self.pids:
                 try:
-                    total += psutil.Process(int(pid)).memory_info().rss
+                    total += psutil.Process(pid).memory_info().rss
                 except psutil.NoSuchProcess:
                     pass
             self.peak = max(self.peak, total)
@@ -103,15 +108,18 @@ def _scan(samples: int, args: argparse.Namespace, client) -> dict[str, float]:  
     builder = phase_diagram_builder('Li-O', num_samples=samples,
                                     relax_settings={'steps': args.relax_steps, 'fmax': 0.1})
     builder.structures_per_job = args.structures_per_job
+    builder.steps = args.diffusion_steps
     memory = PeakWorkerMemory(client)
     memory.start()
     start = time.monotonic()
     node = submit(builder)
-    while not node.is_terminated:
-        time.sleep(2)
+    try:
+        while not node.is_terminated:
+            time.sleep(2)
+    finally:
+        memory.stopped.set()
+        memory.join()
     minutes = (time.monotonic() - start) / 60
-    memory.stopped.set()
-    memory.join()
     if not node.is_finished_ok:
         raise SystemExit(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
     descendants = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': node.pk}, tag='scan')
@@ -136,6 +144,8 @@ def main() -> None:
     parser.add_argument('--profiles', nargs='+', choices=('sqlite', 'postgresql'), default=['sqlite', 'postgresql'])
     parser.add_argument('--sizes', nargs='+', type=int, default=[8, 64], help='Samples per space group, one scan each.')
     parser.add_argument('--relax-steps', type=int, default=2, help='Optimizer steps per structure (default 2).')
+    parser.add_argument('--diffusion-steps', type=int, default=10,
+                        help='Reverse diffusion steps per sample (default 10; the workflow default is 100).')
     parser.add_argument('--structures-per-job', type=int, default=256, help='Relax batch size (default 256).')
     args = parser.parse_args()
 
@@ -146,7 +156,8 @@ def main() -> None:
 
     from aiida_wyckoffdiff.codes import get_or_create_code, get_or_create_localhost
 
-    print(f'Li-O, 20 space groups, shipped model, CHGNet with {args.relax_steps} steps per structure, '
+    print(f'Li-O, 20 space groups, shipped model with {args.diffusion_steps} reverse steps, '
+          f'CHGNet with {args.relax_steps} steps per structure, '
           f'{args.structures_per_job} structures per relax job, {WORKERS} daemon workers, RabbitMQ broker, {os.cpu_count()} cores')
     config = get_config(create=True)
     for samples in args.sizes:
