@@ -32,13 +32,15 @@ if ((${#missing[@]})); then
     apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [[ "$(cat "$RABBITMQ_ADVANCED" 2>/dev/null)" != "$RABBITMQ_SETTING" ]]; then
+if [[ ! -e "$RABBITMQ_ADVANCED" ]]; then
     echo "$RABBITMQ_SETTING" >"$RABBITMQ_ADVANCED"
     # A running broker reads the file only when it starts.
     if rabbitmq_up; then
         say 'restarting RabbitMQ to switch off consumer_timeout'
         service rabbitmq-server stop >/dev/null
     fi
+elif ! grep -q consumer_timeout "$RABBITMQ_ADVANCED"; then
+    say "$RABBITMQ_ADVANCED is someone else's: add {consumer_timeout, undefined} to its rabbit section yourself" >&2
 fi
 
 # `pg_isready` answers 0 when the server accepts connections.
