@@ -116,6 +116,12 @@ def _scan(samples: int, args: argparse.Namespace, client) -> dict[str, float]:  
     try:
         while not node.is_terminated:
             time.sleep(2)
+    except BaseException:
+        # The jobs run outside the daemon and would go on after it stops: kill the scan, and with it its jobs.
+        from aiida.engine.processes.control import kill_processes
+
+        kill_processes([node], timeout=120)
+        raise
     finally:
         memory.stopped.set()
         memory.join()
