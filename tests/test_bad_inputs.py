@@ -63,8 +63,6 @@ def test_relax_job_needs_a_structure(code) -> None:
 
 
 def test_code_of_another_environment_is_not_silently_reused(aiida_localhost) -> None:
-    from aiida_wyckoffdiff.codes import get_or_create_code
-
     orm.InstalledCode(computer=aiida_localhost, filepath_executable='/elsewhere/bin/wyckoffdiff', label='wyckoffdiff').store()
     with pytest.raises(FileExistsError, match='runs /elsewhere/bin/wyckoffdiff, not this environment'):
         get_or_create_code(aiida_localhost)

@@ -21,7 +21,6 @@ from aiida.engine.daemon.client import get_daemon_client
 from aiida_wyckoffdiff.codes import get_or_create_code, get_or_create_localhost
 from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.services import PostgresServer, rabbitmq_broker_config, unreachable_services
-from aiida_wyckoffdiff.workchains.phase_diagram import PhaseDiagramWorkChain
 
 WORKERS = 2
 SCAN_TIMEOUT = 900  # seconds for one tiny scan on a busy 2-core machine (about 2 minutes when idle)
