@@ -128,9 +128,9 @@ def _scan(samples: int, args: argparse.Namespace, client) -> dict[str, float]:  
     minutes = (time.monotonic() - start) / 60
     if not node.is_finished_ok:
         raise SystemExit(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
-    descendants = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': node.pk}, tag='scan')
-    descendants.append(orm.ProcessNode, with_ancestors='scan', project='attributes.process_label')
-    called = [label for (label,) in descendants.iterall()]
+    children = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': node.pk}, tag='scan')
+    children.append(orm.ProcessNode, with_incoming='scan', project='attributes.process_label')  # CALL links
+    called = [label for (label,) in children.iterall()]
     processes = 1 + len(called)
     return {
         'samples': samples,
@@ -158,6 +158,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix='wyckoffdiff-load-'))
     os.environ['AIIDA_PATH'] = str(root)  # before aiida reads its configuration
     from aiida.engine.daemon.client import get_daemon_client
+    from aiida.manage import get_manager
     from aiida.manage.configuration import get_config, load_profile
 
     from aiida_wyckoffdiff.codes import get_or_create_code, get_or_create_localhost
@@ -180,6 +181,7 @@ def main() -> None:
                 client.stop_daemon(wait=True, timeout=120)
             row['database MiB'] = storage.database_bytes() / 2**20
             row['repository MiB'] = _tree_size(storage.repository) / 2**20
+            get_manager().unload_profile()  # close this process's connections before the database goes
             storage.remove()
             print(f'{kind:>10}  ' + '  '.join(f'{key} {value:.1f}' if isinstance(value, float) else f'{key} {value}'
                                               for key, value in row.items()), flush=True)
