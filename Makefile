@@ -28,7 +28,7 @@ profile: install
 run: profile
 	$(BIN)/verdi run examples/phase_diagram_li_o.py
 
-test: install
+test: install services
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 benchmark: install
@@ -36,3 +36,9 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# PostgreSQL and RabbitMQ for the production-profile tests and benchmarks/load.py: installed (apt)
+# and started when missing, quick when already up. Needs root.
+.PHONY: services
+services:
+	bash scripts/services.sh
