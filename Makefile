@@ -32,7 +32,7 @@ run: profile
 qe:
 	scripts/install-qe.sh
 
-test: install qe
+test: install services qe
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 benchmark: install
@@ -40,3 +40,9 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# PostgreSQL and RabbitMQ for the production-profile tests and benchmarks/load.py: installed (apt)
+# and started when missing, quick when already up. Needs root.
+.PHONY: services
+services:
+	bash scripts/services.sh

@@ -26,6 +26,13 @@ def validate_settings(value: orm.Dict, _: object) -> str | None:
     return None
 
 
+def validate_relaxer(value: orm.Str, _: object) -> str | None:
+    """A misspelt potential would otherwise be found out only by the job, after queueing on the cluster."""
+    from ..potentials import RELAXERS
+
+    return None if value.value in RELAXERS else f'unknown relaxer {value.value!r}; choose one of {", ".join(RELAXERS)}'
+
+
 def validate_structures(value: dict, _: object) -> str | None:
     return None if value else 'give at least one structure to relax'
 
@@ -49,7 +56,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, validator=validate_structures,
                              help='The structures to relax; output keys repeat these keys.')
         spec.input('relaxer', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('chgnet'),
-                   help='Interatomic potential: mattersim, chgnet or sevenn.')
+                   validator=validate_relaxer, help='Interatomic potential: mattersim, chgnet or sevenn.')
         spec.input('checkpoint', valid_type=CheckpointData, required=False,
                    help='Weights of the potential; omitted: the ones its package ships (chgnet, sevenn).')
         spec.input('settings', valid_type=orm.Dict, serializer=orm.to_aiida_type, required=False,
