@@ -131,6 +131,8 @@ class PhaseDiagramWorkChain(WorkChain):
         spec.output_namespace('hull_structures', valid_type=orm.StructureData, dynamic=True,
                               help='Relaxed structures on or within hull_tolerance of the reference hull.')
         spec.output('table', valid_type=orm.List, help='A row per generated structure: energies, symmetry, novelty.')
+        spec.output('realization', valid_type=orm.List,
+                    help='Each distinct generated protostructure: the structure it became, or why it could not be realized.')
         spec.output('elemental_energies', valid_type=orm.Dict)
         spec.output('cifs', valid_type=orm.FolderData, help='CIFs of all relaxed generated structures.')
         spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='Hull plots and the symmetry heatmap.')
@@ -171,6 +173,7 @@ class PhaseDiagramWorkChain(WorkChain):
         lists = {f'batch_{index}': job.outputs.protostructures for index, job in enumerate(self.ctx.generated)}
         realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts, **lists)
         self.ctx.realize_report = realized['report']
+        self.out('realization', realized['report'])  # attached now: it stays even if nothing could be realized
         self.ctx.realized = {key: node for key, node in realized.items() if key != 'report'}
         report = realized['report'].get_list()
         self.report(f'{len(self.ctx.realized)} of {len(report)} distinct protostructures realized')
