@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # so no dependency can pull a multi-GB CUDA build.
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install profile run test benchmark clean
+.PHONY: install profile run test benchmark clean slurm
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ profile: install
 run: profile
 	$(BIN)/verdi run examples/phase_diagram_li_o.py
 
-test: install
+test: install slurm
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 benchmark: install
@@ -36,3 +36,8 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# A one-node Slurm on this machine (slurm-wlm + munge from apt, installed only when missing) for
+# tests/test_slurm.py; quick when it already runs. `scripts/slurm.sh stop` stops its daemons.
+slurm:
+	scripts/slurm.sh
