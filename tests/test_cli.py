@@ -39,6 +39,7 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path) -> None:
         ('realize', 'nonsense'): 'malformed protostructure label',
         ('realize', 'A_aP1_1_a:Li', '--attempts', '2', '--seed', '0'): 'no candidate in 2 attempts',
         ('data', 'build', '--data-dir', str(tmp_path)): 'no mp_structures.csv.gz found',
+        ('generate', '--chemsys', 'Li-O', '--spacegroup', '225', '--checkpoint-sha256', '0' * 64): 'sha256 mismatch',
     }
     for arguments, message in cases.items():
         result = runner.invoke(main, list(arguments))

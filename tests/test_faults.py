@@ -40,18 +40,27 @@ def _rattled_rutile() -> Structure:
     return rutile
 
 
-class _KillAfterFirstStructure(threading.Thread):
-    """Watches the relax jobs under ``workdir`` and SIGKILLs the first one whose results file holds a finished structure.
+class _Killer(threading.Thread):
+    """SIGKILLs, up to ``times`` times, a relax job under ``workdir`` whose results file holds ``finished`` structures.
 
     The ``wyckoffdiff relax`` process is found through ``/proc``: its working directory is the job's folder
-    under the Computer's work directory, which is where it saves its results as structures finish.
+    under the Computer's work directory, where it saves its results as structures finish.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, finished: int, times: int = 1) -> None:
         super().__init__(daemon=True)
         self.workdir = workdir.resolve()
-        self.killed: Path | None = None
+        self.finished, self.times = finished, times
+        self.killed: list[Path] = []
         self.stop = threading.Event()
+
+    def __enter__(self) -> _Killer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.join()
 
     def _relax_processes(self):
         for entry in Path('/proc').iterdir():
@@ -68,35 +77,30 @@ class _KillAfterFirstStructure(threading.Thread):
     def run(self) -> None:
         import json
 
-        while not self.stop.is_set() and self.killed is None:
+        while not self.stop.is_set() and len(self.killed) < self.times:
             for pid, cwd in self._relax_processes():
                 try:
                     document = json.loads((cwd / 'results.json').read_text())
                 except (OSError, ValueError):
                     continue
-                if not document['complete'] and document['structures']:
+                if cwd not in self.killed and not document['complete'] and len(document['structures']) == self.finished:
                     os.kill(pid, signal.SIGKILL)
-                    self.killed = cwd
-                    break
+                    self.killed.append(cwd)
             time.sleep(0.1)
 
 
 def test_killed_relax_job_is_restarted_with_only_unfinished_structures(code, aiida_localhost) -> None:
     """3(b): the job is SIGKILLed once Li2O is saved; the restart relaxes only rutile and nothing is lost."""
     structures = {'li2o': orm.StructureData(pymatgen=_li2o()), 'rutile': orm.StructureData(pymatgen=_rattled_rutile())}
-    inputs = {'relax': {'code': code, 'structures': structures, 'settings': {'fmax': 0.05, 'steps': 200}}}
-    killer = _KillAfterFirstStructure(Path(aiida_localhost.get_workdir()))
-    killer.start()
-    try:
+    inputs = {'relax': {'code': code, 'structures': structures, 'settings': {'fmax': 0.05, 'steps': 40}}}
+    with _Killer(Path(aiida_localhost.get_workdir()), finished=1) as killer:
         _, node = run_get_node(RelaxBaseWorkChain, **inputs)
-    finally:
-        killer.stop.set()
-        killer.join()
-    assert killer.killed is not None, 'the relax job finished before it could be killed'
-    assert len(node.called) == 2, [(job.pk, job.exit_status) for job in node.called]
-    first, second = sorted(node.called, key=lambda job: job.ctime)
+    assert killer.killed, 'the relax job finished before it could be killed'
+    jobs = sorted((process for process in node.called if isinstance(process, orm.CalcJobNode)), key=lambda job: job.ctime)
+    assert len(jobs) == 2, [(job.pk, job.exit_status) for job in jobs]
+    first, second = jobs
     assert first.exit_status == first.process_class.exit_codes.ERROR_INTERRUPTED.status, first.exit_message
-    assert 'stopped after 1 of 2 structures' in first.exit_message
+    assert 'stopped after 1 of 2 structures' in first.exit_message and 'Killed' in first.exit_message
     assert set(first.outputs.relaxed) == {'li2o'}
     assert set(second.inputs.structures) == {'rutile'}, 'a finished structure was relaxed again'
     assert second.is_finished_ok, second.exit_message
@@ -109,7 +113,19 @@ def test_killed_relax_job_is_restarted_with_only_unfinished_structures(code, aii
     assert results['rutile'] == second.outputs.results['structures']['rutile']
     assert results['li2o']['converged'] and results['rutile']['steps'] > results['li2o']['steps']
     assert set(node.outputs.trajectories.base.repository.list_object_names()) == {'li2o.traj', 'rutile.traj'}
+    assert node.outputs.results.creator.process_label == 'merge_relax_results'
     assert any('restarting with the 1 unfinished' in log.message for log in orm.Log.collection.get_logs_for(node))
+
+
+def test_jobs_killed_before_finishing_anything_end_the_restarts(code, aiida_localhost) -> None:
+    """Two jobs in a row killed before their first structure: 421 says to give them more time, not a third try."""
+    inputs = {'relax': {'code': code, 'structures': {'rutile': orm.StructureData(pymatgen=_rattled_rutile())},
+                        'settings': {'fmax': 0.05, 'steps': 40}}}
+    with _Killer(Path(aiida_localhost.get_workdir()), finished=0, times=2):
+        _, node = run_get_node(RelaxBaseWorkChain, **inputs)
+    assert node.exit_status == RelaxBaseWorkChain.exit_codes.ERROR_NO_PROGRESS.status, node.exit_message
+    assert [job.exit_status for job in node.called if isinstance(job, orm.CalcJobNode)] == [420, 420]
+    assert 'relaxed' not in node.outputs
 
 
 def test_structure_that_breaks_the_potential_is_recorded_and_the_rest_relaxed(code) -> None:
@@ -119,7 +135,7 @@ def test_structure_that_breaks_the_potential_is_recorded_and_the_rest_relaxed(co
     _, node = run_get_node(RelaxBaseWorkChain, relax={'code': code, 'structures': structures, 'settings': {'fmax': 0.1, 'steps': 30}})
     assert node.exit_status == RelaxBaseWorkChain.exit_codes.WARNING_SOME_STRUCTURES_FAILED.status
     assert 'overlap: overlapping atoms: two atoms 0.30 Å apart' in node.exit_message
-    assert len(node.called) == 1
+    assert len(node.called) == 1 and node.outputs.results.creator.pk == node.called[0].pk
     assert set(node.outputs.relaxed) == {'li2o'}
     results = node.outputs.results['structures']
     assert results['li2o']['reason'] is None and results['li2o']['energy_per_atom'] < 0

@@ -73,7 +73,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
         spec.exit_code(
             420, 'ERROR_INTERRUPTED',
             message='The job stopped after {done} of {total} structures (killed, out of wall time or memory?); '
-                    'the finished ones are attached. Last lines of stderr: {stderr}',
+                    'the finished ones are attached. Last lines of the scheduler\'s and the command\'s stderr: {stderr}',
         )
         spec.exit_code(710, 'WARNING_SOME_STRUCTURES_FAILED', message='{failed} of {total} structures failed: {reasons}')
 

@@ -34,8 +34,10 @@ class RelaxParser(WyckoffDiffParser):
                                       'settings': document.get('settings'), 'structures': results}))
         self._attach_trajectories(calc.TRAJECTORY_FOLDER, set(results))
         if not document.get('complete', False):
-            stderr = self._retrieved_text(calc.FILENAME_STDERR)
-            tail = ' | '.join(stderr.strip().splitlines()[-3:]) or '(empty)'
+            # The scheduler's stderr is where the shell says "Killed"; the command's own ends with its progress.
+            scheduler_stderr = self.node.get_option('scheduler_stderr')
+            logs = (self._retrieved_text(scheduler_stderr) if scheduler_stderr else '', self._retrieved_text(calc.FILENAME_STDERR))
+            tail = ' | '.join(line for text in logs for line in text.strip().splitlines()[-2:]) or '(empty)'
             return self.exit_codes.ERROR_INTERRUPTED.format(done=len(results), total=len(self.node.inputs.structures), stderr=tail)
         failed, reasons = failed_structures(results)
         if results and len(failed) == len(results):

@@ -51,13 +51,18 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
     def define(cls, spec) -> None:  # noqa: ANN001 - aiida-core's spec type
         super().define(spec)
         spec.expose_inputs(RelaxCalculation, namespace='relax')
-        spec.expose_outputs(RelaxCalculation)
+        # Each job's folders stay with the job: after a restart no single job's folder stands for the merged outputs.
+        spec.expose_outputs(RelaxCalculation, exclude=('remote_folder', 'retrieved'))
         spec.outline(
             cls.setup,
             while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
             cls.results,
         )
         spec.exit_code(410, 'ERROR_ALL_STRUCTURES_FAILED', message='No structure could be relaxed: {reasons}')
+        spec.exit_code(
+            421, 'ERROR_NO_PROGRESS',
+            message='Two jobs in a row were stopped before finishing any structure: give the jobs more wall time or memory.',
+        )
         spec.exit_code(710, 'WARNING_SOME_STRUCTURES_FAILED', message='{failed} of {total} structures failed: {reasons}')
 
     def setup(self) -> None:
@@ -68,6 +73,10 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
     def handle_interrupted(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
         """The job was killed midway: keep what it finished, restart with only the structures it did not."""
         finished = set(node.outputs.results['structures']) if 'results' in node.outputs else set()
+        if not finished and self.ctx.get('stalled', False):
+            self.report(f'{node.process_label}<{node.pk}> was stopped before finishing any structure, as was the job before')
+            return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_NO_PROGRESS)
+        self.ctx.stalled = not finished
         remaining = {key: structure for key, structure in self.ctx.inputs.structures.items() if key not in finished}
         self.report(
             f'{node.process_label}<{node.pk}> stopped after {len(finished)} of {len(self.ctx.inputs.structures)} '
