@@ -55,3 +55,9 @@ def test_data_build_prints_statistics(sample_dir, tmp_path) -> None:
     assert 'rows kept: 118' in result.output
     assert 'round-trip' in result.output
     assert output.is_file()
+
+
+def test_expected_sha256_needs_a_checkpoint_file(tmp_path) -> None:
+    result = CliRunner().invoke(main, ['relax', str(tmp_path / 'any.cif'), '--checkpoint-sha256', '0' * 64])
+    assert result.exit_code == 2
+    assert '--checkpoint-sha256 needs --checkpoint FILE' in result.output
