@@ -46,8 +46,8 @@ class CheckpointData(orm.SinglefileData):
         actual = self.content_sha256()
         if actual == self.sha256:
             return None
-        return (f'{SHA256_MISMATCH}: {type(self).__name__}<{self.pk}> ({self.filename}) holds bytes with sha256 {actual}, '
-                f'but recorded {self.sha256}: the file was corrupted or swapped; store the right file again')
+        return (f'{SHA256_MISMATCH}: {type(self).__name__}<{self.pk}> ({self.filename}) holds bytes with sha256 '
+                f'{actual}, but recorded {self.sha256}: the file was corrupted or swapped; store the right file again')
 
     @classmethod
     def get_or_create(cls, file: str | Path, kind: str) -> CheckpointData:

@@ -71,7 +71,11 @@ class _Killer(threading.Thread):
                 cmdline = (entry / 'cmdline').read_bytes().split(b'\0')
             except OSError:
                 continue
-            if self.workdir in cwd.parents and b'relax' in cmdline and any(part.endswith(b'wyckoffdiff') for part in cmdline):
+            if (
+                self.workdir in cwd.parents
+                and b'relax' in cmdline
+                and any(part.endswith(b'wyckoffdiff') for part in cmdline)
+            ):
                 yield int(entry.name), cwd
 
     def run(self) -> None:
@@ -96,7 +100,9 @@ def test_killed_relax_job_is_restarted_with_only_unfinished_structures(code, aii
     with _Killer(Path(aiida_localhost.get_workdir()), finished=1) as killer:
         _, node = run_get_node(RelaxBaseWorkChain, **inputs)
     assert killer.killed, 'the relax job finished before it could be killed'
-    jobs = sorted((process for process in node.called if isinstance(process, orm.CalcJobNode)), key=lambda job: job.ctime)
+    jobs = sorted(
+        (process for process in node.called if isinstance(process, orm.CalcJobNode)), key=lambda job: job.ctime
+    )
     assert len(jobs) == 2, [(job.pk, job.exit_status) for job in jobs]
     first, second = jobs
     assert first.exit_status == first.process_class.exit_codes.ERROR_INTERRUPTED.status, first.exit_message
@@ -119,8 +125,13 @@ def test_killed_relax_job_is_restarted_with_only_unfinished_structures(code, aii
 
 def test_jobs_killed_before_finishing_anything_end_the_restarts(code, aiida_localhost) -> None:
     """Two jobs in a row killed before their first structure: 421 says to give them more time, not a third try."""
-    inputs = {'relax': {'code': code, 'structures': {'rutile': orm.StructureData(pymatgen=_rattled_rutile())},
-                        'settings': {'fmax': 0.05, 'steps': 40}}}
+    inputs = {
+        'relax': {
+            'code': code,
+            'structures': {'rutile': orm.StructureData(pymatgen=_rattled_rutile())},
+            'settings': {'fmax': 0.05, 'steps': 40},
+        }
+    }
     with _Killer(Path(aiida_localhost.get_workdir()), finished=0, times=2):
         _, node = run_get_node(RelaxBaseWorkChain, **inputs)
     assert node.exit_status == RelaxBaseWorkChain.exit_codes.ERROR_NO_PROGRESS.status, node.exit_message
@@ -132,7 +143,9 @@ def test_structure_that_breaks_the_potential_is_recorded_and_the_rest_relaxed(co
     """3(c): atoms 0.3 Å apart get their reason; the other structure is relaxed; no pointless restart."""
     overlapping = Structure(Lattice.cubic(4.0), ['Li', 'O'], [[0, 0, 0], [0.075, 0, 0]])  # 0.3 Å
     structures = {'li2o': orm.StructureData(pymatgen=_li2o()), 'overlap': orm.StructureData(pymatgen=overlapping)}
-    _, node = run_get_node(RelaxBaseWorkChain, relax={'code': code, 'structures': structures, 'settings': {'fmax': 0.1, 'steps': 30}})
+    _, node = run_get_node(
+        RelaxBaseWorkChain, relax={'code': code, 'structures': structures, 'settings': {'fmax': 0.1, 'steps': 30}}
+    )
     assert node.exit_status == RelaxBaseWorkChain.exit_codes.WARNING_SOME_STRUCTURES_FAILED.status
     assert 'overlap: overlapping atoms: two atoms 0.30 Å apart' in node.exit_message
     assert len(node.called) == 1 and node.outputs.results.creator.pk == node.called[0].pk
@@ -148,8 +161,9 @@ def test_unrealizable_protostructures_are_recorded_and_the_scan_goes_on(code) ->
     The shipped model, seed 0, draws AB4_aP30_2_ad2i_12i, A3B10_aP13_2_ai_5i and AB2_aP27_2_abe3i_9i for Li-O in P-1;
     a changed checkpoint may draw others, but the assertions hold for any draw with failures and successes.
     """
-    builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[2], num_samples=3,
-                                    relax_settings={'steps': 3, 'fmax': 0.5})
+    builder = phase_diagram_builder(
+        'Li-O', code=code.full_label, spacegroups=[2], num_samples=3, relax_settings={'steps': 3, 'fmax': 0.5}
+    )
     builder.realize_attempts = 1
     builder.hull_tolerance = 10.0
     _, node = run_get_node(builder)
@@ -202,8 +216,14 @@ def test_tampered_checkpoint_is_refused_before_any_job(code, tmp_path, tamper) -
     with pytest.raises(ValueError, match=message):
         builder.generate.checkpoint = checkpoint  # the builder checks as soon as it is given
     with pytest.raises(ValueError, match=message):  # and so does the launch
-        run_get_node(PhaseDiagramWorkChain, chemsys='Li-O', spacegroups=[225], num_samples=1,
-                     generate={'code': code, 'checkpoint': checkpoint}, relax={'code': code})
+        run_get_node(
+            PhaseDiagramWorkChain,
+            chemsys='Li-O',
+            spacegroups=[225],
+            num_samples=1,
+            generate={'code': code, 'checkpoint': checkpoint},
+            relax={'code': code},
+        )
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == 0
 
 
@@ -215,10 +235,20 @@ def test_command_refuses_a_checkpoint_changed_on_the_way(aiida_localhost) -> Non
 
     checkpoint = CheckpointData.get_or_create(shipped_checkpoint_path(), kind='wyckoffdiff')
     # The copy the command reads is whatever reached the job's folder: this code's prepend text truncates it first.
-    code = orm.InstalledCode(computer=aiida_localhost, filepath_executable=str(wyckoffdiff_executable()), label='truncating',
-                             prepend_text='head -c 1000 model.ckpt > truncated && mv truncated model.ckpt').store()
-    _, node = run_get_node(GenerateCalculation, code=code, checkpoint=checkpoint, chemsys=orm.Str('Li-O'),
-                           spacegroups=orm.List([225]), num_samples=orm.Int(1))
+    code = orm.InstalledCode(
+        computer=aiida_localhost,
+        filepath_executable=str(wyckoffdiff_executable()),
+        label='truncating',
+        prepend_text='head -c 1000 model.ckpt > truncated && mv truncated model.ckpt',
+    ).store()
+    _, node = run_get_node(
+        GenerateCalculation,
+        code=code,
+        checkpoint=checkpoint,
+        chemsys=orm.Str('Li-O'),
+        spacegroups=orm.List([225]),
+        num_samples=orm.Int(1),
+    )
     assert node.exit_status == GenerateCalculation.exit_codes.ERROR_CHECKPOINT_MISMATCH.status
     assert f'expected {checkpoint.sha256}' in node.exit_message
     assert 'corrupted or swapped' in node.exit_message

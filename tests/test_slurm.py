@@ -61,11 +61,20 @@ def slurm_code(tmp_path) -> orm.InstalledCode:
 @pytest.fixture
 def cluster_code() -> orm.InstalledCode:
     """docs/cluster.md's Code on an unreachable cluster: only its submission scripts are written, nothing runs."""
-    computer = orm.Computer(label='mycluster', hostname='login.mycluster.org', transport_type='core.ssh',
-                            scheduler_type='core.slurm', workdir='/scratch/{username}/aiida').store()
+    computer = orm.Computer(
+        label='mycluster',
+        hostname='login.mycluster.org',
+        transport_type='core.ssh',
+        scheduler_type='core.slurm',
+        workdir='/scratch/{username}/aiida',
+    ).store()
     computer.set_default_mpiprocs_per_machine(1)
-    return orm.InstalledCode(computer=computer, filepath_executable='/home/me/wyckoffdiff-env/bin/wyckoffdiff',
-                             label='wyckoffdiff', prepend_text='module load cuda/12.4').store()
+    return orm.InstalledCode(
+        computer=computer,
+        filepath_executable='/home/me/wyckoffdiff-env/bin/wyckoffdiff',
+        label='wyckoffdiff',
+        prepend_text='module load cuda/12.4',
+    ).store()
 
 
 def _li2o() -> orm.StructureData:
@@ -84,12 +93,26 @@ def test_gpu_submission_scripts(cluster_code, tmp_path, monkeypatch) -> None:
     """The cluster guide's options give exactly these #SBATCH lines and command lines, for generate and relax."""
     monkeypatch.chdir(tmp_path)  # dry runs write their folders into the working directory
     checkpoint = CheckpointData.get_or_create(shipped_checkpoint_path(), kind='wyckoffdiff')
-    generate = _submit_script(GenerateCalculation, {
-        'code': cluster_code, 'checkpoint': checkpoint, 'chemsys': orm.Str('Li-O'), 'spacegroups': orm.List([225]),
-        'num_samples': orm.Int(64), 'metadata': {'options': GPU_JOB}})
-    relax = _submit_script(RelaxCalculation, {
-        'code': cluster_code, 'structures': {'li2o': _li2o()}, 'settings': orm.Dict({'device': 'cuda'}),
-        'metadata': {'options': GPU_JOB}})
+    generate = _submit_script(
+        GenerateCalculation,
+        {
+            'code': cluster_code,
+            'checkpoint': checkpoint,
+            'chemsys': orm.Str('Li-O'),
+            'spacegroups': orm.List([225]),
+            'num_samples': orm.Int(64),
+            'metadata': {'options': GPU_JOB},
+        },
+    )
+    relax = _submit_script(
+        RelaxCalculation,
+        {
+            'code': cluster_code,
+            'structures': {'li2o': _li2o()},
+            'settings': orm.Dict({'device': 'cuda'}),
+            'metadata': {'options': GPU_JOB},
+        },
+    )
     for script in (generate, relax):
         directives = [line for line in script if line.startswith('#SBATCH')]
         assert directives == [
@@ -108,9 +131,11 @@ def test_gpu_submission_scripts(cluster_code, tmp_path, monkeypatch) -> None:
         ], directives
         assert 'module load cuda/12.4' in script
     command = next(line for line in generate if 'wyckoffdiff' in line and 'generate' in line)
-    assert command.startswith("'/home/me/wyckoffdiff-env/bin/wyckoffdiff' 'generate' '--checkpoint' 'model.ckpt' "
-                              f"'--checkpoint-sha256' '{checkpoint.sha256}' '--chemsys' 'Li-O' '--spacegroup' '225' "
-                              "'--num-samples' '64'")
+    assert command.startswith(
+        "'/home/me/wyckoffdiff-env/bin/wyckoffdiff' 'generate' '--checkpoint' 'model.ckpt' "
+        f"'--checkpoint-sha256' '{checkpoint.sha256}' '--chemsys' 'Li-O' '--spacegroup' '225' "
+        "'--num-samples' '64'"
+    )
     assert command.endswith("'--output' 'results.json'  > 'stdout.txt' 2> 'stderr.txt'")
     command = next(line for line in relax if 'wyckoffdiff' in line and 'relax' in line)
     assert "'relax' 'structures/li2o.json' '--relaxer' 'chgnet'" in command and "'--device' 'cuda'" in command
@@ -120,18 +145,32 @@ def test_generate_and_relax_jobs_through_slurm(slurm_code) -> None:
     """Real sbatch jobs on this machine's Slurm: each CalcJob gets a Slurm job id and finishes with its outputs."""
     checkpoint = CheckpointData.get_or_create(shipped_checkpoint_path(), kind='wyckoffdiff')
     options = {'max_wallclock_seconds': 1200, 'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
-    _, generate = run_get_node(GenerateCalculation, code=slurm_code, checkpoint=checkpoint, chemsys=orm.Str('Li-O'),
-                               spacegroups=orm.List([225]), num_samples=orm.Int(1), steps=orm.Int(20),
-                               metadata={'options': options})
-    _, relax = run_get_node(RelaxCalculation, code=slurm_code, structures={'li2o': _li2o()},
-                            settings=orm.Dict({'steps': 5, 'fmax': 0.5}), metadata={'options': options})
+    _, generate = run_get_node(
+        GenerateCalculation,
+        code=slurm_code,
+        checkpoint=checkpoint,
+        chemsys=orm.Str('Li-O'),
+        spacegroups=orm.List([225]),
+        num_samples=orm.Int(1),
+        steps=orm.Int(20),
+        metadata={'options': options},
+    )
+    _, relax = run_get_node(
+        RelaxCalculation,
+        code=slurm_code,
+        structures={'li2o': _li2o()},
+        settings=orm.Dict({'steps': 5, 'fmax': 0.5}),
+        metadata={'options': options},
+    )
     for node in (generate, relax):
         assert node.is_finished_ok, f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}'
         assert node.computer.scheduler_type == 'core.slurm'
         job_id = node.get_job_id()
         assert job_id and job_id.isdigit(), job_id
         # Slurm itself wrote the job's scheduler files (#SBATCH --output / --error), so the job ran under sbatch.
-        assert '_scheduler-stdout.txt' in node.outputs.retrieved.base.repository.list_object_names() or \
-            (Path(node.get_remote_workdir()) / '_scheduler-stdout.txt').is_file()
+        assert (
+            '_scheduler-stdout.txt' in node.outputs.retrieved.base.repository.list_object_names()
+            or (Path(node.get_remote_workdir()) / '_scheduler-stdout.txt').is_file()
+        )
     assert generate.outputs.protostructures.get_list()[0].endswith(':Li-O')
     assert relax.outputs.results['structures']['li2o']['energy_per_atom'] < 0

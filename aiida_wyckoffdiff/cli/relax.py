@@ -116,12 +116,14 @@ def relax(
     document = {'settings': asdict(settings), 'device': device, **potential.describe()}
     for position, record in enumerate(records):
         if structures[position] is None:
-            outcome = RelaxOutcome(position, '', potential.name, potential.checkpoint_sha256, reason=record['realization_failure'])
+            reason = record['realization_failure']
+            outcome = RelaxOutcome(position, '', potential.name, potential.checkpoint_sha256, reason=reason)
             results[position] = outcome.as_dict() | record
     trajectories = None
     if trajectory_dir is not None:
         trajectory_dir.mkdir(parents=True, exist_ok=True)
-        trajectories = [trajectory_dir / f'{_trajectory_name(inputs[position], position)}.traj' for position in positions]
+        names = [_trajectory_name(inputs[position], position) for position in positions]
+        trajectories = [trajectory_dir / f'{name}.traj' for name in names]
 
     def save(complete: bool) -> None:
         """Write the finished structures so far; ``complete`` is false until all are done, so a killed job says so."""

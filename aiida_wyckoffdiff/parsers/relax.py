@@ -36,9 +36,11 @@ class RelaxParser(WyckoffDiffParser):
         if not document.get('complete', False):
             # The scheduler's stderr is where the shell says "Killed"; the command's own ends with its progress.
             scheduler_stderr = self.node.get_option('scheduler_stderr')
-            logs = (self._retrieved_text(scheduler_stderr) if scheduler_stderr else '', self._retrieved_text(calc.FILENAME_STDERR))
+            logs = (self._retrieved_text(scheduler_stderr) if scheduler_stderr else '',
+                    self._retrieved_text(calc.FILENAME_STDERR))
             tail = ' | '.join(line for text in logs for line in text.strip().splitlines()[-2:]) or '(empty)'
-            return self.exit_codes.ERROR_INTERRUPTED.format(done=len(results), total=len(self.node.inputs.structures), stderr=tail)
+            total = len(self.node.inputs.structures)
+            return self.exit_codes.ERROR_INTERRUPTED.format(done=len(results), total=total, stderr=tail)
         failed, reasons = failed_structures(results)
         if results and len(failed) == len(results):
             return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED.format(reasons=reasons)

@@ -35,7 +35,9 @@ def merge_relax_results(**outputs: orm.Data) -> dict[str, orm.Data]:
             structures.update(node['structures'])
         else:
             for filename in node.base.repository.list_object_names():
-                trajectories.base.repository.put_object_from_bytes(node.base.repository.get_object_content(filename, mode='rb'), filename)
+                trajectories.base.repository.put_object_from_bytes(
+                    node.base.repository.get_object_content(filename, mode='rb'), filename
+                )
     result: dict[str, orm.Data] = {'results': orm.Dict({**merged, 'structures': structures})}
     if trajectories.base.repository.list_object_names():
         result['trajectories'] = trajectories
@@ -60,10 +62,14 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
         )
         spec.exit_code(410, 'ERROR_ALL_STRUCTURES_FAILED', message='No structure could be relaxed: {reasons}')
         spec.exit_code(
-            421, 'ERROR_NO_PROGRESS',
-            message='Two jobs in a row were stopped before finishing any structure: give the jobs more wall time or memory.',
+            421,
+            'ERROR_NO_PROGRESS',
+            message='Two jobs in a row were stopped before finishing any structure: '
+            'give the jobs more wall time or memory.',
         )
-        spec.exit_code(710, 'WARNING_SOME_STRUCTURES_FAILED', message='{failed} of {total} structures failed: {reasons}')
+        spec.exit_code(
+            710, 'WARNING_SOME_STRUCTURES_FAILED', message='{failed} of {total} structures failed: {reasons}'
+        )
 
     def setup(self) -> None:
         super().setup()
@@ -74,7 +80,9 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
         """The job was killed midway: keep what it finished, restart with only the structures it did not."""
         finished = set(node.outputs.results['structures']) if 'results' in node.outputs else set()
         if not finished and self.ctx.get('stalled', False):
-            self.report(f'{node.process_label}<{node.pk}> was stopped before finishing any structure, as was the job before')
+            self.report(
+                f'{node.process_label}<{node.pk}> was stopped before finishing any structure, as was the job before'
+            )
             return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_NO_PROGRESS)
         self.ctx.stalled = not finished
         remaining = {key: structure for key, structure in self.ctx.inputs.structures.items() if key not in finished}
@@ -102,14 +110,14 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
         return ProcessHandlerReport(do_break=True)
 
     def inspect_process(self) -> ExitCode | None:
-        """As the base class; when it gives up (too many restarts, an unhandled failure), attach what was relaxed first."""
+        """As the base class; when it gives up (too many restarts, an unhandled failure), attach what was relaxed."""
         exit_code = super().inspect_process()
         if exit_code is not None and exit_code.status:
             self._attach_merged()
         return exit_code
 
     def results(self) -> ExitCode | None:
-        """Attach the outputs of all jobs as if one job had relaxed everything; the exit code names failed structures."""
+        """Attach all jobs' outputs as if one job had relaxed everything; the exit code names failed structures."""
         structures = self._attach_merged()
         if structures is None:
             return super().results()
@@ -117,11 +125,13 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
         if structures and len(failed) == len(structures):
             return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED.format(reasons=reasons)
         if failed:
-            return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(failed=len(failed), total=len(structures), reasons=reasons)
+            return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(
+                failed=len(failed), total=len(structures), reasons=reasons
+            )
         return None
 
     def _attach_merged(self) -> dict[str, dict] | None:
-        """Attach ``relaxed``, ``results`` and ``trajectories`` of every job that produced results; their per-structure results."""
+        """Attach ``relaxed``, ``results`` and ``trajectories`` of all jobs with results; return the results."""
         jobs = [job for job in self.ctx.children if 'results' in job.outputs]
         if not jobs:
             return None
@@ -129,8 +139,12 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
         if len(jobs) == 1:
             merged = {name: jobs[0].outputs[name] for name in ('results', 'trajectories') if name in jobs[0].outputs}
         else:
-            pieces = {f'{name}_{index:02d}': job.outputs[name] for index, job in enumerate(jobs)
-                      for name in ('results', 'trajectories') if name in job.outputs}
+            pieces = {
+                f'{name}_{index:02d}': job.outputs[name]
+                for index, job in enumerate(jobs)
+                for name in ('results', 'trajectories')
+                if name in job.outputs
+            }
             merged = merge_relax_results(**pieces)
         self.out_many({**merged, 'relaxed': relaxed} if relaxed else merged)
         self.report(f'{len(relaxed)} structures relaxed in {len(jobs)} job(s)')
