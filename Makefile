@@ -28,7 +28,7 @@ profile: install
 run: profile
 	$(BIN)/verdi run examples/phase_diagram_li_o.py
 
-test: install slurm
+test: install services slurm
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 benchmark: install
@@ -36,6 +36,12 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# PostgreSQL and RabbitMQ for the production-profile tests and benchmarks/load.py: installed (apt)
+# and started when missing, quick when already up. Needs root.
+.PHONY: services
+services:
+	bash scripts/services.sh
 
 # A one-node Slurm on this machine (slurm-wlm + munge from apt, installed only when missing) for
 # tests/test_slurm.py; quick when it already runs. `scripts/slurm.sh stop` stops its daemons.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,14 @@ def phase_diagram_builder(
     return builder
 
 
-def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> orm.WorkChainNode:
-    """Parse the example's options, run the workflow, copy its plots to ``results/CHEMSYS`` and say what to look at."""
+def run_phase_diagram_example(
+    chemsys: str, argv: list[str] | None = None, results: Path = Path('results'), score: bool = False
+) -> orm.WorkChainNode:
+    """Parse the example's options, run the workflow, copy its plots to ``results/CHEMSYS`` and say what to look at.
+
+    :param score: also score the run (:func:`aiida_wyckoffdiff.reporting.scan_report`: validity, uniqueness,
+        novelty, S.U.N., symmetry kept, known phases found), print it and write ``metrics.json`` beside the plots.
+    """
     from aiida.engine import run_get_node
 
     parser = argparse.ArgumentParser(description=f'{chemsys} phase diagram with aiida-wyckoffdiff')
@@ -75,8 +82,9 @@ def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> or
     parser.add_argument('--relax-checkpoint', help='Weights of the potential (required for mattersim without internet).')
     parser.add_argument('--steps', type=int, default=150, help='Optimizer steps at most per structure (default 150).')
     parser.add_argument('--fmax', type=float, default=0.1, help='Force criterion in eV/Å (default 0.1).')
+    parser.add_argument('--fix-symmetry', action='store_true', help='Keep each structure in its space group (ASE FixSymmetry).')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--output', type=Path, default=Path('results') / chemsys)
+    parser.add_argument('--output', type=Path, default=results / chemsys)
     options = parser.parse_args(argv)
     builder = phase_diagram_builder(
         chemsys,
@@ -84,7 +92,7 @@ def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> or
         num_samples=PAPER_SAMPLES_PER_SPACEGROUP if options.paper_size else options.samples,
         relaxer=options.relaxer,
         relax_checkpoint=options.relax_checkpoint,
-        relax_settings={'steps': options.steps, 'fmax': options.fmax},
+        relax_settings={'steps': options.steps, 'fmax': options.fmax, 'fix_symmetry': options.fix_symmetry},
         seed=options.seed,
     )
     _, node = run_get_node(builder)
@@ -96,6 +104,9 @@ def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> or
         with plot.open(mode='rb') as source, open(target, 'wb') as handle:
             shutil.copyfileobj(source, handle)
         print(f'plot {name}: {target}')
+    table_file = options.output / 'table.json'
+    table_file.write_text(json.dumps({'workchain': node.pk, 'rows': node.outputs.table.get_list()}, indent=1))
+    print(f'table: {table_file}')
     hull = dict(node.outputs.hull_structures.items()) if 'hull_structures' in node.outputs else {}
     for row in node.outputs.table.get_list():
         energy = 'failed: ' + str(row['reason']) if row['e_above_hull'] is None else f"e_above_hull {row['e_above_hull']:+.3f} eV/atom"
@@ -106,4 +117,10 @@ def run_phase_diagram_example(chemsys: str, argv: list[str] | None = None) -> or
     if hull:
         first = next(iter(hull.values()))
         print(f'provenance: wyckoffdiff lineage {first.pk}   |   verdi node graph generate {node.pk}')
+    if score:
+        from .reporting import format_report, scan_report
+
+        report = scan_report(node)
+        (options.output / 'metrics.json').write_text(json.dumps(report, indent=1))
+        print(format_report(report), end='')
     return node

@@ -7,8 +7,10 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_wyckoffdiff.codes import get_or_create_code
+from aiida_wyckoffdiff.data import build_dataset, load_dataset
 from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.provenance import lineage
+from aiida_wyckoffdiff.reporting import format_report, scan_report
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
@@ -20,7 +22,7 @@ def code(aiida_localhost) -> orm.InstalledCode:
     return get_or_create_code(aiida_localhost)
 
 
-def test_li_o_phase_diagram_end_to_end(code) -> None:
+def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[225, 194, 12], num_samples=2,
                                     relax_settings=SMALL_RELAXATION)
     builder.hull_tolerance = 2.0  # eV/atom: wide, so that a short relaxation still leaves hull structures to check
@@ -49,6 +51,21 @@ def test_li_o_phase_diagram_end_to_end(code) -> None:
     assert generate['checkpoint_sha256'] == builder.generate.checkpoint.sha256
     assert generate['seed'] == 0
     assert generate['e_above_hull'] == 0.0
+    # The run scores itself from its provenance graph; the committed sample rows stand in for the training data.
+    dataset = load_dataset(build_dataset(sample_dir, output=tmp_path / 'ds.jsonl.gz', processes=1, progress=False).path)
+    report = scan_report(node, dataset=dataset, stability=tolerance)
+    metrics = report['metrics']
+    assert metrics['samples'] == 3 * 2
+    assert metrics['relaxed'] == len(relaxed)
+    realize_report = next(n for n in node.called if n.process_label == 'realize_protostructures').outputs.report.get_list()
+    assert metrics['distinct'] == len(realize_report)
+    assert metrics['realized'] == sum(1 for entry in realize_report if entry['ok'])
+    assert 0.0 < metrics['uniqueness'] <= 1.0 and metrics['p1_share'] == 0.0
+    listed = {record['key'] for record in report['known_phases'] + report['new_near_hull']}
+    assert listed <= {row['key'] for row in relaxed}
+    assert all(record['e_above_hull'] <= tolerance for record in report['new_near_hull'])
+    assert all(record['material_id'].startswith('mp-') for record in report['known_phases'])
+    assert 'S.U.N.' in format_report(report)
 
 
 def test_corrupt_checkpoint_fails_cleanly(code, tmp_path) -> None:

@@ -8,7 +8,7 @@ from aiida.engine import CalcJobProcessSpec
 from ..nodes import CheckpointData, validate_checkpoint
 from .base import WyckoffDiffCalculation
 
-__all__ = ['GenerateCalculation', 'validate_chemsys', 'validate_spacegroups']
+__all__ = ['GenerateCalculation', 'validate_chemsys', 'validate_positive', 'validate_spacegroups']
 
 
 def validate_chemsys(value: orm.Str, _: object) -> str | None:
@@ -31,8 +31,9 @@ def validate_spacegroups(value: orm.List, _: object) -> str | None:
     return None
 
 
-def _positive(value: orm.Int, _: object) -> str | None:
-    return None if value.value > 0 else f'must be positive, not {value.value}'
+def validate_positive(value: orm.Int, port: object) -> str | None:
+    """Counts (samples, steps, batch sizes) below 1 would make an empty or endless job: refused at launch."""
+    return None if value.value > 0 else f'{getattr(port, "name", "the value")} must be positive, not {value.value}'
 
 
 class GenerateCalculation(WyckoffDiffCalculation):
@@ -47,14 +48,14 @@ class GenerateCalculation(WyckoffDiffCalculation):
                    help='Chemical system, e.g. "Li-O"; every sample contains all of its elements and no other.')
         spec.input('spacegroups', valid_type=orm.List, serializer=orm.to_aiida_type, validator=validate_spacegroups,
                    help='Space groups to sample; num_samples are drawn for each.')
-        spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, validator=_positive,
+        spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, validator=validate_positive,
                    help='Protostructures per space group.')
         spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
                    help='Target energy above hull in eV/atom; omitted: unconditioned.')
         spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(2.0),
                    help='Classifier-free guidance scale.')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
-                   validator=_positive, help='Strided reverse diffusion steps.')
+                   validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
         spec.output('samples', valid_type=orm.Dict, help='The generate JSON: samples with their conditions, and meta.')
         spec.output('protostructures', valid_type=orm.List, help='Canonical labels of the samples, in order.')

@@ -32,6 +32,13 @@ def failed_structures(structures: dict[str, dict]) -> tuple[dict[str, str], str]
     return failed, '; '.join(f'{key}: {reason}' for key, reason in list(failed.items())[:5])
 
 
+def validate_relaxer(value: orm.Str, _: object) -> str | None:
+    """A misspelt potential would otherwise be found out only by the job, after queueing on the cluster."""
+    from ..potentials import RELAXERS
+
+    return None if value.value in RELAXERS else f'unknown relaxer {value.value!r}; choose one of {", ".join(RELAXERS)}'
+
+
 def validate_structures(value: dict, _: object) -> str | None:
     return None if value else 'give at least one structure to relax'
 
@@ -60,7 +67,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, validator=validate_structures,
                              help='The structures to relax; output keys repeat these keys.')
         spec.input('relaxer', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('chgnet'),
-                   help='Interatomic potential: mattersim, chgnet or sevenn.')
+                   validator=validate_relaxer, help='Interatomic potential: mattersim, chgnet or sevenn.')
         spec.input('checkpoint', valid_type=CheckpointData, validator=validate_checkpoint, required=False,
                    help='Weights of the potential; omitted: the ones its package ships (chgnet, sevenn).')
         spec.input('settings', valid_type=orm.Dict, serializer=orm.to_aiida_type, required=False,

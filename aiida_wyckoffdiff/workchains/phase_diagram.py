@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, append_, calcfunction
 
-from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_spacegroups
+from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_positive, validate_spacegroups
 from ..calculations.realize import realize_protostructures
 from ..calculations.relax import RelaxCalculation
 from .relax import RelaxBaseWorkChain
@@ -104,18 +104,18 @@ class PhaseDiagramWorkChain(WorkChain):
                    help='Chemical system, e.g. "Li-O".')
         spec.input('spacegroups', valid_type=orm.List, serializer=orm.to_aiida_type, required=False,
                    validator=validate_spacegroups, help='Space groups to scan; default: the 20 most frequent in the training data.')
-        spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(4),
+        spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(4), validator=validate_positive,
                    help='Protostructures per space group.')
         spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.0),
                    help='Target energy above hull (eV/atom) the model is conditioned on.')
         spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(2.0))
-        spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100))
+        spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
-        spec.input('realize_attempts', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100))
+        spec.input('realize_attempts', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
         spec.input('hull_tolerance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.1),
                    help='Structures within this many eV/atom of the reference hull are hull structures.')
-        spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20))
-        spec.input('structures_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(64))
+        spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20), validator=validate_positive)
+        spec.input('structures_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(64), validator=validate_positive)
         spec.expose_inputs(GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'metadata'))
         spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
         spec.outline(

@@ -1,0 +1,229 @@
+"""Sample-quality metrics of a generation run, as the field reports them.
+
+The definitions follow the common re-evaluations of symmetry-aware generators (docs/results.md):
+
+- **validity**: structural (every interatomic distance > 0.5 Å in the realized structure) and compositional
+  (some assignment of common oxidation states makes the composition neutral: pymatgen's ``oxi_state_guesses``,
+  the same test as SMACT's charge balance for these small cells);
+- **uniqueness**: distinct canonical protostructure labels / samples;
+- **novelty**: distinct labels absent from the training labels / distinct labels;
+- **S.U.N.**: samples whose relaxed structure is stable (e_above_hull <= ``stability``), unique (the first sample
+  with that relaxed label) and novel (relaxed label not among the known labels), over all samples;
+- **P1 share** of the samples and the **space-group distribution distance** (Jensen-Shannon, base 2: 0 for equal
+  distributions, 1 for disjoint ones) to the training distribution;
+- **symmetry preservation**: of the relaxed structures, the share whose space group, and whose crystal system,
+  is still the requested one.
+
+Everything here is plain Python on labels, space groups and table rows; the AiiDA layer gathers those
+(:mod:`aiida_wyckoffdiff.reporting`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pymatgen.core import Composition, Structure
+
+__all__ = [
+    'ScanMetrics',
+    'SymmetryPreservation',
+    'charge_balanced',
+    'novelty',
+    'p1_share',
+    'scan_metrics',
+    'spacegroup_distance',
+    'structurally_valid',
+    'sun_keys',
+    'symmetry_preservation',
+    'uniqueness',
+]
+
+MIN_DISTANCE = 0.5
+"""Å: two atoms closer than this make a structure invalid (the field's convention)."""
+
+STABILITY = 0.1
+"""eV/atom above the reference hull that still counts as stable (MatterGen's convention for ML potentials)."""
+
+
+def structurally_valid(structure: Structure, min_distance: float = MIN_DISTANCE) -> bool:
+    """Whether every two atoms (nearest periodic images) are farther apart than ``min_distance`` Å."""
+    return bool(structure.is_valid(tol=min_distance))
+
+
+def charge_balanced(composition: Composition) -> bool:
+    """Whether common oxidation states can make ``composition`` neutral; elements and alloys count as balanced."""
+    from pymatgen.core import Composition as PymatgenComposition
+
+    composition = PymatgenComposition(composition)
+    if len(composition) == 1 or all(element.is_metal for element in composition):
+        return True
+    return bool(composition.oxi_state_guesses(max_sites=-50))
+
+
+def uniqueness(labels: Sequence[str]) -> float:
+    """Distinct labels over all labels (1.0 when every sample differs); 0 for no samples."""
+    return len(set(labels)) / len(labels) if labels else 0.0
+
+
+def novelty(labels: Iterable[str], known: set[str]) -> float:
+    """Share of the distinct ``labels`` that are not in ``known`` (e.g. the training labels)."""
+    distinct = set(labels)
+    return len(distinct - known) / len(distinct) if distinct else 0.0
+
+
+def p1_share(spacegroups: Sequence[int | None]) -> float:
+    """Share of space groups that are P1 (number 1); ``None`` (undetermined) counts as not P1."""
+    return sum(1 for group in spacegroups if group == 1) / len(spacegroups) if spacegroups else 0.0
+
+
+def spacegroup_distance(generated: Iterable[int], reference: Mapping[int, int] | Iterable[int]) -> float:
+    """Jensen-Shannon distance (base 2) between two space-group distributions over the 230 groups.
+
+    :param reference: counts per space group, or the space groups themselves.
+    """
+    import numpy as np
+    from scipy.spatial.distance import jensenshannon
+
+    def histogram(counts: Mapping[int, int]) -> np.ndarray:
+        values = np.zeros(231)
+        for group, count in counts.items():
+            values[int(group)] += count
+        return values
+
+    reference_counts = reference if isinstance(reference, Mapping) else Counter(reference)
+    generated_counts = Counter(generated)
+    if not generated_counts or not reference_counts:
+        raise ValueError('both distributions need at least one space group')
+    return float(jensenshannon(histogram(generated_counts), histogram(reference_counts), base=2))
+
+
+@dataclass(frozen=True)
+class SymmetryPreservation:
+    """Of ``relaxed`` structures with a requested and a found space group, how many kept each."""
+
+    relaxed: int
+    spacegroup_kept: int
+    crystal_system_kept: int
+
+    @property
+    def spacegroup_share(self) -> float:
+        return self.spacegroup_kept / self.relaxed if self.relaxed else 0.0
+
+    @property
+    def crystal_system_share(self) -> float:
+        return self.crystal_system_kept / self.relaxed if self.relaxed else 0.0
+
+
+def symmetry_preservation(pairs: Iterable[tuple[int, int | None]]) -> SymmetryPreservation:
+    """Count the (requested, found) space-group pairs whose group, or crystal system, survived relaxation.
+
+    A relaxed structure whose space group could not be determined (``None``) counts as not kept.
+    """
+    from .symmetry import spacegroup_info
+
+    relaxed = kept = system_kept = 0
+    for requested, found in pairs:
+        relaxed += 1
+        if found is None:
+            continue
+        kept += requested == found
+        system_kept += spacegroup_info(requested).crystal_system == spacegroup_info(found).crystal_system
+    return SymmetryPreservation(relaxed, kept, system_kept)
+
+
+def sun_keys(
+    rows: Sequence[Mapping[str, Any]], relaxed_labels: Mapping[str, str | None], known: set[str], stability: float = STABILITY
+) -> list[str]:
+    """Keys of the rows that are stable, unique and novel, in row order.
+
+    :param rows: results-table rows with ``key`` and ``e_above_hull`` (eV/atom, ``None`` if the relaxation failed).
+    :param relaxed_labels: canonical label of each relaxed structure by key; ``None`` where it could not be labelled.
+    :param known: labels that are not novel (the training data, or every known phase).
+    """
+    seen: set[str] = set()
+    keys = []
+    for row in rows:
+        label = relaxed_labels.get(row['key'])
+        if label is None or row['e_above_hull'] is None or row['e_above_hull'] > stability:
+            continue
+        if label not in seen and label not in known:
+            keys.append(row['key'])
+        seen.add(label)
+    return keys
+
+
+@dataclass(frozen=True)
+class ScanMetrics:
+    """The metrics of one scan; shares are fractions in [0, 1]."""
+
+    samples: int
+    distinct: int
+    realized: int
+    relaxed: int
+    valid_structure: float
+    valid_composition: float
+    uniqueness: float
+    novelty: float
+    p1_share: float
+    spacegroup_distance: float
+    stable: int
+    sun: int
+    sun_rate: float
+    spacegroup_kept: float
+    crystal_system_kept: float
+    stability: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def scan_metrics(
+    samples: Sequence[str],
+    realized: Mapping[str, Structure],
+    rows: Sequence[Mapping[str, Any]],
+    relaxed_labels: Mapping[str, str | None],
+    training_labels: set[str],
+    training_spacegroups: Mapping[int, int],
+    stability: float = STABILITY,
+) -> ScanMetrics:
+    """All metrics of a scan.
+
+    :param samples: the generated protostructure labels, one per sample, duplicates included.
+    :param realized: the realized structure of each distinct label that PyXtal could place, by label.
+    :param rows: the results table (one row per relaxed structure, ``spacegroup_requested``/``spacegroup_found``).
+    :param relaxed_labels: canonical label of each relaxed structure by row key.
+    :param training_labels: labels of the training data (novelty, S.U.N.).
+    :param training_spacegroups: space-group counts of the training data (distribution distance).
+    """
+    from .symmetry import Protostructure
+
+    distinct = sorted(set(samples))
+    compositions = {label: Protostructure.from_label(label).composition for label in distinct}
+    relaxed = [row for row in rows if row['e_above_hull'] is not None]
+    preservation = symmetry_preservation(
+        (row['spacegroup_requested'], row['spacegroup_found']) for row in relaxed if row['spacegroup_requested']
+    )
+    sun = sun_keys(rows, relaxed_labels, training_labels, stability)
+    spacegroups = [Protostructure.from_label(label).spacegroup for label in samples]
+    return ScanMetrics(
+        samples=len(samples),
+        distinct=len(distinct),
+        realized=len(realized),
+        relaxed=len(relaxed),
+        valid_structure=sum(structurally_valid(s) for s in realized.values()) / len(distinct) if distinct else 0.0,
+        valid_composition=sum(charge_balanced(c) for c in compositions.values()) / len(distinct) if distinct else 0.0,
+        uniqueness=uniqueness(samples),
+        novelty=novelty(samples, training_labels),
+        p1_share=p1_share(spacegroups),
+        spacegroup_distance=spacegroup_distance(spacegroups, training_spacegroups),
+        stable=sum(1 for row in relaxed if row['e_above_hull'] <= stability),
+        sun=len(sun),
+        sun_rate=len(sun) / len(samples) if samples else 0.0,
+        spacegroup_kept=preservation.spacegroup_share,
+        crystal_system_kept=preservation.crystal_system_share,
+        stability=stability,
+    )
