@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # so no dependency can pull a multi-GB CUDA build.
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install profile run test benchmark clean qe
+.PHONY: install profile run test benchmark clean services qe slurm
 
 install: $(VENV)/.installed
 
@@ -32,7 +32,7 @@ run: profile
 qe:
 	scripts/install-qe.sh
 
-test: install services qe
+test: install services qe slurm
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 benchmark: install
@@ -43,6 +43,11 @@ clean:
 
 # PostgreSQL and RabbitMQ for the production-profile tests and benchmarks/load.py: installed (apt)
 # and started when missing, quick when already up. Needs root.
-.PHONY: services
+
 services:
 	bash scripts/services.sh
+
+# A one-node Slurm on this machine (slurm-wlm + munge from apt, installed only when missing) for
+# tests/test_slurm.py; quick when it already runs. `scripts/slurm.sh stop` stops its daemons.
+slurm:
+	scripts/slurm.sh

@@ -32,21 +32,29 @@ def wyckoffdiff_executable() -> Path:
     return Path(found)
 
 
-def get_or_create_localhost(label: str = 'localhost', workdir: str | None = None) -> orm.Computer:
-    """The Computer ``label`` if it exists (``verdi presto`` makes one), else a configured local one."""
+def get_or_create_localhost(label: str = 'localhost', workdir: str | None = None, scheduler: str = 'core.direct') -> orm.Computer:
+    """The Computer ``label`` if it exists (``verdi presto`` makes one), else a configured local one.
+
+    :param scheduler: ``core.direct`` runs jobs as plain processes; ``core.slurm`` submits them to a Slurm on this
+        machine (``scripts/slurm.sh`` starts one), the same path a cluster's jobs take.
+    """
     try:
         computer = orm.load_computer(label)
     except NotExistent:
         computer = orm.Computer(
             label=label,
             hostname='localhost',
-            description='Localhost created by `wyckoffdiff setup`',
+            description=f'Localhost ({scheduler}) created by `wyckoffdiff setup`',
             transport_type='core.local',
-            scheduler_type='core.direct',
+            scheduler_type=scheduler,
             workdir=workdir or str(Path(tempfile.gettempdir()) / 'aiida_wyckoffdiff_run'),
         ).store()
         computer.set_minimum_job_poll_interval(1)
         computer.set_default_mpiprocs_per_machine(1)
+    if computer.scheduler_type != scheduler:
+        raise FileExistsError(
+            f'computer {label} submits through {computer.scheduler_type}, not {scheduler}: pass another --computer label'
+        )
     if not computer.is_configured:
         computer.configure(safe_interval=0)
     return computer

@@ -7,13 +7,14 @@ process that used the weights links to the same node and a provenance query can 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from aiida import orm
 
-from .files import file_sha256
+from .files import SHA256_MISMATCH, file_sha256
 
-__all__ = ['CheckpointData']
+__all__ = ['CheckpointData', 'validate_checkpoint']
 
 
 class CheckpointData(orm.SinglefileData):
@@ -32,6 +33,22 @@ class CheckpointData(orm.SinglefileData):
     def sha256(self) -> str:
         return self.base.attributes.get('sha256')
 
+    def content_sha256(self) -> str:
+        """sha256 of the bytes the repository holds now, read in blocks."""
+        digest = hashlib.sha256()
+        with self.open(mode='rb') as handle:
+            for block in iter(lambda: handle.read(1 << 20), b''):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def mismatch(self) -> str | None:
+        """Why these bytes are not the weights whose sha256 was recorded (corrupted or swapped), or ``None``."""
+        actual = self.content_sha256()
+        if actual == self.sha256:
+            return None
+        return (f'{SHA256_MISMATCH}: {type(self).__name__}<{self.pk}> ({self.filename}) holds bytes with sha256 '
+                f'{actual}, but recorded {self.sha256}: the file was corrupted or swapped; store the right file again')
+
     @classmethod
     def get_or_create(cls, file: str | Path, kind: str) -> CheckpointData:
         """The stored node holding these exact bytes, or a new stored one: the same weights are never stored twice."""
@@ -39,3 +56,8 @@ class CheckpointData(orm.SinglefileData):
         builder = orm.QueryBuilder().append(cls, filters={'attributes.sha256': digest, 'attributes.kind': kind})
         existing = builder.first(flat=True)
         return existing if existing is not None else cls(file=file, kind=kind).store()
+
+
+def validate_checkpoint(value: CheckpointData | None, _: object) -> str | None:
+    """Port validator: a checkpoint whose bytes do not match its sha256 is refused at launch, before any job starts."""
+    return None if value is None else value.mismatch()

@@ -219,7 +219,7 @@ def relax_structures(
     structures: Sequence[Structure],
     potential: LoadedPotential,
     settings: RelaxSettings | None = None,
-    progress: Callable[[int], None] | None = None,
+    on_finished: Callable[[RelaxOutcome], None] | None = None,
     trajectories: Sequence[Path] | None = None,
 ) -> list[RelaxOutcome]:
     """Relax many structures with one potential; the outcomes come back in input order.
@@ -227,14 +227,22 @@ def relax_structures(
     :param structures: pymatgen structures, any cell.
     :param potential: from ``load_potential``.
     :param settings: defaults to ``RelaxSettings()``.
-    :param progress: called with the number of structures that just finished (e.g. ``tqdm.update``).
+    :param on_finished: called with each outcome as soon as it is final (relaxed or failed), so that a caller can
+        save finished structures while the others still relax and a killed run loses only the unfinished ones.
     :param trajectories: one ASE trajectory file per structure, written frame by frame with energies and forces.
     """
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import Trajectory
 
     settings = settings or RelaxSettings()
-    progress = progress or (lambda count: None)
+    on_finished = on_finished or (lambda outcome: None)
+
+    def done(job: _Job) -> None:
+        # The trajectory is complete once its structure is: close it now, so a killed run leaves it readable.
+        if job.trajectory is not None:
+            job.trajectory.close()
+        on_finished(job.outcome)
+
     jobs = [_start(index, structure, potential, settings) for index, structure in enumerate(structures)]
     active = []
     for job in jobs:
@@ -243,14 +251,15 @@ def relax_structures(
             if trajectories is not None:
                 job.trajectory = Trajectory(str(trajectories[job.outcome.index]), 'w')
             active.append(job)
-    progress(len(jobs) - len(active))
+        else:
+            done(job)
     while active:
         results = _evaluate_isolating_failures(potential, [job.atoms for job in active])
         still_active = []
         for job, result in zip(active, results):
             if (reason := _check(job, result, settings)) is not None:
                 job.outcome.reason = reason
-                progress(1)
+                done(job)
                 continue
             job.evaluation = result
             job.atoms.calc = SinglePointCalculator(
@@ -261,15 +270,12 @@ def relax_structures(
             converged = job.optimizer.converged()
             if converged or job.outcome.steps >= settings.steps:
                 _finish(job, settings, converged)
-                progress(1)
+                done(job)
                 continue
             job.optimizer.step()
             job.outcome.steps += 1
             still_active.append(job)
         active = still_active
-    for job in jobs:
-        if job.trajectory is not None:
-            job.trajectory.close()
     return [job.outcome for job in jobs]
 
 

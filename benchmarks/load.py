@@ -128,9 +128,7 @@ def _scan(samples: int, args: argparse.Namespace, client) -> dict[str, float]:  
     minutes = (time.monotonic() - start) / 60
     if not node.is_finished_ok:
         raise SystemExit(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
-    children = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': node.pk}, tag='scan')
-    children.append(orm.ProcessNode, with_incoming='scan', project='attributes.process_label')  # CALL links
-    called = [label for (label,) in children.iterall()]
+    called = [process.process_label for process in node.called_descendants]  # CALL links, at any depth
     processes = 1 + len(called)
     return {
         'samples': samples,

@@ -71,3 +71,15 @@ def test_setup_creates_computer_and_code_idempotently() -> None:
     assert second.exit_code == 0, second.output
     assert orm.load_code('wyckoffdiff@localhost').pk == code.pk
     assert len(orm.QueryBuilder().append(orm.Computer, filters={'label': 'localhost'}).all()) == 1
+
+
+def test_setup_for_slurm_and_a_clash_with_an_existing_computer() -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ['setup', '--computer', 'localhost-slurm', '--scheduler', 'core.slurm'])
+    assert result.exit_code == 0, result.output
+    assert orm.load_computer('localhost-slurm').scheduler_type == 'core.slurm'
+    assert orm.load_code('wyckoffdiff@localhost-slurm').computer.label == 'localhost-slurm'
+    assert runner.invoke(main, ['setup']).exit_code == 0
+    clash = runner.invoke(main, ['setup', '--scheduler', 'core.slurm'])
+    assert clash.exit_code == 1
+    assert 'computer localhost submits through core.direct, not core.slurm: pass another --computer label' in clash.output

@@ -39,6 +39,7 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path) -> None:
         ('realize', 'nonsense'): 'malformed protostructure label',
         ('realize', 'A_aP1_1_a:Li', '--attempts', '2', '--seed', '0'): 'no candidate in 2 attempts',
         ('data', 'build', '--data-dir', str(tmp_path)): 'no mp_structures.csv.gz found',
+        ('generate', '--chemsys', 'Li-O', '--spacegroup', '225', '--checkpoint-sha256', '0' * 64): 'sha256 mismatch',
     }
     for arguments, message in cases.items():
         result = runner.invoke(main, list(arguments))
@@ -54,3 +55,9 @@ def test_data_build_prints_statistics(sample_dir, tmp_path) -> None:
     assert 'rows kept: 118' in result.output
     assert 'round-trip' in result.output
     assert output.is_file()
+
+
+def test_expected_sha256_needs_a_checkpoint_file(tmp_path) -> None:
+    result = CliRunner().invoke(main, ['relax', str(tmp_path / 'any.cif'), '--checkpoint-sha256', '0' * 64])
+    assert result.exit_code == 2
+    assert '--checkpoint-sha256 needs --checkpoint FILE' in result.output

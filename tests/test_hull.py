@@ -147,7 +147,7 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     result = runner.invoke(main, ['relax', *inputs, '--candidates', '2', '--output', str(relaxed)])
     assert result.exit_code == 0, result.output
     document = json.loads(relaxed.read_text())
-    assert document['potential'] == 'chgnet' and len(document['checkpoint_sha256']) == 64
+    assert document['potential'] == 'chgnet' and len(document['checkpoint_sha256']) == 64 and document['complete']
     first, bad, generated = document['structures']
     assert first['converged'] and first['spacegroup_final'] == 225
     assert 'overlapping' in bad['reason']
@@ -160,3 +160,10 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     assert 'overlapping' in table.loc[1, 'reason']
     for name in ('hull_Li-O.png', 'hull_Li-O.html', 'symmetry_heatmap.png', 'table.json'):
         assert (tmp_path / 'hull' / name).stat().st_size > 0
+    # A file an interrupted run left behind: its finished structures are placed, with a warning saying so.
+    interrupted = tmp_path / 'interrupted.json'
+    interrupted.write_text(json.dumps({**document, 'complete': False, 'structures': document['structures'][:1]}))
+    result = runner.invoke(main, ['hull', str(interrupted), '--output-dir', str(tmp_path / 'partial')])
+    assert result.exit_code == 0, result.output
+    assert 'interrupted relax run: only its 1 finished structures are placed' in result.output
+    assert len(pd.read_csv(tmp_path / 'partial' / 'table.csv')) == 1

@@ -3,7 +3,8 @@
 The remote side needs nothing but the package: one command line, input files written here, one
 JSON results file back. Exit codes follow the house ranges: 3xx the output is missing or
 unreadable (never cached), 4xx the job ran but produced nothing usable, 7xx warnings with
-results attached.
+results attached; 203 a checkpoint whose sha256 on the remote is not the recorded one (the command
+checks it before loading).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class WyckoffDiffCalculation(CalcJob):
         super().define(spec)
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.inputs['metadata']['options']['withmpi'].default = False
+        spec.exit_code(
+            203, 'ERROR_CHECKPOINT_MISMATCH', invalidates_cache=True,
+            message='The checkpoint arrived corrupted or swapped and was not loaded: {error}',
+        )
         spec.exit_code(
             300, 'ERROR_OUTPUT_MISSING', invalidates_cache=True,
             message='The job wrote no results file. Last lines of stderr: {stderr}',

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import CalcJobProcessSpec
 
-from ..nodes import CheckpointData
+from ..nodes import CheckpointData, validate_checkpoint
 from .base import WyckoffDiffCalculation
 
 __all__ = ['GenerateCalculation', 'validate_chemsys', 'validate_positive', 'validate_spacegroups']
@@ -43,7 +43,7 @@ class GenerateCalculation(WyckoffDiffCalculation):
     def define(cls, spec: CalcJobProcessSpec) -> None:
         super().define(spec)
         spec.inputs['metadata']['options']['parser_name'].default = 'wyckoffdiff.generate'
-        spec.input('checkpoint', valid_type=CheckpointData, help='The model weights (stored once per sha256).')
+        spec.input('checkpoint', valid_type=CheckpointData, validator=validate_checkpoint, help='The model weights (stored once per sha256).')
         spec.input('chemsys', valid_type=orm.Str, serializer=orm.to_aiida_type, validator=validate_chemsys,
                    help='Chemical system, e.g. "Li-O"; every sample contains all of its elements and no other.')
         spec.input('spacegroups', valid_type=orm.List, serializer=orm.to_aiida_type, validator=validate_spacegroups,
@@ -64,7 +64,9 @@ class GenerateCalculation(WyckoffDiffCalculation):
     FILENAME_CHECKPOINT = 'model.ckpt'
 
     def prepare_for_submission(self, folder):  # noqa: ANN001, ANN201 - the signature is aiida-core's
-        params = ['generate', '--checkpoint', self.FILENAME_CHECKPOINT, '--chemsys', self.inputs.chemsys.value]
+        checkpoint = self.inputs.checkpoint
+        params = ['generate', '--checkpoint', self.FILENAME_CHECKPOINT, '--checkpoint-sha256', checkpoint.sha256]
+        params += ['--chemsys', self.inputs.chemsys.value]
         for number in self.inputs.spacegroups.get_list():
             params += ['--spacegroup', str(number)]
 
@@ -74,4 +76,4 @@ class GenerateCalculation(WyckoffDiffCalculation):
         params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
         if 'e_above_hull' in self.inputs:
             params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]
-        return self.make_calcinfo(params, [self.checkpoint_copy(self.inputs.checkpoint, self.FILENAME_CHECKPOINT)])
+        return self.make_calcinfo(params, [self.checkpoint_copy(checkpoint, self.FILENAME_CHECKPOINT)])

@@ -7,10 +7,10 @@ import json
 from aiida import orm
 from aiida.engine import CalcJobProcessSpec
 
-from ..nodes import CheckpointData
+from ..nodes import CheckpointData, validate_checkpoint
 from .base import WyckoffDiffCalculation
 
-__all__ = ['RelaxCalculation']
+__all__ = ['RelaxCalculation', 'failed_structures']
 
 RELAX_SETTINGS_DEFAULTS = {'optimizer': 'FIRE', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'device': 'cpu'}
 """What ``settings`` may hold, with the values used for keys it leaves out."""
@@ -24,6 +24,12 @@ def validate_settings(value: orm.Dict, _: object) -> str | None:
     if optimizer not in ('FIRE', 'BFGS'):
         return f'optimizer must be FIRE or BFGS, not {optimizer!r}'
     return None
+
+
+def failed_structures(structures: dict[str, dict]) -> tuple[dict[str, str], str]:
+    """The failed keys of per-structure ``results`` with their reasons, and the first five as one line for a message."""
+    failed = {key: result['reason'] for key, result in structures.items() if result.get('reason')}
+    return failed, '; '.join(f'{key}: {reason}' for key, reason in list(failed.items())[:5])
 
 
 def validate_relaxer(value: orm.Str, _: object) -> str | None:
@@ -42,8 +48,13 @@ class RelaxCalculation(WyckoffDiffCalculation):
 
     A structure that fails (exploding energy, collapsed atoms, an element the potential lacks) is
     reported in ``results`` and gives exit code 710 with all other structures attached; only a job
-    that produced nothing usable fails outright.
+    that produced nothing usable fails outright. The command saves each structure as it finishes, so
+    a job killed midway ends with 420 and its finished structures attached: ``RelaxBaseWorkChain``
+    relaxes only the rest.
     """
+
+    CACHE_VERSION = 2
+    """2: the command saves structures as they finish and marks the results ``complete``."""
 
     STRUCTURES_FOLDER = 'structures'
     TRAJECTORY_FOLDER = 'trajectories'
@@ -57,7 +68,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
                              help='The structures to relax; output keys repeat these keys.')
         spec.input('relaxer', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('chgnet'),
                    validator=validate_relaxer, help='Interatomic potential: mattersim, chgnet or sevenn.')
-        spec.input('checkpoint', valid_type=CheckpointData, required=False,
+        spec.input('checkpoint', valid_type=CheckpointData, validator=validate_checkpoint, required=False,
                    help='Weights of the potential; omitted: the ones its package ships (chgnet, sevenn).')
         spec.input('settings', valid_type=orm.Dict, serializer=orm.to_aiida_type, required=False,
                    validator=validate_settings, help=f'Optimizer settings; defaults {RELAX_SETTINGS_DEFAULTS}.')
@@ -66,6 +77,11 @@ class RelaxCalculation(WyckoffDiffCalculation):
                     help='Per input key: converged, steps, energy (eV), energy_per_atom, space groups, reason; and the potential.')
         spec.output('trajectories', valid_type=orm.FolderData, required=False, help='One ASE trajectory per structure.')
         spec.exit_code(410, 'ERROR_ALL_STRUCTURES_FAILED', message='No structure could be relaxed: {reasons}')
+        spec.exit_code(
+            420, 'ERROR_INTERRUPTED',
+            message='The job stopped after {done} of {total} structures (killed, out of wall time or memory?); '
+                    'the finished ones are attached. Last lines of the scheduler\'s and the command\'s stderr: {stderr}',
+        )
         spec.exit_code(710, 'WARNING_SOME_STRUCTURES_FAILED', message='{failed} of {total} structures failed: {reasons}')
 
     def prepare_for_submission(self, folder):  # noqa: ANN001, ANN201 - the signature is aiida-core's
@@ -82,7 +98,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
         params += ['--fix-symmetry' if settings['fix_symmetry'] else '--free', '--trajectory-dir', self.TRAJECTORY_FOLDER]
         copies = []
         if 'checkpoint' in self.inputs:
-            params += ['--checkpoint', self.FILENAME_CHECKPOINT]
+            params += ['--checkpoint', self.FILENAME_CHECKPOINT, '--checkpoint-sha256', self.inputs.checkpoint.sha256]
             copies.append(self.checkpoint_copy(self.inputs.checkpoint, self.FILENAME_CHECKPOINT))
         calcinfo = self.make_calcinfo(params, copies)
         calcinfo.retrieve_list.append(self.TRAJECTORY_FOLDER)

@@ -23,3 +23,10 @@ class WyckoffDiffGroup(click.Group):
 @click.version_option(package_name='aiida-wyckoffdiff')
 def main() -> None:
     """Symmetry-aware crystal generation: protostructures, realization, relaxation, phase diagrams."""
+
+
+SHA256_OPTION = click.option(
+    '--checkpoint-sha256',
+    help='Refuse the checkpoint unless its sha256 is this: what the CalcJobs pass, so weights corrupted or swapped '
+    'on the way to the cluster are never loaded.',
+)

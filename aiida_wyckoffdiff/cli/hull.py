@@ -35,6 +35,12 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
             f'{relaxed} was relaxed with {document["potential"]} weights {document["checkpoint_sha256"][:12]}, but '
             f'{potential.checkpoint} hashes to {potential.checkpoint_sha256[:12]}: pass the same --checkpoint.'
         )
+    if document.get('complete') is False:
+        click.echo(
+            f'warning: {relaxed} is from an interrupted relax run: only its {len(document["structures"])} finished '
+            'structures are placed; relax the others and build the hull again for the rest',
+            err=True,
+        )
     outcomes = [RelaxOutcome.from_dict(entry) for entry in document['structures']]
     elements = {e.symbol for o in outcomes if o.structure is not None for e in o.structure.composition}
     elemental = elemental_energies(potential, sorted(elements & known_elements()))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..data import DATA_DIR_VARIABLE
-from .base import main
+from ..files import verify_sha256, write_atomically
+from .base import SHA256_OPTION, main
 
 DEVICE_OPTION = click.option('--device', help='"cpu", "cuda" or "cuda:N" [default: CUDA when present, else CPU].')
 DATASET_OPTION = click.option(
@@ -130,13 +130,6 @@ def finetune(
     click.echo(f'fine-tuned model written to {path}')
 
 
-def _write_atomically(output: Path, text: str) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + '.partial')
-    partial.write_text(text)
-    os.replace(partial, output)
-
-
 @main.command()
 @click.option('--chemsys', required=True, help='Elements joined by "-", e.g. Li-O; every one appears in every sample.')
 @click.option(
@@ -170,6 +163,7 @@ def _write_atomically(output: Path, text: str) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='[default: the checkpoint shipped with the package]',
 )
+@SHA256_OPTION
 @click.option(
     '--output', '-o', type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default='-', show_default=True
 )
@@ -192,12 +186,18 @@ def generate(
     max_draws: int,
     seed: int,
     checkpoint: Path | None,
+    checkpoint_sha256: str | None,
     output: Path,
     threads: int,
     device: str | None,
 ) -> None:
     """Generate protostructures of a chemical system in chosen space groups, as JSON."""
     import torch
+
+    from ..model.checkpoint import shipped_checkpoint_path
+
+    if checkpoint_sha256 is not None:
+        verify_sha256(checkpoint or shipped_checkpoint_path(), checkpoint_sha256)
 
     from ..model.config import SamplingConfig
     from ..model.sampling import GenerationRequest, generate_json
@@ -210,7 +210,7 @@ def generate(
     if str(output) == '-':
         click.echo(text)
     else:
-        _write_atomically(output, text + '\n')
+        write_atomically(output, text + '\n')
     meta = document['meta']
     click.echo(
         f'{len(document["samples"])} of {num_samples} samples in {meta["seconds"]:.2f} s '

@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
+from ..files import verify_sha256, write_atomically
 from ..potentials import DEFAULT_RELAXER, RELAXERS
 from ..relax import OPTIMIZERS
-from .base import main
+from .base import SHA256_OPTION, main
 
 
 def _starting_structures(
@@ -56,6 +57,7 @@ def _trajectory_name(item: str, position: int) -> str:
 @click.option(
     '--checkpoint', help='Weights file (MatterSim: also 1M or 5M; default $WYCKOFFDIFF_MATTERSIM_CHECKPOINT or 1M).'
 )
+@SHA256_OPTION
 @click.option(
     '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxed.json', show_default=True
 )
@@ -80,6 +82,7 @@ def relax(
     inputs: tuple[str, ...],
     relaxer: str,
     checkpoint: str | None,
+    checkpoint_sha256: str | None,
     output: Path,
     optimizer: str,
     fmax: float,
@@ -93,35 +96,52 @@ def relax(
     """Relax each INPUT: a structure file (CIF, POSCAR, ...) or a protostructure label to realize first.
 
     One bad input (overlapping atoms, an element the potential lacks, a failed realization) gets a reason in the
-    output; the others are relaxed.
+    output; the others are relaxed. The output is rewritten as each structure finishes, with ``complete: false``
+    until the last one, so a job killed midway leaves every finished structure behind.
     """
     from tqdm import tqdm
 
     from ..potentials import load_potential
     from ..relax import RelaxOutcome, RelaxSettings, relax_structures
 
+    if checkpoint_sha256 is not None:
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
+        verify_sha256(checkpoint, checkpoint_sha256)
     potential = load_potential(relaxer, checkpoint, device=device)
     structures, records = _starting_structures(inputs, potential, candidates, seed)
     settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry)
-    present = [s for s in structures if s is not None]
+    positions = [position for position, structure in enumerate(structures) if structure is not None]
+    results: list[dict[str, Any] | None] = [None] * len(inputs)
+    document = {'settings': asdict(settings), 'device': device, **potential.describe()}
+    for position, record in enumerate(records):
+        if structures[position] is None:
+            reason = record['realization_failure']
+            outcome = RelaxOutcome(position, '', potential.name, potential.checkpoint_sha256, reason=reason)
+            results[position] = outcome.as_dict() | record
     trajectories = None
     if trajectory_dir is not None:
         trajectory_dir.mkdir(parents=True, exist_ok=True)
-        names = [_trajectory_name(item, position) for position, item in enumerate(inputs) if structures[position] is not None]
+        names = [_trajectory_name(inputs[position], position) for position in positions]
         trajectories = [trajectory_dir / f'{name}.traj' for name in names]
-    with tqdm(total=len(present), desc=f'relaxing ({relaxer})', unit='structure') as bar:
-        outcomes = iter(relax_structures(present, potential, settings, progress=bar.update, trajectories=trajectories))
-    results = []
-    for index, (structure, record) in enumerate(zip(structures, records)):
-        if structure is None:
-            outcome = RelaxOutcome(
-                index, '', potential.name, potential.checkpoint_sha256, reason=record['realization_failure']
-            )
-        else:
-            outcome = next(outcomes)
-            outcome.index = index
-        results.append(outcome.as_dict() | record)
-    document = {'settings': asdict(settings), 'device': device, **potential.describe(), 'structures': results}
-    output.write_text(json.dumps(document, indent=1))
-    failed = sum(r['reason'] is not None for r in results)
+
+    def save(complete: bool) -> None:
+        """Write the finished structures so far; ``complete`` is false until all are done, so a killed job says so."""
+        done = [result for result in results if result is not None]
+        write_atomically(output, json.dumps({**document, 'complete': complete, 'structures': done}, indent=1))
+
+    with tqdm(total=len(positions), desc=f'relaxing ({relaxer})', unit='structure') as bar:
+
+        def record(outcome: RelaxOutcome) -> None:
+            position = positions[outcome.index]
+            outcome.index = position
+            results[position] = outcome.as_dict() | records[position]
+            save(complete=False)
+            bar.update(1)
+
+        save(complete=False)
+        relax_structures([structures[p] for p in positions], potential, settings, on_finished=record, trajectories=trajectories)
+    save(complete=True)
+    failed = sum(result['reason'] is not None for result in results)
     click.echo(f'wrote {output}: {len(results) - failed} relaxed, {failed} failed', err=True)
+

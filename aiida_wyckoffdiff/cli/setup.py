@@ -11,7 +11,14 @@ from .base import main
 @click.option('--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
 @click.option('--computer', 'computer_label', default='localhost', show_default=True)
 @click.option('--code-label', default='wyckoffdiff', show_default=True)
-def setup(profile_name: str | None, computer_label: str, code_label: str) -> None:
+@click.option(
+    '--scheduler',
+    type=click.Choice(['core.direct', 'core.slurm']),
+    default='core.direct',
+    show_default=True,
+    help='For a new computer: run jobs directly, or through a Slurm on this machine.',
+)
+def setup(profile_name: str | None, computer_label: str, code_label: str, scheduler: str) -> None:
     """Create, if missing, the localhost Computer and the wyckoffdiff Code (safe to run again)."""
     from aiida import load_profile
     from aiida.common.exceptions import MissingConfigurationError, ProfileConfigurationError
@@ -22,8 +29,8 @@ def setup(profile_name: str | None, computer_label: str, code_label: str) -> Non
         profile = load_profile(profile_name, allow_switch=True)
     except (MissingConfigurationError, ProfileConfigurationError) as exception:
         raise click.ClickException(f'no AiiDA profile to set up ({exception}): create one with `verdi presto`') from None
-    computer = get_or_create_localhost(computer_label)
     try:
+        computer = get_or_create_localhost(computer_label, scheduler=scheduler)
         code = get_or_create_code(computer, code_label)
     except (FileExistsError, FileNotFoundError) as exception:
         raise click.ClickException(str(exception)) from None

@@ -8,6 +8,8 @@ from typing import Any
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from ..files import SHA256_MISMATCH
+
 __all__ = ['WyckoffDiffParser']
 
 
@@ -29,6 +31,8 @@ class WyckoffDiffParser(Parser):
         errors = [line.removeprefix('Error:').strip() for line in stderr.splitlines() if line.startswith('Error:')]
         text = self._retrieved_text(calc.FILENAME_RESULTS)
         if not text:
+            if errors and errors[-1].startswith(SHA256_MISMATCH):
+                return self.exit_codes.ERROR_CHECKPOINT_MISMATCH.format(error=errors[-1])
             if errors:
                 return self.exit_codes.ERROR_COMMAND_REFUSED_INPUT.format(error=errors[-1])
             tail = ' | '.join(stderr.strip().splitlines()[-5:]) or '(empty)'

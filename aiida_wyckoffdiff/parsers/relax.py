@@ -7,12 +7,16 @@ from pathlib import PurePosixPath
 from aiida import orm
 from aiida.engine import ExitCode
 
+from ..calculations.relax import failed_structures
 from .base import WyckoffDiffParser
 
 __all__ = ['RelaxParser']
 
 
 class RelaxParser(WyckoffDiffParser):
+    CACHE_VERSION = 2
+    """2: incomplete results give 420; only finished structures' trajectories are attached."""
+
     def parse(self, **kwargs) -> ExitCode | None:  # noqa: ANN003 - aiida-core passes retrieved folders by keyword
         from pymatgen.core import Structure
 
@@ -28,20 +32,30 @@ class RelaxParser(WyckoffDiffParser):
             results[key] = {name: value for name, value in entry.items() if name != 'structure'}
         self.out('results', orm.Dict({'potential': document.get('potential'), 'checkpoint_sha256': document.get('checkpoint_sha256'),
                                       'settings': document.get('settings'), 'structures': results}))
-        self._attach_trajectories(calc.TRAJECTORY_FOLDER)
-        failed = {key: result['reason'] for key, result in results.items() if result.get('reason')}
-        reasons = '; '.join(f'{key}: {reason}' for key, reason in list(failed.items())[:5])
+        self._attach_trajectories(calc.TRAJECTORY_FOLDER, set(results))
+        if not document.get('complete', False):
+            # The scheduler's stderr is where the shell says "Killed"; the command's own ends with its progress.
+            scheduler_stderr = self.node.get_option('scheduler_stderr')
+            logs = (self._retrieved_text(scheduler_stderr) if scheduler_stderr else '',
+                    self._retrieved_text(calc.FILENAME_STDERR))
+            tail = ' | '.join(line for text in logs for line in text.strip().splitlines()[-2:]) or '(empty)'
+            total = len(self.node.inputs.structures)
+            return self.exit_codes.ERROR_INTERRUPTED.format(done=len(results), total=total, stderr=tail)
+        failed, reasons = failed_structures(results)
         if results and len(failed) == len(results):
             return self.exit_codes.ERROR_ALL_STRUCTURES_FAILED.format(reasons=reasons)
         if failed:
             return self.exit_codes.WARNING_SOME_STRUCTURES_FAILED.format(failed=len(failed), total=len(results), reasons=reasons)
         return None
 
-    def _attach_trajectories(self, folder_name: str) -> None:
+    def _attach_trajectories(self, folder_name: str, keys: set[str]) -> None:
+        """The trajectories of the structures in ``keys``: an interrupted job's unfinished ones are left out."""
         repository = self.retrieved.base.repository
         try:
-            names = repository.list_object_names(folder_name)
+            names = [name for name in repository.list_object_names(folder_name) if PurePosixPath(name).stem in keys]
         except (FileNotFoundError, NotADirectoryError):
+            return
+        if not names:
             return
         trajectories = orm.FolderData()
         for name in names:

@@ -15,6 +15,7 @@ from aiida.engine import ToContext, WorkChain, append_, calcfunction
 from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_positive, validate_spacegroups
 from ..calculations.realize import realize_protostructures
 from ..calculations.relax import RelaxCalculation
+from .relax import RelaxBaseWorkChain
 
 __all__ = ['PhaseDiagramWorkChain', 'assemble_hull', 'elemental_reference_structures']
 
@@ -84,8 +85,8 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     return outputs
 
 
-def _relaxed_of(job: orm.CalcJobNode) -> dict[str, orm.StructureData]:
-    """The relaxed structures a relax job attached, by input key (none if every structure failed)."""
+def _relaxed_of(job: orm.WorkChainNode) -> dict[str, orm.StructureData]:
+    """The relaxed structures a relax work chain attached, by input key (none if every structure failed)."""
     return dict(job.outputs.relaxed.items()) if 'relaxed' in job.outputs else {}
 
 
@@ -130,6 +131,8 @@ class PhaseDiagramWorkChain(WorkChain):
         spec.output_namespace('hull_structures', valid_type=orm.StructureData, dynamic=True,
                               help='Relaxed structures on or within hull_tolerance of the reference hull.')
         spec.output('table', valid_type=orm.List, help='A row per generated structure: energies, symmetry, novelty.')
+        spec.output('realization', valid_type=orm.List,
+                    help='Each distinct generated protostructure: the structure it became, or why it could not be realized.')
         spec.output('elemental_energies', valid_type=orm.Dict)
         spec.output('cifs', valid_type=orm.FolderData, help='CIFs of all relaxed generated structures.')
         spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='Hull plots and the symmetry heatmap.')
@@ -170,6 +173,7 @@ class PhaseDiagramWorkChain(WorkChain):
         lists = {f'batch_{index}': job.outputs.protostructures for index, job in enumerate(self.ctx.generated)}
         realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts, **lists)
         self.ctx.realize_report = realized['report']
+        self.out('realization', realized['report'])  # attached now: it stays even if nothing could be realized
         self.ctx.realized = {key: node for key, node in realized.items() if key != 'report'}
         report = realized['report'].get_list()
         self.report(f'{len(self.ctx.realized)} of {len(report)} distinct protostructures realized')
@@ -178,12 +182,16 @@ class PhaseDiagramWorkChain(WorkChain):
         return None
 
     def run_relax(self) -> None:
-        """Relax the realized structures and the elemental references, ``structures_per_job`` per job."""
+        """Relax the realized structures and the elemental references, ``structures_per_job`` per job.
+
+        Each batch runs in a ``RelaxBaseWorkChain``: a job killed midway is restarted with only its
+        unfinished structures.
+        """
         references = elemental_reference_structures(self.inputs.chemsys)
         structures = {**references, **self.ctx.realized}
         inputs = self.exposed_inputs(RelaxCalculation, namespace='relax')
         for batch in _chunks(sorted(structures), self.inputs.structures_per_job.value):
-            job = self.submit(RelaxCalculation, **inputs, structures={key: structures[key] for key in batch})
+            job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': {key: structures[key] for key in batch}})
             self.to_context(relax=append_(job))
 
     def inspect_relax(self):  # noqa: ANN201
@@ -192,7 +200,7 @@ class PhaseDiagramWorkChain(WorkChain):
             if 'results' in job.outputs:
                 usable.append(job)
             if not job.is_finished_ok:
-                self.report(f'relax job {job.pk}: exit status {job.exit_status}: {job.exit_message}')
+                self.report(f'relax work chain {job.pk}: exit status {job.exit_status}: {job.exit_message}')
         if not usable:
             return self.exit_codes.ERROR_RELAXATION_FAILED
         self.ctx.relaxed_jobs = usable
