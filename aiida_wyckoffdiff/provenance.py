@@ -115,8 +115,10 @@ def potential_e_above_hull(structure: orm.StructureData) -> float | None:
     if creator is None or _process_name(creator) != 'wyckoffdiff.relax' or creator.caller is None:
         return None
     key = link_label.split('__', 1)[-1]
-    workflow = creator.caller
-    if 'table' not in workflow.outputs:
+    workflow = creator.caller  # the relax_base restart wrapper, or the phase-diagram run itself
+    while workflow is not None and 'table' not in workflow.outputs:
+        workflow = workflow.caller
+    if workflow is None:
         return None
     return next((row['e_above_hull'] for row in workflow.outputs.table.get_list() if row['key'] == key), None)
 
