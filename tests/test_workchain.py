@@ -83,6 +83,8 @@ def test_corrupt_checkpoint_fails_cleanly(code, tmp_path) -> None:
     assert generate.exit_status == 302
     assert 'checkpoint' in generate.exit_message.lower()
     assert isinstance(builder.generate.checkpoint, CheckpointData)
+    reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
+    assert any(f'GenerateCalculation<{generate.pk}> failed with exit status 302' in message for message in reports), reports
 
 
 def test_bad_inputs_are_refused_at_launch(code) -> None:

@@ -159,10 +159,8 @@ class PhaseDiagramWorkChain(WorkChain):
             self.to_context(generate=append_(job))
 
     def inspect_generate(self):  # noqa: ANN201 - an ExitCode or None
+        self._report_failed(self.ctx.generate)
         finished = [job for job in self.ctx.generate if job.is_finished_ok]
-        for job in self.ctx.generate:
-            if not job.is_finished_ok:
-                self.report(f'generate job {job.pk} failed with exit status {job.exit_status}: {job.exit_message}')
         if not finished:
             return self.exit_codes.ERROR_GENERATION_FAILED
         self.ctx.generated = finished
@@ -195,16 +193,18 @@ class PhaseDiagramWorkChain(WorkChain):
             self.to_context(relax=append_(job))
 
     def inspect_relax(self):  # noqa: ANN201
-        usable = []
-        for job in self.ctx.relax:
-            if 'results' in job.outputs:
-                usable.append(job)
-            if not job.is_finished_ok:
-                self.report(f'relax work chain {job.pk}: exit status {job.exit_status}: {job.exit_message}')
+        self._report_failed(self.ctx.relax)
+        usable = [job for job in self.ctx.relax if 'results' in job.outputs]  # a partial batch still counts
         if not usable:
             return self.exit_codes.ERROR_RELAXATION_FAILED
         self.ctx.relaxed_jobs = usable
         return None
+
+    def _report_failed(self, jobs: list[orm.ProcessNode]) -> None:
+        """Name every child that did not finish ok, so the scan's report says which batch to look at."""
+        for job in jobs:
+            if not job.is_finished_ok:
+                self.report(f'{job.process_label}<{job.pk}> failed with exit status {job.exit_status}: {job.exit_message}')
 
     def run_hull(self) -> None:
         relaxation: dict[str, orm.Data] = {}
