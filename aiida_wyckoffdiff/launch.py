@@ -27,12 +27,15 @@ def phase_diagram_builder(
     model_checkpoint: str | Path | None = None,
     relax_checkpoint: str | Path | None = None,
     relax_settings: dict[str, Any] | None = None,
+    structures_per_job: int | None = None,
     seed: int = 0,
 ) -> Any:
     """A ready builder of ``wyckoffdiff.phase_diagram``; checkpoints are stored once per sha256.
 
     :param model_checkpoint: WyckoffDiff weights; default the checkpoint shipped with the package.
     :param relax_checkpoint: weights of the potential; default those its package ships (CHGNet, SevenNet).
+    :param structures_per_job: structures per relax job (the workflow's default 64); every job runs at once, so
+        fewer, larger jobs bound the memory (a CHGNet job peaks at about 5 GiB) and the cores in use.
     """
     from .model.checkpoint import shipped_checkpoint_path
     from .nodes import CheckpointData
@@ -53,6 +56,8 @@ def phase_diagram_builder(
     builder.num_samples = num_samples
     builder.e_above_hull = e_above_hull
     builder.seed = seed
+    if structures_per_job:
+        builder.structures_per_job = structures_per_job
     builder.generate.code = loaded
     builder.generate.checkpoint = CheckpointData.get_or_create(model_checkpoint or shipped_checkpoint_path(), kind='wyckoffdiff')
     builder.relax.code = loaded
@@ -83,6 +88,8 @@ def run_phase_diagram_example(
     parser.add_argument('--steps', type=int, default=150, help='Optimizer steps at most per structure (default 150).')
     parser.add_argument('--fmax', type=float, default=0.1, help='Force criterion in eV/Å (default 0.1).')
     parser.add_argument('--fix-symmetry', action='store_true', help='Keep each structure in its space group (ASE FixSymmetry).')
+    parser.add_argument('--structures-per-job', type=int,
+                        help='Structures per relax job (default 64). All jobs run at once: fewer jobs, less memory.')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--output', type=Path, default=results / chemsys)
     options = parser.parse_args(argv)
@@ -93,6 +100,7 @@ def run_phase_diagram_example(
         relaxer=options.relaxer,
         relax_checkpoint=options.relax_checkpoint,
         relax_settings={'steps': options.steps, 'fmax': options.fmax, 'fix_symmetry': options.fix_symmetry},
+        structures_per_job=options.structures_per_job,
         seed=options.seed,
     )
     _, node = run_get_node(builder)
