@@ -16,7 +16,7 @@ from .hull import HullRow, phase_diagram
 if TYPE_CHECKING:
     from pymatgen.analysis.phase_diagram import PhaseDiagram
 
-__all__ = ['CRYSTAL_SYSTEMS', 'plot_hull', 'plot_symmetry_heatmap']
+__all__ = ['CRYSTAL_SYSTEMS', 'energy_distribution', 'plot_energy_distribution', 'plot_hull', 'plot_symmetry_heatmap']
 
 CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
 REFERENCE_COLOUR = '#1f77b4'
@@ -252,8 +252,67 @@ def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path, by: str = 'crys
     return [png, html]
 
 
+ENERGY_BIN_WIDTH = 0.1
+"""eV/atom: the usual "near the hull" tolerance, so the first bin is exactly the structures called stable."""
+ENERGY_RANGE_MAX = 2.0
+"""eV/atom; structures higher than this share the last bin."""
+
+
+def energy_distribution(rows: Sequence[HullRow]) -> tuple[list[float], list[int], list[int]]:
+    """Bin edges and counts of e_above_hull of the generated, relaxed structures: charge balanced, and not.
+
+    Most structures far above the hull have compositions no common oxidation states can balance; the two
+    histograms show how much of the distance to the hull that alone explains.
+    """
+    import numpy as np
+
+    from .metrics import charge_balanced
+
+    generated = [r for r in rows if r.spacegroup_requested and r.e_above_hull is not None]
+    edges = np.linspace(0.0, ENERGY_RANGE_MAX, round(ENERGY_RANGE_MAX / ENERGY_BIN_WIDTH) + 1)
+    # Below the reference hull counts in the first bin, beyond the range in the last.
+    inside = (edges[0], edges[-1] - ENERGY_BIN_WIDTH / 2)
+    balanced = [r.e_above_hull for r in generated if charge_balanced(r.formula)]
+    unbalanced = [r.e_above_hull for r in generated if not charge_balanced(r.formula)]
+    counts = [np.histogram(np.clip(values, *inside), bins=edges)[0].tolist() for values in (balanced, unbalanced)]
+    return edges.tolist(), counts[0], counts[1]
+
+
+def plot_energy_distribution(rows: Sequence[HullRow], output: Path) -> list[Path]:
+    """Stacked histogram of e_above_hull, charge-balanced compositions against the rest (``energy_distribution``)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+
+    edges, balanced, unbalanced = energy_distribution(rows)
+    left, width = edges[:-1], ENERGY_BIN_WIDTH
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=150)
+    ax.bar(left, balanced, width=width, align='edge', color=REFERENCE_COLOUR, label='charge balanced')
+    ax.bar(left, unbalanced, width=width, align='edge', bottom=balanced, color=GENERATED_COLOUR, alpha=0.7,
+           label='not charge balanced')
+    ax.set_xlabel(f'e_above_hull (eV/atom; the last bin: above {ENERGY_RANGE_MAX - width:g})')
+    ax.set_ylabel('generated structures')
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    png = output.with_suffix('.png')
+    fig.savefig(png)
+    plt.close(fig)
+    centres = [edge + width / 2 for edge in left]
+    figure = go.Figure([
+        go.Bar(x=centres, y=balanced, width=width, name='charge balanced', marker_color=REFERENCE_COLOUR),
+        go.Bar(x=centres, y=unbalanced, width=width, name='not charge balanced', marker_color=GENERATED_COLOUR),
+    ])
+    figure.update_layout(barmode='stack', xaxis_title='e_above_hull (eV/atom)', yaxis_title='generated structures')
+    html = output.with_suffix('.html')
+    figure.write_html(html, include_plotlyjs=True)
+    return [png, html]
+
+
 def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_dir: Path) -> list[Path]:
-    """The results table (CSV and JSON), a hull plot per two- or three-element system and the symmetry heatmaps.
+    """The results table (CSV and JSON), a hull plot per two- or three-element system, the symmetry heatmaps and the
+    e_above_hull histogram.
 
     :param elemental: the elemental reference energies (eV/atom) the formation energies used, recorded in the JSON.
     :return: the files written.
@@ -274,4 +333,6 @@ def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_di
     if any(row.spacegroup_requested for row in rows):
         written += plot_symmetry_heatmap(rows, output_dir / 'symmetry_heatmap')
         written += plot_symmetry_heatmap(rows, output_dir / 'spacegroup_heatmap', by='spacegroup')
+    if any(row.spacegroup_requested and row.e_above_hull is not None for row in rows):
+        written += plot_energy_distribution(rows, output_dir / 'energy_distribution')
     return written

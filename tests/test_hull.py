@@ -129,6 +129,30 @@ def test_plots_are_written(tmp_path, chgnet, elemental, li2o, rutile):  # noqa: 
         plot_hull(rows, 'Li', tmp_path / 'x')
 
 
+def test_energy_distribution_splits_by_charge_balance(tmp_path) -> None:
+    from dataclasses import replace
+
+    from aiida_wyckoffdiff.hull import HullRow
+    from aiida_wyckoffdiff.plots import energy_distribution, plot_energy_distribution
+
+    row = HullRow(0, 'Li2O', 'Li-O', 'A2B_cF12_225_c_a:Li-O', 225, 225, 'cubic', -4.0, -2.0, 0.05, True, True,
+                  'chgnet', 'sha', None)
+    rows = [
+        row,
+        replace(row, e_above_hull=-0.02),  # below the reference hull: the first bin
+        replace(row, formula='Li3O4', e_above_hull=0.35),
+        replace(row, formula='LiO8', e_above_hull=7.5),  # beyond the range: the last bin
+        replace(row, formula='Li3O4', e_above_hull=None, reason='collapsed'),  # not relaxed: not counted
+        replace(row, label_requested=None, spacegroup_requested=None),  # a reference, not generated
+    ]
+    edges, balanced, unbalanced = energy_distribution(rows)
+    assert edges[0] == 0.0 and edges[-1] == pytest.approx(2.0) and len(edges) == len(balanced) + 1 == 21
+    assert balanced[0] == 2 and sum(balanced) == 2
+    assert unbalanced[3] == 1 and unbalanced[-1] == 1 and sum(unbalanced) == 2
+    for path in plot_energy_distribution(rows, tmp_path / 'energy'):
+        assert path.stat().st_size > 5_000, path
+
+
 def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     """Files and labels in, failures reported per input, then the table and plots from the relaxed file."""
     import json

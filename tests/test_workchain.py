@@ -24,7 +24,7 @@ def code(aiida_localhost) -> orm.InstalledCode:
 
 def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[225, 194, 12], num_samples=2,
-                                    relax_settings=SMALL_RELAXATION)
+                                    relax_settings=SMALL_RELAXATION, structures_per_job=4)
     builder.hull_tolerance = 2.0  # eV/atom: wide, so that a short relaxation still leaves hull structures to check
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
@@ -33,10 +33,13 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert {row['spacegroup_requested'] for row in table} <= {225, 194, 12}
     relaxed = [row for row in table if row['formation_energy_per_atom'] is not None]
     assert relaxed, table
+    realized = sum(1 for entry in node.outputs.realization.get_list() if entry['ok'])
+    relax_batches = [n for n in node.called if n.process_label == 'RelaxBaseWorkChain']
+    assert len(relax_batches) == -(-(realized + 2) // 4)  # the structures and the Li and O references, 4 per job
     hull = node.outputs.hull_structures
     tolerance = node.inputs.hull_tolerance.value
     assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance}, table
-    assert any(name.endswith('_png') for name in node.outputs.plots)
+    assert any(name.endswith('_png') for name in node.outputs.plots) and 'energy_distribution_png' in node.outputs.plots
     assert set(node.outputs.cifs.base.repository.list_object_names()) == {f"{row['key']}.cif" for row in relaxed}
     group = orm.load_group('wyckoffdiff/Li-O')
     assert {n.pk for n in group.nodes} == {n.pk for n in hull.values()}

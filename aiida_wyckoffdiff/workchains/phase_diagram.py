@@ -135,7 +135,7 @@ class PhaseDiagramWorkChain(WorkChain):
                     help='Each distinct generated protostructure: the structure it became, or why it could not be realized.')
         spec.output('elemental_energies', valid_type=orm.Dict)
         spec.output('cifs', valid_type=orm.FolderData, help='CIFs of all relaxed generated structures.')
-        spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='Hull plots and the symmetry heatmap.')
+        spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='Hull plots, the symmetry heatmaps and the e_above_hull histogram.')
         spec.exit_code(401, 'ERROR_GENERATION_FAILED', message='Every generate job failed.')
         spec.exit_code(402, 'ERROR_NOTHING_REALIZED', message='No generated protostructure could be realized.')
         spec.exit_code(403, 'ERROR_RELAXATION_FAILED', message='No relax job produced results.')
