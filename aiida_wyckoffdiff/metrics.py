@@ -61,7 +61,9 @@ def charge_balanced(composition: Composition) -> bool:
     composition = PymatgenComposition(composition)
     if len(composition) == 1 or all(element.is_metal for element in composition):
         return True
-    return bool(composition.oxi_state_guesses(max_sites=-50))
+    # max_sites=-1 works on the reduced formula whatever its size; a bound (say -50) makes pymatgen raise for
+    # generated formulas such as Li26O25 that do not reduce below it.
+    return bool(composition.oxi_state_guesses(max_sites=-1))
 
 
 def uniqueness(labels: Sequence[str]) -> float:

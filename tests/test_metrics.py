@@ -25,6 +25,7 @@ SPINEL = 'A2BC4_cF56_227_c_b_e:Al-Mg-O'
 @pytest.mark.parametrize(('formula', 'balanced'), [
     ('Li2O', True), ('MgAl2O4', True), ('TiO2', True), ('Ti2O3', True), ('Ba2InTaO6', True),
     ('LiO8', False), ('TiO5', False), ('Li', True), ('LiAl', True),
+    ('Li26O25', False), ('Li52O26', True),  # reduced formulas of 51 atoms (generated) and 3 atoms
 ])
 def test_charge_balance(formula: str, balanced: bool) -> None:
     assert charge_balanced(Composition(formula)) is balanced
