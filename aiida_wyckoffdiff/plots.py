@@ -272,8 +272,9 @@ def energy_distribution(rows: Sequence[HullRow]) -> tuple[list[float], list[int]
     edges = np.linspace(0.0, ENERGY_RANGE_MAX, round(ENERGY_RANGE_MAX / ENERGY_BIN_WIDTH) + 1)
     # Below the reference hull counts in the first bin, beyond the range in the last.
     inside = (edges[0], edges[-1] - ENERGY_BIN_WIDTH / 2)
-    balanced = [r.e_above_hull for r in generated if charge_balanced(r.formula)]
-    unbalanced = [r.e_above_hull for r in generated if not charge_balanced(r.formula)]
+    is_balanced = [charge_balanced(r.formula) for r in generated]  # an oxidation-state search each: once per row
+    balanced = [r.e_above_hull for r, ok in zip(generated, is_balanced) if ok]
+    unbalanced = [r.e_above_hull for r, ok in zip(generated, is_balanced) if not ok]
     counts = [np.histogram(np.clip(values, *inside), bins=edges)[0].tolist() for values in (balanced, unbalanced)]
     return edges.tolist(), counts[0], counts[1]
 
