@@ -54,3 +54,22 @@ def shared_data_dir() -> Path:
         return find_data_dir()
     except DataNotFoundError as exception:
         pytest.skip(str(exception))
+
+
+@pytest.fixture
+def li_o_generate_inputs():
+    """Inputs of the smallest generate job the tests submit: Li-O in Fm-3m from the shipped checkpoint.
+
+    A factory, called inside the test once its profile is loaded: ``li_o_generate_inputs(code, num_samples=2, ...)``.
+    """
+    from aiida import orm
+
+    from aiida_wyckoffdiff.model.checkpoint import shipped_checkpoint_path
+    from aiida_wyckoffdiff.nodes import CheckpointData
+
+    def inputs(code: orm.AbstractCode, num_samples: int = 1, **extra: object) -> dict[str, object]:
+        checkpoint = CheckpointData.get_or_create(shipped_checkpoint_path(), kind='wyckoffdiff')
+        return {'code': code, 'checkpoint': checkpoint, 'chemsys': orm.Str('Li-O'), 'spacegroups': orm.List([225]),
+                'num_samples': orm.Int(num_samples), **extra}
+
+    return inputs

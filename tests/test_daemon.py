@@ -10,8 +10,6 @@ from aiida.engine import submit
 from aiida.engine.daemon.client import get_daemon_client
 
 from aiida_wyckoffdiff.codes import get_or_create_code, get_or_create_localhost
-from aiida_wyckoffdiff.model.checkpoint import shipped_checkpoint_path
-from aiida_wyckoffdiff.nodes import CheckpointData
 from aiida_wyckoffdiff.calculations.generate import GenerateCalculation
 
 TIMEOUT = 600  # seconds: one generate job, on a busy 2-core machine
@@ -30,11 +28,9 @@ def daemon_profile(aiida_config, aiida_profile_factory):
             client.stop_daemon(wait=True, timeout=DAEMON_TIMEOUT)
 
 
-def test_generate_job_through_the_daemon(daemon_profile, tmp_path) -> None:
+def test_generate_job_through_the_daemon(daemon_profile, tmp_path, li_o_generate_inputs) -> None:
     code = get_or_create_code(get_or_create_localhost(workdir=str(tmp_path)))
-    checkpoint = CheckpointData.get_or_create(shipped_checkpoint_path(), kind='wyckoffdiff')
-    node = submit(GenerateCalculation, code=code, checkpoint=checkpoint, chemsys=orm.Str('Li-O'),
-                  spacegroups=orm.List([225]), num_samples=orm.Int(2), seed=orm.Int(1))
+    node = submit(GenerateCalculation, **li_o_generate_inputs(code, num_samples=2, seed=orm.Int(1)))
     deadline = time.monotonic() + TIMEOUT
     while not node.is_terminated and time.monotonic() < deadline:
         time.sleep(2)
@@ -42,4 +38,4 @@ def test_generate_job_through_the_daemon(daemon_profile, tmp_path) -> None:
     assert node.is_finished_ok, node.exit_message
     labels = node.outputs.protostructures.get_list()
     assert labels and all(label.endswith(':Li-O') and '_225_' in label for label in labels)
-    assert node.outputs.samples['meta']['checkpoint_sha256'] == checkpoint.sha256
+    assert node.outputs.samples['meta']['checkpoint_sha256'] == node.inputs.checkpoint.sha256

@@ -227,13 +227,11 @@ def test_tampered_checkpoint_is_refused_before_any_job(code, tmp_path, tamper) -
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == 0
 
 
-def test_command_refuses_a_checkpoint_changed_on_the_way(aiida_localhost) -> None:
+def test_command_refuses_a_checkpoint_changed_on_the_way(aiida_localhost, li_o_generate_inputs) -> None:
     """3(d) on the remote: the copy the job receives is checked before loading; the parser gives 203."""
     from aiida_wyckoffdiff.calculations.generate import GenerateCalculation
     from aiida_wyckoffdiff.codes import wyckoffdiff_executable
-    from aiida_wyckoffdiff.model.checkpoint import shipped_checkpoint_path
 
-    checkpoint = CheckpointData.get_or_create(shipped_checkpoint_path(), kind='wyckoffdiff')
     # The copy the command reads is whatever reached the job's folder: this code's prepend text truncates it first.
     code = orm.InstalledCode(
         computer=aiida_localhost,
@@ -241,14 +239,8 @@ def test_command_refuses_a_checkpoint_changed_on_the_way(aiida_localhost) -> Non
         label='truncating',
         prepend_text='head -c 1000 model.ckpt > truncated && mv truncated model.ckpt',
     ).store()
-    _, node = run_get_node(
-        GenerateCalculation,
-        code=code,
-        checkpoint=checkpoint,
-        chemsys=orm.Str('Li-O'),
-        spacegroups=orm.List([225]),
-        num_samples=orm.Int(1),
-    )
+    inputs = li_o_generate_inputs(code)
+    _, node = run_get_node(GenerateCalculation, **inputs)
     assert node.exit_status == GenerateCalculation.exit_codes.ERROR_CHECKPOINT_MISMATCH.status
-    assert f'expected {checkpoint.sha256}' in node.exit_message
+    assert f"expected {inputs['checkpoint'].sha256}" in node.exit_message
     assert 'corrupted or swapped' in node.exit_message

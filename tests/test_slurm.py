@@ -141,19 +141,11 @@ def test_gpu_submission_scripts(cluster_code, tmp_path, monkeypatch) -> None:
     assert "'relax' 'structures/li2o.json' '--relaxer' 'chgnet'" in command and "'--device' 'cuda'" in command
 
 
-def test_generate_and_relax_jobs_through_slurm(slurm_code) -> None:
+def test_generate_and_relax_jobs_through_slurm(slurm_code, li_o_generate_inputs) -> None:
     """Real sbatch jobs on this machine's Slurm: each CalcJob gets a Slurm job id and finishes with its outputs."""
-    checkpoint = CheckpointData.get_or_create(shipped_checkpoint_path(), kind='wyckoffdiff')
     options = {'max_wallclock_seconds': 1200, 'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
     _, generate = run_get_node(
-        GenerateCalculation,
-        code=slurm_code,
-        checkpoint=checkpoint,
-        chemsys=orm.Str('Li-O'),
-        spacegroups=orm.List([225]),
-        num_samples=orm.Int(1),
-        steps=orm.Int(20),
-        metadata={'options': options},
+        GenerateCalculation, **li_o_generate_inputs(slurm_code, steps=orm.Int(20), metadata={'options': options})
     )
     _, relax = run_get_node(
         RelaxCalculation,
