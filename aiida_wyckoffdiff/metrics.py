@@ -5,6 +5,12 @@ The definitions follow the common re-evaluations of symmetry-aware generators (d
 - **validity**: structural (every interatomic distance > 0.5 Å in the realized structure) and compositional
   (some assignment of common oxidation states makes the composition neutral: pymatgen's ``oxi_state_guesses``,
   the same test as SMACT's charge balance for these small cells);
+- **plausible composition**: the same test with peroxide (O⁻) and superoxide (O₂⁻) oxygen allowed, since Li2O2
+  and KO2 are real ground states; **SMACT validity** is SMACT's own screen (``smact_validity``), the number the
+  CDVAE, DiffCSP and MatterGen papers report;
+- **recall** of held-out protostructures: the share of held-out labels found among the samples of their request;
+- **distribution distances** of per-crystal counts (atoms, occupied orbits, elements) to a reference split:
+  Wasserstein distance (in the count's own units) and Jensen-Shannon distance (base 2) of the histograms;
 - **uniqueness**: distinct canonical protostructure labels / samples;
 - **novelty**: distinct labels absent from the training labels / distinct labels;
 - **S.U.N.**: samples whose relaxed structure is stable (e_above_hull <= ``stability``), unique (the first sample
@@ -23,18 +29,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
 
 __all__ = [
+    'DistributionDistance',
     'ScanMetrics',
     'SymmetryPreservation',
     'charge_balanced',
+    'composition_plausible',
+    'distribution_distance',
     'novelty',
     'p1_share',
+    'recall',
     'scan_metrics',
+    'smact_valid',
     'spacegroup_distance',
     'structurally_valid',
     'sun_keys',
@@ -64,6 +76,76 @@ def charge_balanced(composition: Composition) -> bool:
     # max_sites=-1 works on the reduced formula whatever its size; a bound (say -50) makes pymatgen raise for
     # generated formulas such as Li26O25 that do not reduce below it.
     return bool(composition.oxi_state_guesses(max_sites=-1))
+
+
+@lru_cache(maxsize=4096)
+def _plausible_formula(formula: str) -> bool:
+    from pymatgen.core import Composition
+
+    composition = Composition(formula)
+    # One kind of oxygen per compound (oxide or peroxide), else Li13O10 would pass as 3 oxide plus 7 peroxide ions.
+    for oxygen in ((-2,), (-1,)):
+        if composition.oxi_state_guesses(oxi_states_override={'O': oxygen}, max_sites=-1):
+            return True
+    if 'O' not in composition or composition['O'] % 2:
+        return False
+    # A superoxide O2- unit carries the charge of one fluoride: test that stand-in for every O pair.
+    units = {str(element): amount for element, amount in composition.items() if str(element) != 'O'}
+    units['F'] = units.get('F', 0) + composition['O'] / 2
+    return bool(Composition(units).oxi_state_guesses(max_sites=-1))
+
+
+def composition_plausible(composition: Composition | str) -> bool:
+    """Charge balance with common oxidation states, oxide, peroxide or superoxide oxygen; elements and alloys pass."""
+    from pymatgen.core import Composition as PymatgenComposition
+
+    composition = PymatgenComposition(composition)
+    if len(composition) == 1 or all(element.is_metal for element in composition):
+        return True
+    return _plausible_formula(composition.reduced_formula)
+
+
+def smact_valid(composition: Composition | str) -> bool:
+    """SMACT's charge-neutrality and electronegativity screen (``smact.screening.smact_validity``, its defaults)."""
+    from pymatgen.core import Composition as PymatgenComposition
+    from smact.screening import smact_validity
+
+    return bool(smact_validity(PymatgenComposition(composition).reduced_formula))
+
+
+def recall(held_out: Sequence[str], samples: Sequence[Iterable[str]]) -> float:
+    """Share of ``held_out[i]`` found among ``samples[i]``, the labels generated for its request."""
+    if len(held_out) != len(samples):
+        raise ValueError(f'{len(held_out)} held-out labels but {len(samples)} sample lists')
+    return sum(label in set(found) for label, found in zip(held_out, samples)) / len(held_out) if held_out else 0.0
+
+
+@dataclass(frozen=True)
+class DistributionDistance:
+    """How far a generated count distribution lies from a reference one; medians for a first look."""
+
+    wasserstein: float
+    jensen_shannon: float
+    median: float
+    reference_median: float
+
+
+def distribution_distance(generated: Sequence[float], reference: Sequence[float]) -> DistributionDistance:
+    """Wasserstein and Jensen-Shannon (base 2, over integer bins) distances of two samples of a count."""
+    import numpy as np
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import wasserstein_distance
+
+    if not len(generated) or not len(reference):
+        raise ValueError('both samples need at least one value')
+    top = int(max(max(generated), max(reference))) + 1
+    histograms = [np.bincount(np.asarray(values, dtype=int), minlength=top) for values in (generated, reference)]
+    return DistributionDistance(
+        wasserstein=float(wasserstein_distance(generated, reference)),
+        jensen_shannon=float(jensenshannon(*histograms, base=2)),
+        median=float(np.median(generated)),
+        reference_median=float(np.median(reference)),
+    )
 
 
 def uniqueness(labels: Sequence[str]) -> float:

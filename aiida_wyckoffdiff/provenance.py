@@ -76,6 +76,8 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
                 num_samples_per_spacegroup=_value(inputs.num_samples),
                 e_above_hull=_value(inputs.e_above_hull) if 'e_above_hull' in inputs else None,
                 guidance=_value(inputs.guidance),
+                guided=_value(inputs.guided) if 'guided' in inputs else None,
+                plausible=_value(inputs.plausible) if 'plausible' in inputs else None,
                 steps=_value(inputs.steps),
                 seed=_value(inputs.seed),
                 checkpoint_sha256=inputs.checkpoint.sha256,

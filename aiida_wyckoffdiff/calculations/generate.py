@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import CalcJobProcessSpec
 
+from ..model.config import GUIDABLE_CONDITIONS, SamplingConfig
 from ..nodes import CheckpointData, validate_checkpoint
 from .base import WyckoffDiffCalculation
 
-__all__ = ['GenerateCalculation', 'validate_chemsys', 'validate_positive', 'validate_spacegroups']
+__all__ = ['GenerateCalculation', 'validate_chemsys', 'validate_guided', 'validate_positive', 'validate_spacegroups']
 
 
 def validate_chemsys(value: orm.Str, _: object) -> str | None:
@@ -28,6 +29,14 @@ def validate_spacegroups(value: orm.List, _: object) -> str | None:
     bad = [number for number in value.get_list() if not isinstance(number, int) or not 1 <= number <= 230]
     if bad or not value.get_list():
         return f'space groups must be a non-empty list of numbers from 1 to 230; these are not: {bad}'
+    return None
+
+
+def validate_guided(value: orm.List, _: object) -> str | None:
+    """Only condition names the model has may be guided."""
+    unknown = [name for name in value.get_list() if name not in GUIDABLE_CONDITIONS]
+    if unknown:
+        return f'cannot guide on {unknown}: choose among {", ".join(GUIDABLE_CONDITIONS)}'
     return None
 
 
@@ -52,8 +61,14 @@ class GenerateCalculation(WyckoffDiffCalculation):
                    help='Protostructures per space group.')
         spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
                    help='Target energy above hull in eV/atom; omitted: unconditioned.')
-        spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(2.0),
-                   help='Classifier-free guidance scale.')
+        spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Float(SamplingConfig.guidance_scale), help='Classifier-free guidance scale.')
+        spec.input('guided', valid_type=orm.List, serializer=orm.to_aiida_type, validator=validate_guided,
+                   default=lambda: orm.List(list(SamplingConfig.guided)),
+                   help='Conditions the guidance contrasts; the others are kept in both passes.')
+        spec.input('plausible', valid_type=orm.Bool, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Bool(SamplingConfig.plausible),
+                   help='Redraw samples whose composition no common oxidation states balance.')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
@@ -73,6 +88,8 @@ class GenerateCalculation(WyckoffDiffCalculation):
         spacegroups = self.inputs.spacegroups.get_list()
         total = self.inputs.num_samples.value * len(spacegroups)  # the command cycles the groups over its total
         params += ['--num-samples', str(total), '--guidance', str(self.inputs.guidance.value)]
+        params += ['--guided', ','.join(self.inputs.guided.get_list())]
+        params += ['--plausible' if self.inputs.plausible.value else '--any-composition']
         params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
         if 'e_above_hull' in self.inputs:
             params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]

@@ -10,6 +10,7 @@ import click
 
 from ..data import DATA_DIR_VARIABLE
 from ..files import verify_sha256, write_atomically
+from ..model.config import GUIDABLE_CONDITIONS, SamplingConfig
 from .base import SHA256_OPTION, main
 
 DEVICE_OPTION = click.option('--device', help='"cpu", "cuda" or "cuda:N" [default: CUDA when present, else CPU].')
@@ -142,7 +143,24 @@ def finetune(
 @click.option('--num-samples', type=click.IntRange(1, 100_000), default=16, show_default=True)
 @click.option('--e-above-hull', type=float, help='Target energy above hull in eV/atom [default: unconditioned].')
 @click.option(
-    '--guidance', type=click.FloatRange(min=0), default=2.0, show_default=True, help='Classifier-free guidance scale g.'
+    '--guidance',
+    type=click.FloatRange(min=0),
+    default=SamplingConfig.guidance_scale,
+    show_default=True,
+    help='Classifier-free guidance scale g.',
+)
+@click.option(
+    '--guided',
+    default=','.join(SamplingConfig.guided),
+    show_default=True,
+    help=f'Conditions the guidance contrasts, comma-separated, from {",".join(GUIDABLE_CONDITIONS)}; the others '
+    'are kept in both passes (docs/discovery.md).',
+)
+@click.option(
+    '--plausible/--any-composition',
+    default=SamplingConfig.plausible,
+    show_default=True,
+    help='Redraw samples whose composition no common oxidation states balance (peroxide, superoxide allowed).',
 )
 @click.option(
     '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'
@@ -181,6 +199,8 @@ def generate(
     num_samples: int,
     e_above_hull: float | None,
     guidance: float,
+    guided: str,
+    plausible: bool,
     steps: int,
     max_atoms: int,
     max_draws: int,
@@ -199,11 +219,17 @@ def generate(
     if checkpoint_sha256 is not None:
         verify_sha256(checkpoint or shipped_checkpoint_path(), checkpoint_sha256)
 
-    from ..model.config import SamplingConfig
     from ..model.sampling import GenerationRequest, generate_json
 
     request = GenerationRequest(tuple(chemsys.split('-')), spacegroups, e_above_hull, num_samples)
-    config = SamplingConfig(num_steps=steps, guidance_scale=guidance, max_atoms=max_atoms, max_draws=max_draws)
+    config = SamplingConfig(
+        num_steps=steps,
+        guidance_scale=guidance,
+        guided=tuple(name.strip() for name in guided.split(',') if name.strip()),
+        plausible=plausible,
+        max_atoms=max_atoms,
+        max_draws=max_draws,
+    )
     torch.set_num_threads(threads)
     document = generate_json(request, config, seed=seed, checkpoint=checkpoint, device=device)
     text = json.dumps(document, indent=1)

@@ -13,6 +13,7 @@ from typing import Any
 from ..exceptions import ConfigurationError
 
 __all__ = [
+    'GUIDABLE_CONDITIONS',
     'PRESETS',
     'SCHEMA_VERSION',
     'ModelConfig',
@@ -23,6 +24,9 @@ __all__ = [
     'get_preset',
     'periodic_elements',
 ]
+
+GUIDABLE_CONDITIONS = ('chemsys', 'spacegroup', 'e_above_hull')
+"""Names of the adapter conditions, in the column order of ``adapters.Condition``."""
 
 SCHEMA_VERSION = 1
 """Bumped whenever the meaning of a stored configuration or state dict changes."""
@@ -100,13 +104,19 @@ class SamplingConfig:
     num_steps: int = 100
     """Strided reverse steps out of T; T itself gives the full chain."""
     guidance_scale: float = 2.0
-    """``g`` in ``(1 - g) * uncond + g * cond``: 1 is plain conditioning, 0 ignores the adapters."""
+    """``g`` in ``(1 - g) * reference + g * cond``: 1 is plain conditioning, 0 is the reference pass alone."""
+    guided: tuple[str, ...] = GUIDABLE_CONDITIONS
+    """Conditions the guidance contrasts: the reference pass drops these and keeps the others, so ``g`` scales only
+    their effect. All three is textbook classifier-free guidance (the reference is the unconditional base model)."""
     max_atoms: int = 60
     """Upper bound on atoms in the conventional cell."""
     max_draws: int = 20
     """Rounds of resampling before a sample slot is given up."""
     batch_size: int = 256
     """Reverse chains run together."""
+    plausible: bool = False
+    """Redraw samples whose composition no common oxidation states balance (oxide, peroxide and superoxide oxygen
+    allowed: ``metrics.composition_plausible``)."""
 
     def __post_init__(self) -> None:
         if int(self.num_steps) < 1:
@@ -117,6 +127,11 @@ class SamplingConfig:
             raise ConfigurationError(f'the resampling bound must be at least 1, not {self.max_draws!r}')
         if int(self.batch_size) < 1:
             raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
+        object.__setattr__(self, 'guided', tuple(self.guided))
+        if unknown := [name for name in self.guided if name not in GUIDABLE_CONDITIONS]:
+            raise ConfigurationError(
+                f'cannot guide on {", ".join(map(repr, unknown))}: choose among {", ".join(GUIDABLE_CONDITIONS)}'
+            )
 
 
 @dataclass(frozen=True)

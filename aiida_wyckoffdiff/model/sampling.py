@@ -117,17 +117,30 @@ def _allowed_classes(
     return allowed_fixed, allowed_count
 
 
+def _reference_keep(guided: Sequence[str], device: torch.device) -> torch.Tensor:
+    """(3,) mask columns the reference pass keeps: 1 for the conditions that guidance leaves alone."""
+    return torch.tensor([float(condition.name.lower() not in guided) for condition in Condition], device=device)
+
+
 def _guided_logits(
-    model: WyckoffDiffusion, batch: ProtoBatch, t: torch.Tensor, conditions: Conditions, guidance: float
+    model: WyckoffDiffusion, batch: ProtoBatch, t: torch.Tensor, conditions: Conditions, config: SamplingConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(1 - g) * uncond + g * cond`` for both logit tensors; one network pass where ``g`` is 0 or 1."""
-    if not model.has_adapters or guidance == 0:
+    """``(1 - g) * reference + g * cond`` for both logit tensors; one network pass where the two passes coincide.
+
+    The reference pass is the model with the guided conditions dropped; where none of them is given, or ``g`` is
+    0 or 1, only one pass is needed.
+    """
+    guidance = config.guidance_scale
+    if not model.has_adapters:
         return model.denoiser(batch, t, None)
+    reference = conditions.masked(_reference_keep(config.guided, conditions.mask.device))
+    if guidance == 0:
+        return model.denoiser(batch, t, reference)
     conditional = model.denoiser(batch, t, conditions)
-    if guidance == 1:
+    if guidance == 1 or torch.equal(reference.mask, conditions.mask):
         return conditional
-    unconditional = model.denoiser(batch, t, None)
-    return tuple((1 - guidance) * u + guidance * c for u, c in zip(unconditional, conditional, strict=True))  # type: ignore[return-value]
+    unguided = model.denoiser(batch, t, reference)
+    return tuple((1 - guidance) * u + guidance * c for u, c in zip(unguided, conditional, strict=True))  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -150,7 +163,7 @@ def _reverse_chain(
     for t, s in itertools.pairwise(steps):
         times = torch.full((size,), t, dtype=torch.long, device=batch.mask.device)
         noisy = batch.replace_variables(x_fixed, x_count)
-        logits_fixed, logits_count = _guided_logits(model, noisy, times, conditions, config.guidance_scale)
+        logits_fixed, logits_count = _guided_logits(model, noisy, times, conditions, config)
         p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
         p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
         x_fixed = sample_categorical(fixed_diffusion.posterior(p0_fixed, x_fixed, t, s) * allowed_fixed, generator)
@@ -158,12 +171,16 @@ def _reverse_chain(
     return x_fixed, x_count
 
 
-def _check(protostructure: Protostructure, request: GenerationRequest, max_atoms: int) -> str | None:
+def _check(protostructure: Protostructure, request: GenerationRequest, config: SamplingConfig) -> str | None:
     """Why a decoded sample breaks the request, or ``None``."""
-    if protostructure.num_atoms > max_atoms:
+    from ..metrics import composition_plausible
+
+    if protostructure.num_atoms > config.max_atoms:
         return 'too many atoms'
     if set(protostructure.elements) != set(request.chemsys):
         return 'missing element'
+    if config.plausible and not composition_plausible(protostructure.composition):
+        return 'implausible composition'
     return None
 
 
@@ -238,7 +255,7 @@ def generate(
                 except ProtostructureError:
                     reason: str | None = 'empty'
                 else:
-                    reason = _check(protostructure, request, config.max_atoms)
+                    reason = _check(protostructure, request, config)
                 if reason is None:
                     accepted[slot] = GeneratedSample(protostructure, draws[slot])
                 else:
@@ -293,6 +310,8 @@ def generate_json(
         'steps': len(reverse_steps(loaded.model_config.num_timesteps, config.num_steps)) - 1,
         'num_timesteps': loaded.model_config.num_timesteps,
         'guidance': config.guidance_scale,
+        'guided': list(config.guided),
+        'plausible': config.plausible,
         'max_atoms': config.max_atoms,
         'max_draws': config.max_draws,
         'requested': {**conditions, 'spacegroups': list(request.spacegroups), 'num_samples': request.num_samples},

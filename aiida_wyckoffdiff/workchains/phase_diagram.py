@@ -12,9 +12,16 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, append_, calcfunction
 
-from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_positive, validate_spacegroups
+from ..calculations.generate import (
+    GenerateCalculation,
+    validate_chemsys,
+    validate_guided,
+    validate_positive,
+    validate_spacegroups,
+)
 from ..calculations.realize import realize_protostructures
 from ..calculations.relax import RelaxCalculation
+from ..model.config import SamplingConfig
 from .relax import RelaxBaseWorkChain
 
 __all__ = ['PhaseDiagramWorkChain', 'assemble_hull', 'elemental_reference_structures']
@@ -108,7 +115,14 @@ class PhaseDiagramWorkChain(WorkChain):
                    help='Protostructures per space group.')
         spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.0),
                    help='Target energy above hull (eV/atom) the model is conditioned on.')
-        spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(2.0))
+        spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Float(SamplingConfig.guidance_scale))
+        spec.input('guided', valid_type=orm.List, serializer=orm.to_aiida_type, validator=validate_guided,
+                   default=lambda: orm.List(list(SamplingConfig.guided)),
+                   help='Conditions the guidance contrasts (docs/discovery.md).')
+        spec.input('plausible', valid_type=orm.Bool, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Bool(SamplingConfig.plausible),
+                   help='Redraw samples whose composition no common oxidation states balance.')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
         spec.input('realize_attempts', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
@@ -154,7 +168,7 @@ class PhaseDiagramWorkChain(WorkChain):
             job = self.submit(
                 GenerateCalculation, **inputs, chemsys=self.inputs.chemsys, spacegroups=orm.List(spacegroups),
                 num_samples=self.inputs.num_samples, e_above_hull=self.inputs.e_above_hull, guidance=self.inputs.guidance,
-                steps=self.inputs.steps, seed=orm.Int(self.inputs.seed.value + index),
+                guided=self.inputs.guided, plausible=self.inputs.plausible, steps=self.inputs.steps, seed=orm.Int(self.inputs.seed.value + index),
             )
             self.to_context(generate=append_(job))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,8 @@ from aiida_wyckoffdiff.exceptions import ConditionError, ConfigurationError, Pro
 from aiida_wyckoffdiff.model.adapters import Condition, Conditions
 from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.model.encoding import EncodedCrystal, collate, decode, structure_tensors
-from aiida_wyckoffdiff.model.sampling import GenerationRequest, _reverse_chain, generate, reverse_steps
+from aiida_wyckoffdiff.metrics import composition_plausible
+from aiida_wyckoffdiff.model.sampling import GenerationRequest, _guided_logits, _reverse_chain, generate, reverse_steps
 
 SPACEGROUPS = (225, 194, 62, 227)
 
@@ -129,3 +131,51 @@ def test_elements_outside_the_vocabulary_are_refused(tiny_model) -> None:
 def test_bad_sampling_settings_are_refused(field) -> None:
     with pytest.raises(ConfigurationError):
         SamplingConfig(**{field: 0})
+
+
+def _logits(model, guided, guidance, e_above_hull=0.0, given=(1.0, 1.0, 1.0)):
+    elements = model.config.elements
+    fixed, multiplicity = structure_tensors(225)
+    graph = EncodedCrystal(225, fixed, multiplicity, 0 * multiplicity, np.zeros((len(fixed), len(elements)), np.int64))
+    batch = collate([graph], len(elements), model.denoiser.position_offset.numpy())
+    chemsys = torch.tensor([[element in ('Li', 'O') for element in elements]], dtype=torch.float32)
+    conditions = Conditions(chemsys, batch.spacegroup, torch.tensor([e_above_hull]), torch.tensor([given]))
+    config = SamplingConfig(guidance_scale=guidance, guided=guided)
+    return _guided_logits(model, batch, torch.tensor([10]), conditions, config), (model, batch, conditions)
+
+
+def test_guidance_contrasts_only_the_guided_conditions(adapted_model) -> None:
+    (fixed, count), (model, batch, conditions) = _logits(adapted_model, ('e_above_hull',), 2.0)
+    full = model.denoiser(batch, torch.tensor([10]), conditions)
+    without_energy = model.denoiser(batch, torch.tensor([10]), conditions.masked(torch.tensor([1.0, 1.0, 0.0])))
+    assert torch.allclose(fixed, 2 * full[0] - without_energy[0], atol=1e-5)
+    assert torch.allclose(count, 2 * full[1] - without_energy[1], atol=1e-5)
+    # Textbook guidance contrasts with the base model, which knows nothing of the chemical system.
+    (fixed_all, _), _ = _logits(adapted_model, ('chemsys', 'spacegroup', 'e_above_hull'), 2.0)
+    base = model.denoiser(batch, torch.tensor([10]), None)
+    assert torch.allclose(fixed_all, 2 * full[0] - base[0], atol=1e-5)
+    assert not torch.allclose(fixed_all, fixed, atol=1e-3)
+
+
+def test_guidance_without_a_given_guided_condition_is_plain_conditioning(adapted_model) -> None:
+    (fixed, count), (model, batch, conditions) = _logits(adapted_model, ('e_above_hull',), 3.0, given=(1.0, 1.0, 0.0))
+    plain = model.denoiser(batch, torch.tensor([10]), conditions)
+    assert torch.equal(fixed, plain[0]) and torch.equal(count, plain[1])
+
+
+def test_unknown_guided_condition_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="cannot guide on 'temperature'"):
+        SamplingConfig(guided=('chemsys', 'temperature'))
+
+
+def test_plausible_sampling_returns_only_balanced_compositions(adapted_model) -> None:
+    request = GenerationRequest(('Li', 'O'), (225, 194, 62), e_above_hull=0.0, num_samples=12)
+    config = SamplingConfig(num_steps=5, max_atoms=40, max_draws=60, plausible=True)
+    result = generate(adapted_model, request, config, torch.Generator().manual_seed(0))
+    assert result.samples
+    assert all(composition_plausible(s.protostructure.composition) for s in result.samples)
+    unfiltered = generate(
+        adapted_model, request, SamplingConfig(num_steps=5, max_atoms=40, max_draws=60), torch.Generator().manual_seed(0)
+    )
+    assert 'implausible composition' not in unfiltered.rejected
+    assert result.rejected.get('implausible composition', 0) > 0

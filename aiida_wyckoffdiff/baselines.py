@@ -1,0 +1,154 @@
+"""What a materials scientist would do instead of the model: the baselines a generator has to beat.
+
+- :func:`random_protostructures`: random search in protostructure space (the AIRSS / PyXtal random-search
+  analogue). Per space group, the number of occupied orbits and the Wyckoff positions they sit on are drawn from
+  the training split's own frequencies (:class:`WyckoffPrior`), the element of each orbit uniformly within the
+  chemical system; the same hard constraints as the model (space group, chemical system, every element present,
+  atom limit, a fixed position holds one orbit at most) are enforced by redrawing.
+- :func:`substituted_structures`: data-mined ionic substitution (pymatgen ``structure_prediction``, with the
+  substitution probabilities pymatgen ships) of training-split structures into the requested chemical system.
+  It proposes real 3D structures, so its candidates skip realization.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .exceptions import ConditionError
+from .symmetry import Protostructure, check_spacegroup, wyckoff_positions
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pymatgen.core import Structure
+
+__all__ = ['WyckoffPrior', 'random_protostructures', 'substituted_structures']
+
+
+@dataclass(frozen=True)
+class WyckoffPrior:
+    """Per space group: how many orbits a crystal has, and how often each Wyckoff letter holds an orbit."""
+
+    orbits: dict[int, Counter[int]] = field(default_factory=dict)
+    letters: dict[int, Counter[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dataset(cls, frame: pd.DataFrame, split: str = 'train') -> WyckoffPrior:
+        """Count the rows of one split of a ``load_dataset`` table."""
+        orbits: dict[int, Counter[int]] = {}
+        letters: dict[int, Counter[str]] = {}
+        for row in frame.loc[frame['split'] == split, ['spacegroup', 'wyckoff_matrix']].itertuples(index=False):
+            group = int(row.spacegroup)
+            positions = wyckoff_positions(group)
+            orbits.setdefault(group, Counter())[sum(n for _, _, n in row.wyckoff_matrix)] += 1
+            position_counts = letters.setdefault(group, Counter())
+            for index, _, n in row.wyckoff_matrix:
+                position_counts[positions[index].letter] += n
+        return cls(orbits, letters)
+
+    def draw(self, spacegroup: int, elements: Sequence[str], rng: np.random.Generator) -> Protostructure | None:
+        """One random protostructure of ``spacegroup``, or ``None`` where the draw broke a fixed position's limit."""
+        if spacegroup not in self.orbits:
+            raise ConditionError(f'space group {spacegroup} has no crystal in the prior: choose one of the training data')
+        sizes, size_weights = zip(*sorted(self.orbits[spacegroup].items()), strict=True)
+        letters, letter_weights = zip(*sorted(self.letters[spacegroup].items()), strict=True)
+        size = int(rng.choice(sizes, p=np.array(size_weights) / sum(size_weights)))
+        chosen = rng.choice(letters, size=size, p=np.array(letter_weights) / sum(letter_weights))
+        fixed = {p.letter for p in wyckoff_positions(spacegroup) if p.is_fixed}
+        taken = Counter(str(letter) for letter in chosen)
+        if any(taken[letter] > 1 for letter in fixed):
+            return None
+        sites = Counter((str(elements[rng.integers(len(elements))]), str(letter)) for letter in chosen)
+        return Protostructure(spacegroup, tuple((element, letter, n) for (element, letter), n in sites.items()))
+
+
+def random_protostructures(
+    prior: WyckoffPrior,
+    chemsys: Sequence[str],
+    spacegroups: Sequence[int],
+    num_samples: int,
+    seed: int = 0,
+    max_atoms: int = 60,
+    max_draws: int = 1000,
+) -> list[Protostructure]:
+    """``num_samples`` random protostructures cycling over ``spacegroups``, each obeying the same constraints as
+    the model's samples; a slot that still breaks them after ``max_draws`` draws is left out."""
+    elements = tuple(sorted(set(chemsys)))
+    rng = np.random.default_rng(seed)
+    samples = []
+    for slot in range(num_samples):
+        group = check_spacegroup(spacegroups[slot % len(spacegroups)])
+        for _ in range(max_draws):
+            candidate = prior.draw(group, elements, rng)
+            if candidate is not None and candidate.num_atoms <= max_atoms and set(candidate.elements) == set(elements):
+                samples.append(candidate)
+                break
+    return samples
+
+
+def _target_species(chemsys: Sequence[str]) -> list[list[str]]:
+    """Every choice of one common oxidation state per element that can be charge balanced (signs of both kinds)."""
+    from pymatgen.core import Element, Species
+
+    states = [Element(element).common_oxidation_states for element in sorted(chemsys)]
+    choices = []
+    for combination in itertools.product(*states):
+        if min(combination) < 0 < max(combination):
+            choices.append([str(Species(e, s)) for e, s in zip(sorted(chemsys), combination, strict=True)])
+    return choices
+
+
+def substituted_structures(
+    sources: Iterable[Structure],
+    chemsys: Sequence[str],
+    threshold: float = 1e-4,
+    max_structures: int | None = None,
+) -> list[Structure]:
+    """Structures of ``chemsys`` proposed by ionic substitution into ``sources``, most probable first.
+
+    :param sources: structures with as many elements as ``chemsys`` (e.g. training-split crystals); their oxidation
+        states are guessed here, and those pymatgen cannot decorate are skipped.
+    :param threshold: the lowest substitution probability kept (pymatgen's ``Substitutor`` threshold).
+    """
+    from pymatgen.analysis.structure_prediction.substitutor import Substitutor
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    decorated = []
+    for index, structure in enumerate(sources):
+        if len(structure.composition) != len(set(chemsys)):
+            continue
+        structure = structure.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            try:
+                structure.add_oxidation_state_by_guess(max_sites=-1)
+            except ValueError:
+                continue
+        if all(getattr(site.specie, 'oxi_state', 0) for site in structure):
+            decorated.append({'structure': structure, 'id': index})
+    substitutor = Substitutor(threshold=threshold)
+    proposals = []
+    for species in _target_species(chemsys):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            try:
+                proposals += substitutor.pred_from_structures(species, decorated, remove_duplicates=True)
+            except ValueError:  # a species the shipped probability table does not know: nothing to propose
+                continue
+    proposals.sort(key=lambda transformed: -transformed.other_parameters.get('proba', 0.0))
+    distinct: list[Structure] = []
+    matcher = StructureMatcher()
+    for transformed in proposals:
+        structure = transformed.final_structure.copy()
+        structure.remove_oxidation_states()
+        if not any(matcher.fit(structure, kept) for kept in distinct):
+            distinct.append(structure)
+        if max_structures is not None and len(distinct) >= max_structures:
+            break
+    return distinct

@@ -1,0 +1,510 @@
+"""Discovery benchmark: the model against the baselines a materials scientist would use, on outcomes.
+
+Every generator runs in this one process, on the same requests, with the same budget of samples:
+
+- ``model:...`` the shipped checkpoint at a sampling setting (``g`` guidance, ``guided`` the conditions it
+  contrasts, ``steps`` reverse steps, ``e`` the e_above_hull condition, ``plausible`` the composition filter);
+- ``base``: the same network with its adapters off (guidance 0 over all conditions: hard masks only);
+- ``random``: random protostructures from the training split's per-space-group Wyckoff frequencies
+  (``baselines.random_protostructures``);
+- ``substitution``: pymatgen's data-mined ionic substitution into training-split structures
+  (``baselines.substituted_structures``).
+
+Generation level (no relaxation), on held-out test-split (chemical system, space group) pairs: recall of the
+held-out label among the samples of its request, distances of the atoms / orbits / elements-per-crystal
+distributions to the test split, SMACT validity, plausible composition (peroxide and superoxide allowed),
+uniqueness and novelty against the training labels, and CPU seconds.
+
+Outcome level, per chemical system (Li-O, Ti-O and binaries whose structures all lie in the test split): samples
+cycle over the 20 most frequent training space groups at e_above_hull = 0, are realized with PyXtal and relaxed
+cheaply with CHGNet (FIRE, ``--relax-steps``), and placed on the Materials Project hull. Reported: distinct
+structures within 0.1 eV/atom of the MP hull ("hits", distinct by the relaxed structure's label) per 100 samples
+and per core-minute (CPU time of generation, realization and relaxation summed over processes), and the MP hull
+phases of the system regenerated (training-split and test-split phases apart). Counts are small: each hit count
+comes with a Poisson 90 % interval, so two settings differ beyond noise only where their intervals do not overlap.
+
+    python benchmarks/discovery.py [--quick] [--output benchmarks/discovery_results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TODAY = 'model:g=2,guided=all'
+"""The sampling defaults before this benchmark chose new ones (guidance 2 on all three conditions)."""
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A named source of candidates; ``config`` only for the model."""
+
+    name: str
+    config: Any = None
+
+
+def model_generator(name: str) -> Generator:
+    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1``: any omitted key keeps the default."""
+    from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
+
+    settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
+    guided = settings.get('guided', 'all')
+    config = SamplingConfig(
+        guidance_scale=float(settings.get('g', 2.0)),
+        guided=GUIDABLE_CONDITIONS if guided == 'all' else tuple(guided.split('+')),
+        num_steps=int(settings.get('steps', 100)),
+        plausible=settings.get('plausible', '0') == '1',
+        max_draws=10,
+    )
+    return Generator(name, (config, float(settings.get('e', 0.0))))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def poisson_interval(count: int, level: float = 0.9) -> tuple[float, float]:
+    """Exact (Garwood) interval of a Poisson count."""
+    from scipy.stats import chi2
+
+    tail = (1 - level) / 2
+    low = 0.0 if count == 0 else chi2.ppf(tail, 2 * count) / 2
+    return float(low), float(chi2.ppf(1 - tail, 2 * count + 2) / 2)
+
+
+class Context:
+    """Everything the generators share: the model, the dataset, its prior and the training structures."""
+
+    def __init__(self, seed: int, dataset: Path | None = None, data_dir: Path | None = None) -> None:
+        import torch
+
+        from aiida_wyckoffdiff.baselines import WyckoffPrior
+        from aiida_wyckoffdiff.data import build_dataset, default_dataset_path, find_data_dir, load_dataset
+        from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, shipped_checkpoint_path
+
+        torch.set_num_threads(1)
+        self.seed = seed
+        self.data_dir = find_data_dir(data_dir)
+        dataset = dataset or default_dataset_path(self.data_dir)
+        if not dataset.is_file():
+            print(f'building the dataset {dataset} from {self.data_dir} (once)', flush=True)
+            build_dataset(self.data_dir, output=dataset)
+        self.checkpoint = load_checkpoint(shipped_checkpoint_path(), 'cpu')
+        self.frame = load_dataset(dataset)
+        self.train = self.frame[self.frame['split'] == 'train']
+        self.train_labels = set(self.train['label'])
+        self.prior = WyckoffPrior.from_dataset(self.frame)
+        self._structures: dict[int, list] = {}
+
+    def training_structures(self, num_elements: int, spacegroup: int | None = None) -> list:
+        """Training-split structures with ``num_elements`` elements, at most 20 sites, within 0.05 eV/atom of MP's
+        hull: the sources of the substitution baseline."""
+        if num_elements not in self._structures:
+            import pandas as pd
+            from pymatgen.core import Structure
+
+            from aiida_wyckoffdiff.data import MAIN_FILE
+
+            chosen = self.train[
+                (self.train['chemsys'].str.count('-') == num_elements - 1)
+                & (self.train['nsites'] <= 20)
+                & (self.train['e_above_hull'] <= 0.05)
+            ]
+            groups = dict(zip(chosen['material_id'], chosen['spacegroup'], strict=True))
+            raw = pd.read_csv(self.data_dir / MAIN_FILE, usecols=['material_id', 'cif'])
+            raw = raw[raw['material_id'].isin(groups)]
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                self._structures[num_elements] = [
+                    (int(groups[mid]), Structure.from_str(cif, fmt='cif'))
+                    for mid, cif in zip(raw['material_id'], raw['cif'], strict=True)
+                ]
+        return [s for group, s in self._structures[num_elements] if spacegroup in (None, group)]
+
+    def generate(
+        self, generator: Generator, chemsys: tuple[str, ...], spacegroups: list[int], num_samples: int, seed: int
+    ) -> tuple[list, int]:
+        """Candidates (protostructures, or structures for substitution) and the slots that returned nothing."""
+        import torch
+
+        from aiida_wyckoffdiff.baselines import random_protostructures, substituted_structures
+        from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
+        from aiida_wyckoffdiff.model.sampling import GenerationRequest, generate
+
+        if generator.name == 'random':
+            samples = random_protostructures(self.prior, chemsys, spacegroups, num_samples, seed=seed)
+        elif generator.name == 'substitution':
+            group = spacegroups[0] if len(spacegroups) == 1 else None
+            samples = substituted_structures(
+                self.training_structures(len(chemsys), group), chemsys, max_structures=num_samples
+            )
+        else:
+            if generator.name == 'base':
+                config, energy = SamplingConfig(guidance_scale=0.0, guided=GUIDABLE_CONDITIONS, max_draws=10), 0.0
+            else:
+                config, energy = generator.config
+            request = GenerationRequest(chemsys, tuple(spacegroups), energy, num_samples)
+            result = generate(self.checkpoint.model, request, config, torch.Generator().manual_seed(seed))
+            samples = [sample.protostructure for sample in result.samples]
+        return samples, num_samples - len(samples)
+
+
+def _label(candidate: Any) -> str | None:
+    from aiida_wyckoffdiff.symmetry import Protostructure, structure_label
+
+    if isinstance(candidate, Protostructure):
+        return candidate.label
+    try:
+        return structure_label(candidate)
+    except Exception:  # noqa: BLE001 - an unlabelable proposal simply has no label
+        return None
+
+
+def _counts(label: str) -> tuple[int, int, int]:
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    protostructure = Protostructure.from_label(label)
+    return protostructure.num_atoms, sum(n for _, _, n in protostructure.sites), len(protostructure.elements)
+
+
+def held_out_requests(context: Context, count: int) -> list[tuple[tuple[str, ...], int, str]]:
+    """Distinct (elements, space group) pairs of test crystals (at most 60 atoms, elements in the vocabulary)."""
+    test = context.frame[context.frame['split'] == 'test'].sample(frac=1.0, random_state=context.seed)
+    vocabulary, seen, requests = set(context.checkpoint.model_config.elements), set(), []
+    for row in test.itertuples():
+        elements = tuple(row.chemsys.split('-'))
+        key = (elements, int(row.spacegroup))
+        if key in seen or not set(elements) <= vocabulary or row.num_atoms > 60:
+            continue
+        seen.add(key)
+        requests.append((elements, int(row.spacegroup), row.label))
+        if len(requests) == count:
+            break
+    return requests
+
+
+def generation_level(context: Context, generator: Generator, requests: list, per_request: int) -> dict[str, Any]:
+    from aiida_wyckoffdiff.metrics import composition_plausible, distribution_distance, novelty, recall, smact_valid
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    started, failed, per_request_labels = cpu_seconds(), 0, []
+    for index, (elements, spacegroup, _) in enumerate(requests):
+        samples, missing = context.generate(generator, elements, [spacegroup], per_request, context.seed + index)
+        failed += missing
+        per_request_labels.append([label for label in map(_label, samples) if label is not None])
+    seconds = cpu_seconds() - started
+    labels = [label for found in per_request_labels for label in found]
+    result: dict[str, Any] = {
+        'generator': generator.name,
+        'requests': len(requests),
+        'slots': len(requests) * per_request,
+        'samples': len(labels),
+        'failed_slots': failed,
+        'cpu_seconds': round(seconds, 1),
+        'recall': round(recall([label for _, _, label in requests], per_request_labels), 3),
+        'recovered': sum(label in found for (_, _, label), found in zip(requests, per_request_labels, strict=True)),
+    }
+    if not labels:
+        return result
+    test = context.frame[context.frame['split'] == 'test']
+    reference = {
+        'atoms': test['num_atoms'].tolist(),
+        'orbits': [sum(n for _, _, n in matrix) for matrix in test['wyckoff_matrix']],
+        'elements': (test['chemsys'].str.count('-') + 1).tolist(),
+    }
+    generated = dict(zip(('atoms', 'orbits', 'elements'), zip(*map(_counts, labels), strict=True), strict=True))
+    for key, values in generated.items():
+        distance = distribution_distance(values, reference[key])
+        result[f'{key}_median'] = distance.median
+        result[f'{key}_wasserstein'] = round(distance.wasserstein, 2)
+        result[f'{key}_js'] = round(distance.jensen_shannon, 3)
+    compositions = [Protostructure.from_label(label).composition for label in labels]
+    result['smact_valid'] = round(float(np.mean([smact_valid(c) for c in compositions])), 3)
+    result['plausible'] = round(float(np.mean([composition_plausible(c) for c in compositions])), 3)
+    result['unique'] = round(len(set(labels)) / len(labels), 3)
+    result['novel'] = round(novelty(labels, context.train_labels), 3)
+    return result
+
+
+# --- outcome level: realize and relax in worker processes that load the potential once -----------------------
+
+_POTENTIAL = None
+
+
+def _load_worker(relaxer: str) -> None:
+    import torch
+
+    from aiida_wyckoffdiff.potentials import load_potential
+
+    global _POTENTIAL
+    torch.set_num_threads(1)
+    warnings.simplefilter('ignore')
+    _POTENTIAL = load_potential(relaxer)
+
+
+def _realize_and_relax(task: tuple[Any, int, Any]) -> tuple[dict[str, Any] | None, str | None, float]:
+    """One candidate to a relaxed outcome dict; returns (outcome, failure reason, CPU seconds of this task)."""
+    from aiida_wyckoffdiff.realize import realize
+    from aiida_wyckoffdiff.relax import relax_structures
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    candidate, seed, settings = task
+    started = time.process_time()
+    if isinstance(candidate, Protostructure):
+        realized = realize(candidate, seed=seed)
+        if not realized.ok:
+            return None, realized.reason, time.process_time() - started
+        candidate = realized.structure
+    outcome = relax_structures([candidate], _POTENTIAL, settings)[0]
+    return outcome.as_dict(), outcome.reason, time.process_time() - started
+
+
+def hull_phases(chemsys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The system's MP hull compounds that have a protostructure label (elements left out), with their split."""
+    from aiida_wyckoffdiff.data import split_of
+    from aiida_wyckoffdiff.hull import reference_phase_diagram
+    from aiida_wyckoffdiff.references import reference_entries
+
+    table = reference_entries(chemsys).set_index('material_id')
+    phases = []
+    for entry in reference_phase_diagram(chemsys).stable_entries:
+        if len(entry.composition) < 2 or entry.name not in table.index:
+            continue
+        label = table.loc[entry.name, 'label']
+        phases.append(
+            {
+                'material_id': entry.name,
+                'formula': entry.composition.reduced_formula,
+                'label': label or None,
+                'split': split_of(entry.name),
+            }
+        )
+    return phases
+
+
+def outcome_level(
+    context: Context,
+    generator: Generator,
+    chemsys: tuple[str, ...],
+    num_samples: int,
+    pool: ProcessPoolExecutor,
+    settings: Any,
+    elemental: dict[str, float],
+    apply_mp2020: bool,
+) -> dict[str, Any]:
+    from aiida_wyckoffdiff.data import training_spacegroups
+    from aiida_wyckoffdiff.hull import hull_rows
+    from aiida_wyckoffdiff.relax import RelaxOutcome
+    from aiida_wyckoffdiff.symmetry import structure_label
+
+    started = cpu_seconds()
+    wall = time.perf_counter()
+    candidates, _ = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
+    generate_seconds = cpu_seconds() - started
+    tasks = [(candidate, context.seed + index, settings) for index, candidate in enumerate(candidates)]
+    outcomes, failures, worker_seconds = [], Counter(), 0.0
+    for index, (outcome, reason, seconds) in enumerate(pool.map(_realize_and_relax, tasks)):
+        worker_seconds += seconds
+        if outcome is None:
+            failures[(reason or 'failed').split(' (')[0][:60]] += 1
+            continue
+        outcome['index'] = index
+        outcomes.append(RelaxOutcome.from_dict(outcome))
+    rows = hull_rows([o for o in outcomes if o.ok], elemental, apply_mp2020=apply_mp2020)
+    core_minutes = (cpu_seconds() - started + worker_seconds) / 60
+    relaxed_labels, hits = set(), set()
+    energies = []
+    for outcome, row in zip([o for o in outcomes if o.ok], rows, strict=True):
+        if row.e_above_hull is None:
+            continue
+        energies.append(row.e_above_hull)
+        try:
+            label = structure_label(outcome.structure)
+        except Exception:  # noqa: BLE001 - a collapsed cell has no label; it still has an energy
+            label = f'{row.formula}#{row.index}'
+        relaxed_labels.add(label)
+        if row.e_above_hull <= 0.1:
+            hits.add(label)
+    generated_labels = {_label(candidate) for candidate in candidates}
+    phases = hull_phases(chemsys)
+    found = [p for p in phases if p['label'] and (p['label'] in relaxed_labels or p['label'] in generated_labels)]
+    low, high = poisson_interval(len(hits))
+    return {
+        'generator': generator.name,
+        'chemsys': '-'.join(chemsys),
+        'samples': len(candidates),
+        'relaxed': len(energies),
+        'failures': dict(failures),
+        'hits': len(hits),
+        'hits_interval_90': [round(low, 1), round(high, 1)],
+        'hits_per_100_samples': round(100 * len(hits) / max(1, num_samples), 2),
+        'core_minutes': round(core_minutes, 2),
+        'generate_core_seconds': round(generate_seconds, 1),
+        'wall_seconds': round(time.perf_counter() - wall, 1),
+        'hits_per_core_minute': round(len(hits) / core_minutes, 3) if core_minutes else None,
+        'median_e_above_hull': round(float(np.median(energies)), 3) if energies else None,
+        'hit_formulas': sorted(Counter(label.split('_')[0] for label in hits).elements()),
+        'best': sorted(
+            (round(r.e_above_hull, 3), r.formula) for r in rows if r.e_above_hull is not None
+        )[:3],
+        'hull_phases': len(phases),
+        'hull_phases_found': [f'{p["formula"]} ({p["material_id"]}, {p["split"]})' for p in found],
+        'hull_phases_train_found': sum(p['split'] == 'train' for p in found),
+        'hull_phases_test_found': sum(p['split'] == 'test' for p in found),
+    }
+
+
+def test_only_systems(context: Context, count: int) -> list[tuple[str, ...]]:
+    """Binary systems whose structured MP rows all lie in the test split and whose hull has a labelled compound."""
+    binaries = context.frame[context.frame['chemsys'].str.count('-') == 1]
+    splits = binaries.groupby('chemsys')['split'].agg(set)
+    sizes = binaries.groupby('chemsys').size()
+    from aiida_wyckoffdiff.references import known_elements
+
+    usable = set(context.checkpoint.model_config.elements) & known_elements()
+    chosen: list[tuple[str, ...]] = []
+    for chemsys in sizes.sort_values(ascending=False).index:
+        if len(chosen) >= count:
+            break
+        elements = tuple(chemsys.split('-'))
+        if splits[chemsys] != {'test'} or not set(elements) <= usable:
+            continue
+        if any(p['label'] for p in hull_phases(elements)):
+            chosen.append(elements)
+    return chosen
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    print('| ' + ' | '.join(columns) + ' |')
+    print('|' + '---|' * len(columns))
+    for row in rows:
+        print('| ' + ' | '.join(str(row.get(column, '')) for column in columns) + ' |', flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help='A CI-size run: 3 requests, 4 samples of Li-O, 5 steps.')
+    parser.add_argument('--levels', nargs='+', default=['generation', 'outcome'], choices=['generation', 'outcome'])
+    parser.add_argument('--generation', nargs='+', help='Generators at the generation level [default: the sweep].')
+    parser.add_argument('--outcome', nargs='+', help='Generators at the outcome level [default: see code].')
+    parser.add_argument('--requests', type=int, default=40)
+    parser.add_argument('--per-request', type=int, default=8)
+    parser.add_argument('--systems', nargs='+', default=['Li-O', 'Ti-O'])
+    parser.add_argument('--test-only-systems', type=int, default=1)
+    parser.add_argument('--samples', type=int, default=40, help='Samples per system and generator (outcome level).')
+    parser.add_argument('--relax-steps', type=int, default=40)
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--dataset', type=Path, help='Dataset file [default: the cache; built when absent].')
+    parser.add_argument('--data-dir', type=Path, help='The shared MP data folder [default: ../shared/data].')
+    parser.add_argument('--output', type=Path, default=ROOT / 'benchmarks' / 'discovery_results.json')
+    arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.requests, arguments.per_request, arguments.samples = 3, 2, 4
+        arguments.systems, arguments.test_only_systems, arguments.relax_steps = ['Li-O'], 0, 5
+    generation = arguments.generation or (
+        ['model:g=2,guided=e_above_hull', TODAY, 'random', 'substitution']
+        if arguments.quick
+        else [
+            TODAY,
+            'model:g=2,guided=e_above_hull',
+            'random',
+            'substitution',
+            'base',
+            'model:g=1,guided=all',
+            'model:g=0.5,guided=all',
+            'model:g=1,guided=e_above_hull',
+            'model:g=2,guided=e_above_hull,plausible=1',
+            'model:g=2,guided=spacegroup+e_above_hull',
+            'model:g=0.25,guided=all',
+            'model:g=4,guided=e_above_hull',
+            'model:g=2,guided=e_above_hull,e=0.3',
+            'model:g=2,guided=e_above_hull,steps=50',
+            'model:g=2,guided=e_above_hull,steps=200',
+        ]
+    )
+    outcome = arguments.outcome or (
+        ['model:g=2,guided=e_above_hull', 'random', 'substitution']
+        if arguments.quick
+        else [TODAY, 'model:g=2,guided=e_above_hull', 'model:g=2,guided=e_above_hull,plausible=1', 'random', 'substitution']
+    )
+    load = os.getloadavg()
+    print(f'load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}', flush=True)
+    context = Context(arguments.seed, arguments.dataset, arguments.data_dir)
+    document: dict[str, Any] = {
+        'command': ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        'checkpoint_sha256': context.checkpoint.sha256,
+        'load_average_start': load,
+        'settings': {k: str(v) for k, v in vars(arguments).items()},
+    }
+
+    def as_generator(name: str) -> Generator:
+        return model_generator(name) if name.startswith('model:') else Generator(name)
+
+    if 'generation' in arguments.levels:
+        requests = held_out_requests(context, arguments.requests)
+        rows = []
+        for name in generation:
+            rows.append(generation_level(context, as_generator(name), requests, arguments.per_request))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            document['generation'] = rows
+            arguments.output.write_text(json.dumps(document, indent=1) + '\n')  # a stopped run keeps its rows
+        print(f'\n## Generation level: {len(requests)} held-out requests x {arguments.per_request} samples\n')
+        print_table(
+            rows,
+            ['generator', 'samples', 'failed_slots', 'recovered', 'recall', 'atoms_median', 'atoms_wasserstein',
+             'orbits_median', 'orbits_wasserstein', 'elements_js', 'smact_valid', 'plausible', 'unique', 'novel',
+             'cpu_seconds'],
+        )
+    if 'outcome' in arguments.levels:
+        from aiida_wyckoffdiff.hull import elemental_energies
+        from aiida_wyckoffdiff.potentials import load_potential
+        from aiida_wyckoffdiff.relax import RelaxSettings
+
+        systems = [tuple(s.split('-')) for s in arguments.systems]
+        systems += test_only_systems(context, arguments.test_only_systems)
+        settings = RelaxSettings(fmax=0.1, steps=arguments.relax_steps)
+        potential = load_potential('chgnet')
+        elements = sorted({e for system in systems for e in system})
+        elemental = elemental_energies(potential, elements, replace(settings, steps=300))
+        rows = []
+        with ProcessPoolExecutor(arguments.workers, initializer=_load_worker, initargs=('chgnet',)) as pool:
+            for system in systems:
+                for name in outcome:
+                    rows.append(
+                        outcome_level(
+                            context, as_generator(name), system, arguments.samples, pool, settings, elemental,
+                            not potential.includes_mp2020,
+                        )
+                    )
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                    document['outcome'] = rows
+                    arguments.output.write_text(json.dumps(document, indent=1) + '\n')
+        print(f'\n## Outcome level: {arguments.samples} samples per system, CHGNet {arguments.relax_steps} FIRE steps\n')
+        print_table(
+            rows,
+            ['chemsys', 'generator', 'samples', 'relaxed', 'hits', 'hits_interval_90', 'hits_per_100_samples',
+             'core_minutes', 'hits_per_core_minute', 'median_e_above_hull', 'hull_phases_found', 'hit_formulas'],
+        )
+    document['load_average_end'] = os.getloadavg()
+    arguments.output.write_text(json.dumps(document, indent=1) + '\n')
+    print(f'\nwrote {arguments.output}; load average at end: {document["load_average_end"]}')
+
+
+if __name__ == '__main__':
+    main()

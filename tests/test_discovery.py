@@ -1,0 +1,143 @@
+"""The discovery benchmark's pieces: its metrics on inputs with known answers, its baselines' constraints,
+the generate command's new options, and the benchmark's quick run (guidance itself: tests/model/test_sampling.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiida_wyckoffdiff.baselines import WyckoffPrior, random_protostructures, substituted_structures
+from aiida_wyckoffdiff.exceptions import ConditionError
+from aiida_wyckoffdiff.metrics import composition_plausible, distribution_distance, recall, smact_valid
+from aiida_wyckoffdiff.symmetry import structure_label, wyckoff_positions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ('formula', 'plausible', 'smact'),
+    [
+        ('Li2O', True, True),
+        ('Li2O2', True, True),  # peroxide: a real ground state
+        ('LiO2', True, False),  # superoxide: SMACT's integer states cannot balance it
+        ('KO2', True, False),
+        ('Ti5O9', True, False),  # a mixed-valence Magneli phase: SMACT allows one state per element
+        ('TiO2', True, True),
+        ('Li13O10', False, False),  # would need oxide and peroxide ions at once
+        ('LiO8', False, False),
+        ('Li3O4', False, False),
+        ('Li', True, True),
+        ('MgAl', True, True),
+    ],
+)
+def test_composition_checks_know_oxides_peroxides_and_superoxides(formula, plausible, smact) -> None:
+    assert composition_plausible(formula) is plausible
+    assert smact_valid(formula) is smact
+
+
+def test_recall_counts_each_held_out_label_in_its_own_request() -> None:
+    assert recall(['a', 'b', 'c', 'd'], [['x', 'a'], ['b'], ['a'], []]) == 0.5
+    assert recall([], []) == 0.0
+    with pytest.raises(ValueError, match='2 held-out labels but 1'):
+        recall(['a', 'b'], [['a']])
+
+
+def test_distribution_distance_of_known_samples() -> None:
+    same = distribution_distance([2, 4, 6], [6, 4, 2])
+    assert same.wasserstein == 0 and same.jensen_shannon == 0 and same.median == same.reference_median == 4
+    shifted = distribution_distance([3, 5, 7], [1, 3, 5])
+    assert shifted.wasserstein == pytest.approx(2.0)
+    assert shifted.jensen_shannon == pytest.approx(np.sqrt(1 / 3))  # two of three bins shared, base 2
+    disjoint = distribution_distance([1, 1], [9, 9])
+    assert disjoint.wasserstein == 8 and disjoint.jensen_shannon == pytest.approx(1.0)
+    with pytest.raises(ValueError, match='at least one value'):
+        distribution_distance([], [1])
+
+
+@pytest.fixture(scope='module')
+def sample_table(sample_dir, tmp_path_factory):
+    from aiida_wyckoffdiff.data import build_dataset, load_dataset
+
+    path = tmp_path_factory.mktemp('discovery') / 'sample.jsonl.gz'
+    build_dataset(sample_dir, output=path, processes=1, progress=False)
+    return load_dataset(path)
+
+
+def test_prior_counts_the_training_split(sample_table) -> None:
+    prior = WyckoffPrior.from_dataset(sample_table)
+    train = sample_table[sample_table['split'] == 'train']
+    assert set(prior.orbits) == set(train['spacegroup'])
+    for group, rows in train.groupby('spacegroup'):
+        assert sum(prior.orbits[group].values()) == len(rows)
+        assert sum(prior.letters[group].values()) == sum(n for m in rows['wyckoff_matrix'] for _, _, n in m)
+
+
+def test_random_protostructures_obey_the_models_constraints(sample_table) -> None:
+    prior = WyckoffPrior.from_dataset(sample_table)
+    groups = sorted(prior.orbits, key=lambda g: -sum(prior.orbits[g].values()))[:4]
+    samples = random_protostructures(prior, ('Ti', 'O'), groups, 24, seed=1, max_atoms=40)
+    assert len(samples) > 12
+    fixed = {g: {p.letter for p in wyckoff_positions(g) if p.is_fixed} for g in groups}
+    for sample in samples:
+        assert sample.spacegroup in groups
+        assert set(sample.elements) == {'O', 'Ti'}
+        assert sample.num_atoms <= 40
+        letters = [letter for _, letter, n in sample.sites for _ in range(n)]
+        assert all(letters.count(letter) == 1 for letter in letters if letter in fixed[sample.spacegroup])
+        assert {letter for _, letter, _ in sample.sites} <= set(prior.letters[sample.spacegroup])
+    again = random_protostructures(prior, ('Ti', 'O'), groups, 24, seed=1, max_atoms=40)
+    assert again == samples
+    with pytest.raises(ConditionError, match='no crystal in the prior'):
+        prior.draw(230, ('Ti', 'O'), np.random.default_rng(0))
+
+
+def test_substitution_proposes_the_source_structures_in_the_new_system(sample_structures) -> None:
+    """Ti4+ -> Sn4+ in the TiO2 polymorphs of the sample; the ternary spinel has the wrong arity to be a source."""
+    titania = [s for s in sample_structures.values() if s.composition.reduced_formula == 'TiO2']
+    sources = {structure_label(s).replace(':O-Ti', ':O-Sn') for s in titania}
+    proposals = substituted_structures([*titania, sample_structures['mp-3536']], ('Sn', 'O'))
+    assert len(proposals) >= 5
+    for proposal in proposals:
+        assert proposal.composition.reduced_formula == 'SnO2'
+        assert structure_label(proposal) in sources
+        assert not any(hasattr(site.specie, 'oxi_state') for site in proposal)
+    assert substituted_structures(titania, ('Sn', 'O'), max_structures=2) == proposals[:2]
+
+
+def test_generate_cli_refuses_an_unknown_guided_condition(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from aiida_wyckoffdiff.cli.base import main
+
+    result = CliRunner().invoke(main, ['generate', '--chemsys', 'Li-O', '--guided', 'chemsys,colour', '--steps', '2'])
+    assert result.exit_code == 1
+    assert "cannot guide on 'colour'" in result.output
+
+
+def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
+    """The benchmark's CI-size path on the committed sample rows: both levels, every kind of generator."""
+    output = tmp_path / 'discovery.json'
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'discovery.py'), '--quick', '--data-dir', str(sample_dir),
+         '--dataset', str(tmp_path / 'sample.jsonl.gz'), '--output', str(output)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(output.read_text())
+    generation = {row['generator']: row for row in document['generation']}
+    assert {'random', 'substitution'} <= generation.keys() and any(name.startswith('model:') for name in generation)
+    for row in generation.values():
+        assert row['samples'] + row['failed_slots'] == row['slots'] or row['generator'] == 'substitution'
+        assert 0 <= row['recall'] <= 1
+    outcome = document['outcome']
+    assert {row['generator'] for row in outcome} >= {'random', 'substitution'}
+    for row in outcome:
+        assert row['chemsys'] == 'Li-O'
+        assert row['relaxed'] <= row['samples'] and row['core_minutes'] >= 0
+        assert row['hits_interval_90'][0] <= row['hits'] <= row['hits_interval_90'][1]
+    assert '| Li-O | random |' in completed.stdout
