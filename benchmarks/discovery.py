@@ -143,7 +143,6 @@ class Context:
         import torch
 
         from aiida_wyckoffdiff.baselines import random_protostructures, substituted_structures
-        from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
         from aiida_wyckoffdiff.model.sampling import GenerationRequest, generate
 
         if generator.name == 'random':
@@ -154,14 +153,32 @@ class Context:
                 self.training_structures(len(chemsys), group), chemsys, max_structures=num_samples
             )
         else:
-            if generator.name == 'base':
-                config, energy = SamplingConfig(guidance_scale=0.0, guided=GUIDABLE_CONDITIONS, max_draws=10), 0.0
-            else:
-                config, energy = generator.config
+            config, energy = self._sampling(generator)
             request = GenerationRequest(chemsys, tuple(spacegroups), energy, num_samples)
             result = generate(self.checkpoint.model, request, config, torch.Generator().manual_seed(seed))
             samples = [sample.protostructure for sample in result.samples]
         return samples, num_samples - len(samples)
+
+
+    def _sampling(self, generator: Generator) -> tuple[Any, float]:
+        from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
+
+        if generator.name == 'base':
+            return SamplingConfig(guidance_scale=0.0, guided=GUIDABLE_CONDITIONS, max_draws=10), 0.0
+        return generator.config
+
+    def generate_many(
+        self, generator: Generator, requests: list[tuple[tuple[str, ...], list[int]]], num_samples: int
+    ) -> list[tuple[list, int]]:
+        """The model's samples for many requests in shared batches (``sampling.generate_many``)."""
+        import torch
+
+        from aiida_wyckoffdiff.model.sampling import GenerationRequest, generate_many
+
+        config, energy = self._sampling(generator)
+        batch = [GenerationRequest(chemsys, tuple(groups), energy, num_samples) for chemsys, groups in requests]
+        results = generate_many(self.checkpoint.model, batch, config, torch.Generator().manual_seed(self.seed))
+        return [([s.protostructure for s in r.samples], r.num_failed) for r in results]
 
 
 def _label(candidate: Any) -> str | None:
@@ -203,8 +220,14 @@ def generation_level(context: Context, generator: Generator, requests: list, per
     from aiida_wyckoffdiff.symmetry import Protostructure
 
     started, failed, per_request_labels = cpu_seconds(), 0, []
-    for index, (elements, spacegroup, _) in enumerate(requests):
-        samples, missing = context.generate(generator, elements, [spacegroup], per_request, context.seed + index)
+    if generator.name.startswith('model:') or generator.name == 'base':
+        batched = context.generate_many(generator, [(e, [g]) for e, g, _ in requests], per_request)
+    else:
+        batched = [
+            context.generate(generator, elements, [spacegroup], per_request, context.seed + index)
+            for index, (elements, spacegroup, _) in enumerate(requests)
+        ]
+    for samples, missing in batched:
         failed += missing
         per_request_labels.append([label for label in map(_label, samples) if label is not None])
     seconds = cpu_seconds() - started
@@ -369,6 +392,40 @@ def outcome_level(
     }
 
 
+def size_level(context: Context, generator: Generator, chemsys: tuple[str, ...], num_samples: int) -> dict[str, Any]:
+    """Median atoms and occupied orbits of the samples beside the training split's medians in the same space groups
+    (each sample compared with the median of its own group, so the space-group mix is the same on both sides)."""
+    from aiida_wyckoffdiff.data import training_spacegroups
+
+    started = cpu_seconds()
+    samples, failed = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
+    train = context.train.assign(orbits=context.train['wyckoff_matrix'].map(lambda m: sum(n for _, _, n in m)))
+    medians = train.groupby('spacegroup')[['num_atoms', 'orbits']].median()
+    labels = [label for label in map(_label, samples) if label]
+    atoms, orbits, _ = zip(*map(_counts, labels), strict=True) if labels else ((), (), ())
+    groups = [int(label.split('_')[2]) for label in labels]
+    reference_atoms = float(np.median(medians.loc[groups, 'num_atoms'])) if groups else None
+    reference_orbits = float(np.median(medians.loc[groups, 'orbits'])) if groups else None
+    return {
+        'generator': generator.name,
+        'chemsys': '-'.join(chemsys),
+        'samples': len(labels),
+        'failed_slots': failed,
+        'atoms_median': float(np.median(atoms)) if atoms else None,
+        'train_atoms_median': reference_atoms,
+        'orbits_median': float(np.median(orbits)) if orbits else None,
+        'train_orbits_median': reference_orbits,
+        'distinct_compositions': len({_formula(label) for label in labels}),
+        'cpu_seconds': round(cpu_seconds() - started, 1),
+    }
+
+
+def _formula(label: str) -> str:
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    return Protostructure.from_label(label).composition.reduced_formula
+
+
 def test_only_systems(context: Context, count: int) -> list[tuple[str, ...]]:
     """Binary systems whose structured MP rows all lie in the test split and whose hull has a labelled compound."""
     binaries = context.frame[context.frame['chemsys'].str.count('-') == 1]
@@ -399,9 +456,12 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='A CI-size run: 3 requests, 4 samples of Li-O, 5 steps.')
-    parser.add_argument('--levels', nargs='+', default=['generation', 'outcome'], choices=['generation', 'outcome'])
+    parser.add_argument(
+        '--levels', nargs='+', default=['generation', 'size', 'outcome'], choices=['generation', 'size', 'outcome']
+    )
     parser.add_argument('--generation', nargs='+', help='Generators at the generation level [default: the sweep].')
     parser.add_argument('--outcome', nargs='+', help='Generators at the outcome level [default: see code].')
+    parser.add_argument('--size', nargs='+', help='Generators of the cell-size table [default: the first 8 model ones].')
     parser.add_argument('--requests', type=int, default=40)
     parser.add_argument('--per-request', type=int, default=8)
     parser.add_argument('--systems', nargs='+', default=['Li-O', 'Ti-O'])
@@ -470,6 +530,19 @@ def main() -> None:
             ['generator', 'samples', 'failed_slots', 'recovered', 'recall', 'atoms_median', 'atoms_wasserstein',
              'orbits_median', 'orbits_wasserstein', 'elements_js', 'smact_valid', 'plausible', 'unique', 'novel',
              'cpu_seconds'],
+        )
+    if 'size' in arguments.levels:
+        rows = [
+            size_level(context, as_generator(name), tuple(system.split('-')), 64)
+            for system in arguments.systems
+            for name in arguments.size or [n for n in generation if n.startswith('model:') or n == 'random'][:8]
+        ]
+        document['size'] = rows
+        print('\n## Cell size: 64 samples over the 20 most frequent space groups, against training crystals\n')
+        print_table(
+            rows,
+            ['chemsys', 'generator', 'samples', 'atoms_median', 'train_atoms_median', 'orbits_median',
+             'train_orbits_median', 'distinct_compositions', 'cpu_seconds'],
         )
     if 'outcome' in arguments.levels:
         from aiida_wyckoffdiff.hull import elemental_energies

@@ -12,6 +12,8 @@ from aiida.manage import get_manager
 from aiida.plugins import CalculationFactory, DataFactory
 from pymatgen.core import Lattice, Structure
 
+from aiida_wyckoffdiff.model.config import SamplingConfig
+
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
 
@@ -43,6 +45,8 @@ def test_generate_command_line(code, checkpoint, tmp_path) -> None:
     assert params[params.index('--num-samples') + 1] == '16'  # 8 per group, two groups
     assert [params[i + 1] for i, p in enumerate(params) if p == '--spacegroup'] == ['225', '194']
     assert params[params.index('--e-above-hull') + 1] == '0.0'
+    assert params[params.index('--guided') + 1] == ','.join(SamplingConfig.guided)
+    assert ('--plausible' if SamplingConfig.plausible else '--any-composition') in params
     assert params[-2:] == ['--output', 'results.json']
     assert calcinfo.local_copy_list == [(checkpoint.uuid, checkpoint.filename, 'model.ckpt')]
     assert 'results.json' in calcinfo.retrieve_list
@@ -54,6 +58,7 @@ def test_generate_command_line(code, checkpoint, tmp_path) -> None:
         ({'chemsys': 'Li-Xx'}, "unknown element(s) 'Xx'"),
         ({'spacegroups': [225, 231]}, 'numbers from 1 to 230'),
         ({'num_samples': 0}, 'must be positive'),
+        ({'guided': ['chemsys', 'colour']}, r"cannot guide on \['colour'\]"),
     ],
 )
 def test_generate_refuses_bad_input_before_submission(code, checkpoint, tmp_path, change, message) -> None:

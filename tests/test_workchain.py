@@ -9,6 +9,7 @@ from aiida.engine import run_get_node
 from aiida_wyckoffdiff.codes import get_or_create_code
 from aiida_wyckoffdiff.data import build_dataset, load_dataset
 from aiida_wyckoffdiff.launch import phase_diagram_builder
+from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.provenance import lineage, potential_e_above_hull, structures_of
 from aiida_wyckoffdiff.reporting import format_report, scan_report
 
@@ -54,6 +55,7 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert generate['checkpoint_sha256'] == builder.generate.checkpoint.sha256
     assert generate['seed'] == 0
     assert generate['e_above_hull'] == 0.0
+    assert generate['guided'] == list(SamplingConfig.guided) and generate['plausible'] is SamplingConfig.plausible
     # The run scores itself from its provenance graph; the committed sample rows stand in for the training data.
     dataset = load_dataset(build_dataset(sample_dir, output=tmp_path / 'ds.jsonl.gz', processes=1, progress=False).path)
     report = scan_report(node, dataset=dataset, stability=tolerance)

@@ -179,3 +179,25 @@ def test_plausible_sampling_returns_only_balanced_compositions(adapted_model) ->
     )
     assert 'implausible composition' not in unfiltered.rejected
     assert result.rejected.get('implausible composition', 0) > 0
+
+
+def test_requests_sampled_together_each_obey_their_own_request(adapted_model) -> None:
+    from aiida_wyckoffdiff.model.sampling import generate_many
+
+    requests = [
+        GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.0, num_samples=5),
+        GenerationRequest(('Mg',), (229, 221), num_samples=3),
+        GenerationRequest(('Ti', 'O'), (136,), e_above_hull=0.3, num_samples=4),
+    ]
+    config = SamplingConfig(num_steps=4, max_atoms=40, max_draws=20, batch_size=7)
+    results = generate_many(adapted_model, requests, config, torch.Generator().manual_seed(2))
+    assert len(results) == 3
+    for request, result in zip(requests, results, strict=True):
+        assert len(result.samples) + result.num_failed == request.num_samples
+        assert result.num_drawn - len(result.samples) == sum(result.rejected.values())
+        for sample in result.samples:
+            assert sample.protostructure.spacegroup in request.spacegroups
+            assert set(sample.protostructure.elements) == set(request.chemsys)
+    alone = generate(adapted_model, requests[0], config, torch.Generator().manual_seed(2))
+    together = generate_many(adapted_model, requests[:1], config, torch.Generator().manual_seed(2))[0]
+    assert [s.protostructure for s in alone.samples] == [s.protostructure for s in together.samples]
