@@ -54,10 +54,15 @@ class WyckoffPrior:
 
     def draw(self, spacegroup: int, elements: Sequence[str], rng: np.random.Generator) -> Protostructure | None:
         """One random protostructure of ``spacegroup``, or ``None`` where the draw broke a fixed position's limit."""
-        if spacegroup not in self.orbits:
-            raise ConditionError(f'space group {spacegroup} has no crystal in the prior: choose one of the training data')
-        sizes, size_weights = zip(*sorted(self.orbits[spacegroup].items()), strict=True)
-        letters, letter_weights = zip(*sorted(self.letters[spacegroup].items()), strict=True)
+        if not self.orbits:
+            raise ConditionError('the prior is empty: build it from a dataset split that has crystals')
+        if spacegroup in self.orbits:
+            orbits, occupied = self.orbits[spacegroup], self.letters[spacegroup]
+        else:  # a group the training split lacks: orbit counts pooled over all groups, every position alike
+            orbits = sum(self.orbits.values(), Counter())
+            occupied = Counter({p.letter: 1 for p in wyckoff_positions(spacegroup)})
+        sizes, size_weights = zip(*sorted(orbits.items()), strict=True)
+        letters, letter_weights = zip(*sorted(occupied.items()), strict=True)
         size = int(rng.choice(sizes, p=np.array(size_weights) / sum(size_weights)))
         chosen = rng.choice(letters, size=size, p=np.array(letter_weights) / sum(letter_weights))
         fixed = {p.letter for p in wyckoff_positions(spacegroup) if p.is_fixed}

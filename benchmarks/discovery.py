@@ -403,9 +403,9 @@ def size_level(context: Context, generator: Generator, chemsys: tuple[str, ...],
     medians = train.groupby('spacegroup')[['num_atoms', 'orbits']].median()
     labels = [label for label in map(_label, samples) if label]
     atoms, orbits, _ = zip(*map(_counts, labels), strict=True) if labels else ((), (), ())
-    groups = [int(label.split('_')[2]) for label in labels]
-    reference_atoms = float(np.median(medians.loc[groups, 'num_atoms'])) if groups else None
-    reference_orbits = float(np.median(medians.loc[groups, 'orbits'])) if groups else None
+    reference = medians.reindex([int(label.split('_')[2]) for label in labels]).dropna()  # groups training lacks
+    reference_atoms = float(np.median(reference['num_atoms'])) if len(reference) else None
+    reference_orbits = float(np.median(reference['orbits'])) if len(reference) else None
     return {
         'generator': generator.name,
         'chemsys': '-'.join(chemsys),
@@ -466,6 +466,7 @@ def main() -> None:
     parser.add_argument('--per-request', type=int, default=8)
     parser.add_argument('--systems', nargs='+', default=['Li-O', 'Ti-O'])
     parser.add_argument('--test-only-systems', type=int, default=1)
+    parser.add_argument('--size-samples', type=int, default=64, help='Samples per system of the cell-size table.')
     parser.add_argument('--samples', type=int, default=40, help='Samples per system and generator (outcome level).')
     parser.add_argument('--relax-steps', type=int, default=40)
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1)
@@ -475,7 +476,7 @@ def main() -> None:
     parser.add_argument('--output', type=Path, default=ROOT / 'benchmarks' / 'discovery_results.json')
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.requests, arguments.per_request, arguments.samples = 3, 2, 4
+        arguments.requests, arguments.per_request, arguments.samples, arguments.size_samples = 3, 2, 4, 4
         arguments.systems, arguments.test_only_systems, arguments.relax_steps = ['Li-O'], 0, 5
     generation = arguments.generation or (
         ['model:g=2,guided=e_above_hull', TODAY, 'random', 'substitution']
@@ -533,12 +534,12 @@ def main() -> None:
         )
     if 'size' in arguments.levels:
         rows = [
-            size_level(context, as_generator(name), tuple(system.split('-')), 64)
+            size_level(context, as_generator(name), tuple(system.split('-')), arguments.size_samples)
             for system in arguments.systems
             for name in arguments.size or [n for n in generation if n.startswith('model:') or n == 'random'][:8]
         ]
         document['size'] = rows
-        print('\n## Cell size: 64 samples over the 20 most frequent space groups, against training crystals\n')
+        print(f'\n## Cell size: {arguments.size_samples} samples over the 20 most frequent space groups\n')
         print_table(
             rows,
             ['chemsys', 'generator', 'samples', 'atoms_median', 'train_atoms_median', 'orbits_median',

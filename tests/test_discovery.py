@@ -92,8 +92,12 @@ def test_random_protostructures_obey_the_models_constraints(sample_table) -> Non
         assert {letter for _, letter, _ in sample.sites} <= set(prior.letters[sample.spacegroup])
     again = random_protostructures(prior, ('Ti', 'O'), groups, 24, seed=1, max_atoms=40)
     assert again == samples
-    with pytest.raises(ConditionError, match='no crystal in the prior'):
-        prior.draw(230, ('Ti', 'O'), np.random.default_rng(0))
+    # A group the training split lacks still gets random structures, on any of its positions.
+    assert 230 not in prior.orbits
+    unseen = random_protostructures(prior, ('Ti', 'O'), [230], 4, seed=0, max_atoms=200)
+    assert unseen and all(s.spacegroup == 230 and set(s.elements) == {'O', 'Ti'} for s in unseen)
+    with pytest.raises(ConditionError, match='the prior is empty'):
+        WyckoffPrior().draw(225, ('Ti', 'O'), np.random.default_rng(0))
 
 
 def test_substitution_proposes_the_source_structures_in_the_new_system(sample_structures) -> None:

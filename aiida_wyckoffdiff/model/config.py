@@ -105,9 +105,10 @@ class SamplingConfig:
     """Strided reverse steps out of T; T itself gives the full chain."""
     guidance_scale: float = 2.0
     """``g`` in ``(1 - g) * reference + g * cond``: 1 is plain conditioning, 0 is the reference pass alone."""
-    guided: tuple[str, ...] = GUIDABLE_CONDITIONS
+    guided: tuple[str, ...] = ('e_above_hull',)
     """Conditions the guidance contrasts: the reference pass drops these and keeps the others, so ``g`` scales only
-    their effect. All three is textbook classifier-free guidance (the reference is the unconditional base model)."""
+    their effect. All three is textbook classifier-free guidance, whose reference is the base model: it knows
+    nothing of the chemical system, so ``g = 2`` over it inflated cells to twice the data's size (docs/discovery.md)."""
     max_atoms: int = 60
     """Upper bound on atoms in the conventional cell."""
     max_draws: int = 20
