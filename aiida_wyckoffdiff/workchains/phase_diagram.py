@@ -14,7 +14,7 @@ from aiida.engine import ToContext, WorkChain, append_, calcfunction
 
 from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_positive, validate_spacegroups
 from ..calculations.realize import realize_protostructures
-from ..calculations.relax import RelaxCalculation
+from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation
 from .relax import RelaxBaseWorkChain
 
 __all__ = ['PhaseDiagramWorkChain', 'assemble_hull', 'elemental_reference_structures']
@@ -40,13 +40,14 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     """Formation energies, e_above_hull, the table, the plots and CIFs from the relax jobs' outputs.
 
     ``relaxation`` holds ``results_N`` (each relax job's results) and ``relaxed_KEY`` (each relaxed structure).
-    Outputs ``table`` (a row per generated structure), ``hull_keys`` (keys of the structures within
-    ``hull_tolerance`` eV/atom of the reference hull), plots as files and ``cifs``.
+    Outputs ``table`` (a row per generated structure; rows that relaxed to the same structure name each other in
+    ``duplicate_of``/``duplicates``), ``hull_keys`` (keys of the distinct structures within ``hull_tolerance``
+    eV/atom of the reference hull), plots as files and ``cifs``.
     """
     import tempfile
     from pathlib import Path
 
-    from ..hull import elemental_energies_from, hull_rows
+    from ..hull import elemental_energies_from, hull_rows, merge_duplicates
     from ..plots import write_report
     from ..potentials import RELAXERS
     from ..references import elemental_references
@@ -67,6 +68,7 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     keys = sorted(key for key in outcomes if not key.startswith(REFERENCE_PREFIX))
     rows = hull_rows([outcomes[key] for key in keys], elemental, [requested.get(key) for key in keys],
                      apply_mp2020=not RELAXERS[potential].includes_mp2020)
+    merge_duplicates(rows, [outcomes[key].structure for key in keys], keys)
     outputs: dict[str, orm.Data] = {}
     with tempfile.TemporaryDirectory() as folder:
         for path in write_report(rows, elemental, Path(folder)):
@@ -81,7 +83,8 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     outputs['table'] = orm.List(table)
     outputs['elemental_energies'] = orm.Dict(elemental)
     tolerance = hull_tolerance.value
-    outputs['hull_keys'] = orm.List([row['key'] for row in table if row['e_above_hull'] is not None and row['e_above_hull'] <= tolerance])
+    outputs['hull_keys'] = orm.List([row['key'] for row in table if row['e_above_hull'] is not None
+                                     and row['e_above_hull'] <= tolerance and row['duplicate_of'] is None])
     return outputs
 
 
@@ -180,16 +183,23 @@ class PhaseDiagramWorkChain(WorkChain):
         return None
 
     def run_relax(self) -> None:
-        """Relax the realized structures and the elemental references, ``structures_per_job`` per job.
+        """Relax the realized structures, ``structures_per_job`` per job, each job with the elemental references.
 
-        Each batch runs in a ``RelaxBaseWorkChain``: a job killed midway is restarted with only its
-        unfinished structures.
+        Every job relaxes the references first: the staged protocol prunes and picks the structures for its free
+        stage by their distance to the hull. Each batch runs in a ``RelaxBaseWorkChain``: a job killed midway is
+        restarted with only its unfinished structures.
         """
         references = elemental_reference_structures(self.inputs.chemsys)
-        structures = {**references, **self.ctx.realized}
         inputs = self.exposed_inputs(RelaxCalculation, namespace='relax')
-        for batch in _chunks(sorted(structures), self.inputs.structures_per_job.value):
-            job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': {key: structures[key] for key in batch}})
+        # The staged protocol under the given settings: {'fix_symmetry': False, 'prune_above': None} is the free
+        # relaxation without pruning of earlier versions.
+        given = inputs['settings'].get_dict() if 'settings' in inputs else {}
+        inputs['settings'] = orm.Dict({**STAGED_SETTINGS, **given})
+        # Progress in the report while a job runs: ``relaxed 17 of 36 (3 pruned, 1 failed)``.
+        inputs['monitors'] = {'progress': orm.Dict({'entry_point': 'wyckoffdiff.relax_progress'})}
+        for batch in _chunks(sorted(self.ctx.realized), self.inputs.structures_per_job.value):
+            structures = {**references, **{key: self.ctx.realized[key] for key in batch}}
+            job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': structures})
             self.to_context(relax=append_(job))
 
     def inspect_relax(self):  # noqa: ANN201
