@@ -35,10 +35,14 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert relaxed, table
     realized = sum(1 for entry in node.outputs.realization.get_list() if entry['ok'])
     relax_batches = [n for n in node.called if n.process_label == 'RelaxBaseWorkChain']
-    assert len(relax_batches) == -(-(realized + 2) // 4)  # the structures and the Li and O references, 4 per job
+    assert len(relax_batches) == -(-realized // 4)  # 4 structures per job, each job with the Li and O references
     hull = node.outputs.hull_structures
     tolerance = node.inputs.hull_tolerance.value
-    assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance}, table
+    assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance and not row['duplicate_of']}
+    # The default is the staged protocol: a symmetric stage first, for every structure, recorded per job.
+    results = [job.outputs.results['structures'] for job in relax_batches]
+    assert all(result['stages'][0]['fix_symmetry'] for batch in results for key, result in batch.items()
+               if not key.startswith('reference_') and result['stages']), results
     assert any(name.endswith('_png') for name in node.outputs.plots) and 'energy_distribution_png' in node.outputs.plots
     assert set(node.outputs.cifs.base.repository.list_object_names()) == {f"{row['key']}.cif" for row in relaxed}
     group = orm.load_group('wyckoffdiff/Li-O')
