@@ -252,11 +252,24 @@ def _evaluate_one(potential: LoadedPotential, atoms: Atoms) -> Evaluation | str:
         return f'{potential.name} evaluation failed: {type(exception).__name__}: {exception}'
 
 
+def _model_batches(potential: LoadedPotential, atoms_list: Sequence[Atoms]) -> list[Sequence[Atoms]]:
+    """Consecutive batches of at most ``batch_size`` structures and ``batch_atoms`` atoms (a larger one alone)."""
+    batches: list[list[Atoms]] = [[]]
+    atoms_in_batch = 0
+    for atoms in atoms_list:
+        full = len(batches[-1]) == potential.batch_size or atoms_in_batch + len(atoms) > potential.batch_atoms
+        if batches[-1] and full:
+            batches.append([])
+            atoms_in_batch = 0
+        batches[-1].append(atoms)
+        atoms_in_batch += len(atoms)
+    return [batch for batch in batches if batch]
+
+
 def _evaluate_isolating_failures(potential: LoadedPotential, atoms_list: Sequence[Atoms]) -> list[Evaluation | str]:
     """Evaluate in model batches; a batch that raises is retried one by one, so only the bad structure fails."""
     results: list[Evaluation | str] = []
-    for start in range(0, len(atoms_list), potential.batch_size):
-        chunk = atoms_list[start : start + potential.batch_size]
+    for chunk in _model_batches(potential, atoms_list):
         try:
             results.extend(potential.evaluate(chunk) if len(chunk) > 1 else [_evaluate_one(potential, chunk[0])])
         except Exception:  # noqa: BLE001 - isolated below

@@ -297,3 +297,15 @@ def test_relax_all_measures_the_hull_against_the_ground_states_it_relaxes(chgnet
     assert len(run.outcomes[0].stages) == 1 and not run.outcomes[0].stages[0]['fix_symmetry']
     reference = elemental_references(['Li'])[0]
     assert run.elemental['Li'] == pytest.approx(run.outcomes[0].energy_per_atom - reference.formation_energy_per_atom)
+
+
+def test_model_batches_are_bounded_by_atoms_and_structures(checkpoint):
+    """Memory grows with the atoms of a model call: a batch never exceeds ``batch_atoms``, nor ``batch_size``."""
+    from ase import Atoms
+
+    from aiida_wyckoffdiff.relax import _model_batches
+
+    potential = _LennardJones(checkpoint)
+    potential.batch_atoms = 10
+    cells = [Atoms('Ar' * n) for n in (4, 4, 4, 12, 1, 1, 1, 1, 1)]
+    assert [[len(a) for a in batch] for batch in _model_batches(potential, cells)] == [[4, 4], [4], [12], [1, 1, 1, 1], [1]]
