@@ -11,6 +11,7 @@ from aiida_wyckoffdiff.data import build_dataset, load_dataset
 from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.provenance import lineage, potential_e_above_hull, structures_of
 from aiida_wyckoffdiff.reporting import format_report, scan_report
+from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
@@ -26,6 +27,7 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[225, 194, 12], num_samples=2,
                                     relax_settings=SMALL_RELAXATION, structures_per_job=4)
     builder.hull_tolerance = 2.0  # eV/atom: wide, so that a short relaxation still leaves hull structures to check
+    builder.relax_memory_gib = RELAX_JOB_GIB  # memory for one relax job at a time
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     table = node.outputs.table.get_list()
@@ -36,6 +38,8 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     realized = sum(1 for entry in node.outputs.realization.get_list() if entry['ok'])
     relax_batches = [n for n in node.called if n.process_label == 'RelaxBaseWorkChain']
     assert len(relax_batches) == -(-realized // 4)  # 4 structures per job, each job with the Li and O references
+    jobs = sorted(relax_batches, key=lambda job: job.ctime)
+    assert len(jobs) > 1 and all(later.ctime > earlier.mtime for earlier, later in zip(jobs, jobs[1:]))
     hull = node.outputs.hull_structures
     tolerance = node.inputs.hull_tolerance.value
     assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance and not row['duplicate_of']}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, append_, calcfunction
+from aiida.engine import ToContext, WorkChain, append_, calcfunction, while_
 
 from ..calculations.generate import GenerateCalculation, validate_chemsys, validate_positive, validate_spacegroups
 from ..calculations.realize import realize_protostructures
@@ -20,6 +20,20 @@ from .relax import RelaxBaseWorkChain
 __all__ = ['PhaseDiagramWorkChain', 'assemble_hull', 'elemental_reference_structures']
 
 REFERENCE_PREFIX = 'reference_'
+RELAX_JOB_GIB = 3.0
+"""Peak memory of one relax job with two CHGNet workers, rounded up (measured, docs/relaxation.md): the command's
+process with the model and its structures, plus each worker's model and the one structure it relaxes."""
+
+
+def validate_memory(value: orm.Float, _: object) -> str | None:
+    return None if value.value >= RELAX_JOB_GIB else f'relax_memory_gib must hold one relax job ({RELAX_JOB_GIB} GiB)'
+
+
+def default_relax_memory_gib() -> float:
+    """What relax jobs may use together by default: this machine's memory (where direct-scheduler jobs run)."""
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30
 
 
 @calcfunction
@@ -119,6 +133,9 @@ class PhaseDiagramWorkChain(WorkChain):
                    help='Structures within this many eV/atom of the reference hull are hull structures.')
         spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20), validator=validate_positive)
         spec.input('structures_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(64), validator=validate_positive)
+        spec.input('relax_memory_gib', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
+                   validator=validate_memory,
+                   help=f'GiB the relax jobs may use together, {RELAX_JOB_GIB} GiB each; default: this machine\'s memory.')
         spec.expose_inputs(GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'metadata'))
         spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
         spec.outline(
@@ -126,7 +143,8 @@ class PhaseDiagramWorkChain(WorkChain):
             cls.run_generate,
             cls.inspect_generate,
             cls.run_realize,
-            cls.run_relax,
+            cls.prepare_relax,
+            while_(cls.relax_pending)(cls.run_relax),
             cls.inspect_relax,
             cls.run_hull,
             cls.results,
@@ -182,14 +200,25 @@ class PhaseDiagramWorkChain(WorkChain):
             return self.exit_codes.ERROR_NOTHING_REALIZED
         return None
 
-    def run_relax(self) -> None:
-        """Relax the realized structures, ``structures_per_job`` per job, each job with the elemental references.
+    def prepare_relax(self) -> None:
+        """Batches of ``structures_per_job`` realized structures, run as many at once as ``relax_memory_gib`` holds.
 
-        Every job relaxes the references first: the staged protocol prunes and picks the structures for its free
-        stage by their distance to the hull. Each batch runs in a ``RelaxBaseWorkChain``: a job killed midway is
-        restarted with only its unfinished structures.
+        Every job relaxes the elemental references too: the staged protocol prunes and picks the structures for
+        its free stage by their distance to the hull.
         """
-        references = elemental_reference_structures(self.inputs.chemsys)
+        self.ctx.references = elemental_reference_structures(self.inputs.chemsys)
+        self.ctx.relax_queue = _chunks(sorted(self.ctx.realized), self.inputs.structures_per_job.value)
+        memory = self.inputs.relax_memory_gib.value if 'relax_memory_gib' in self.inputs else default_relax_memory_gib()
+        self.ctx.relax_at_once = max(1, int(memory // RELAX_JOB_GIB))
+        if len(self.ctx.relax_queue) > self.ctx.relax_at_once:
+            self.report(f'{len(self.ctx.relax_queue)} relax jobs, {self.ctx.relax_at_once} at a time ({memory:.0f} GiB)')
+
+    def relax_pending(self) -> bool:
+        return bool(self.ctx.relax_queue)
+
+    def run_relax(self) -> None:
+        """Submit the next jobs; each runs in a ``RelaxBaseWorkChain``, which restarts a job killed midway with
+        only its unfinished structures."""
         inputs = self.exposed_inputs(RelaxCalculation, namespace='relax')
         # The staged protocol under the given settings: {'fix_symmetry': False, 'prune_above': None} is the free
         # relaxation without pruning of earlier versions.
@@ -197,8 +226,9 @@ class PhaseDiagramWorkChain(WorkChain):
         inputs['settings'] = orm.Dict({**STAGED_SETTINGS, **given})
         # Progress in the report while a job runs: ``relaxed 17 of 36 (3 pruned, 1 failed)``.
         inputs['monitors'] = {'progress': orm.Dict({'entry_point': 'wyckoffdiff.relax_progress'})}
-        for batch in _chunks(sorted(self.ctx.realized), self.inputs.structures_per_job.value):
-            structures = {**references, **{key: self.ctx.realized[key] for key in batch}}
+        batches, self.ctx.relax_queue = self.ctx.relax_queue[: self.ctx.relax_at_once], self.ctx.relax_queue[self.ctx.relax_at_once :]
+        for batch in batches:
+            structures = {**self.ctx.references, **{key: self.ctx.realized[key] for key in batch}}
             job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': structures})
             self.to_context(relax=append_(job))
 
