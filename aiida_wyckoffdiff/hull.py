@@ -175,6 +175,10 @@ class HullRow:
     potential: str
     checkpoint_sha256: str
     reason: str | None
+    pruned: str | None = None
+    """Why the relaxation stopped early (``RelaxOutcome.pruned``); its energy is that of the step it stopped at."""
+    kept_spacegroup: bool | None = None
+    """Whether the free stage kept the symmetric stage's space group; ``None`` where there was no free stage."""
     duplicate_of: str | None = None
     """Name of the row whose relaxed structure this one matches (``merge_duplicates``): one candidate, not two."""
     duplicates: list[str] = field(default_factory=list)
@@ -253,6 +257,8 @@ def hull_rows(
             potential=outcome.potential,
             checkpoint_sha256=outcome.checkpoint_sha256,
             reason=outcome.reason,
+            pruned=outcome.pruned,
+            kept_spacegroup=outcome.kept_spacegroup,
         )
         if structure is not None and outcome.energy is not None:
             if missing := sorted(set(chemsys.split('-')) - set(elemental)):
