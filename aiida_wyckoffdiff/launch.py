@@ -122,6 +122,7 @@ def run_phase_diagram_example(
     hull = dict(node.outputs.hull_structures.items()) if 'hull_structures' in node.outputs else {}
     for row in node.outputs.table.get_list():
         energy = 'failed: ' + str(row['reason']) if row['e_above_hull'] is None else f"e_above_hull {row['e_above_hull']:+.3f} eV/atom"
+        energy += ' (pruned)' if row['pruned'] else f" (same structure as {row['duplicate_of']})" if row['duplicate_of'] else ''
         print(f"  {row['key']}: {row['formula']:>8} requested {row['spacegroup_requested']}, found {row['spacegroup_found']}, {energy}")
     print(f'PhaseDiagramWorkChain<{node.pk}> finished: {len(hull)} hull structures (group wyckoffdiff/{chemsys})')
     for key, structure in sorted(hull.items()):
