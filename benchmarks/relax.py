@@ -15,7 +15,7 @@ group and crystal system. Then the false-prune rate: of the structures ``pruned`
 0.1 eV/atom in ``staged`` or ``today``; and, from the ``staged`` trajectories, what other prune settings would have
 stopped and how many of those wrongly.
 
-Usage: ``python benchmarks/relax.py [--quick] [--workers N] [--limit N] [--json FILE]``
+Usage: ``python benchmarks/relax.py [--quick] [--workers N] [--limit N] [--runs today staged pruned] [--json FILE]``
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ HIT = 0.1
 """eV/atom: what counts as a hit (within the potential's error of the hull, docs/relaxation.md)."""
 NEAR = 0.2
 """eV/atom: the structures whose crystal system the issue asks to keep."""
+RUNS = ('today', 'staged', 'pruned')
 PRUNE_GRID = {'prune_after': (10, 20, 30), 'prune_above': (0.3, 0.5, 0.8)}
 
 
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument('--limit', type=int, help='only the N smallest structures')
     parser.add_argument('--workers', type=int, default=available_cores(), help='worker processes of the new protocol')
     parser.add_argument('--json', type=Path, help='write every number, per structure too, to this file')
+    parser.add_argument('--runs', nargs='+', choices=RUNS, default=list(RUNS), help='which runs (default: all three)')
     args = parser.parse_args()
     quiet_cell_filter_warnings()
     today_settings = RelaxSettings(fmax=0.1, steps=150)
@@ -174,7 +176,9 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         trajectories = [Path(workdir) / f'{index}.traj' for index in range(len(structures))]
-        for name in ('today', 'staged', 'pruned'):
+        grid = []
+        print_header()
+        for name in [run for run in RUNS if run in args.runs]:
             start, cpu = time.perf_counter(), cpu_seconds()
             if name == 'today':
                 outcomes, elemental = run_today(structures, potential, today_settings)
@@ -198,10 +202,6 @@ def main() -> None:
 
 def print_run(result: dict[str, Any], today: dict[str, Any] | None) -> None:
     """One line per run; energies and hits against ``today`` where that ran first."""
-    if result['name'] == 'today':
-        print(f'{"run":<8} {"wall s":>7} {"core s":>7} {"finished":>8} {"/min":>6} {"/core-min":>9} {"conv":>5} '
-              f'{"pruned":>6} {"hits":>5} {"lost":>5} {"sg kept":>7} {"cs kept":>7} {"cs kept<=0.2":>12} '
-              f'{"dE both conv (meV/atom): median max":>36}')
     lost = sorted(set(today['hits']) - set(result['hits'])) if today else []
     energies = ''
     if today and result is not today:
@@ -217,7 +217,15 @@ def print_run(result: dict[str, Any], today: dict[str, Any] | None) -> None:
           f'{result["near_crystal_system_kept"]:>5}/{result["near"]:<6} {energies:>36}', flush=True)
 
 
+def print_header() -> None:
+    print(f'{"run":<8} {"wall s":>7} {"core s":>7} {"finished":>8} {"/min":>6} {"/core-min":>9} {"conv":>5} '
+          f'{"pruned":>6} {"hits":>5} {"lost":>5} {"sg kept":>7} {"cs kept":>7} {"cs kept<=0.2":>12} '
+          f'{"dE both conv (meV/atom): median max":>36}')
+
+
 def print_prunes(results: dict[str, Any], grid: list[dict[str, Any]]) -> None:
+    if not {'today', 'staged', 'pruned'} <= set(results):
+        return
     staged = results['staged']['rows']
     first = [staged[i]['stage_1_e_above_hull'] for i in results['today']['hits']]
     print('distance to the hull after the symmetric stage of today\'s hits (eV/atom; free_within must cover them): '
