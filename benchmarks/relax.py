@@ -149,6 +149,7 @@ def prune_grid(trajectories: list[Path], staged: dict, elemental: dict) -> list[
 
 def main() -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     from aiida_wyckoffdiff.potentials import load_potential
     from aiida_wyckoffdiff.relax import STAGED, RelaxSettings, available_cores, quiet_cell_filter_warnings, relax_all
@@ -184,8 +185,9 @@ def main() -> None:
                 outcomes, elemental = run_today(structures, potential, today_settings)
             else:
                 settings = staged_settings if name == 'staged' else pruned_settings
-                run = relax_all(structures, potential, settings, workers=args.workers,
-                                trajectories=trajectories if name == 'staged' else None)
+                with threadpool_limits(limits=1, user_api='blas'):  # as ``wyckoffdiff relax`` does, for one worker
+                    run = relax_all(structures, potential, settings, workers=args.workers,
+                                    trajectories=trajectories if name == 'staged' else None)
                 outcomes, elemental = run.outcomes, run.elemental
             results[name] = summarize(name, outcomes, elemental, entries, time.perf_counter() - start, cpu_seconds() - cpu)
             results[name]['peak_rss_mib'] = peak_rss_mib()
