@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     from .potentials import LoadedPotential
 
 __all__ = [
+    'HullDistance',
     'HullRow',
     'corrected_energy',
     'elemental_energies',
     'elemental_energies_from',
     'formation_energy_per_atom',
     'hull_rows',
+    'merge_duplicates',
     'phase_diagram',
     'reference_phase_diagram',
 ]
@@ -173,9 +175,38 @@ class HullRow:
     potential: str
     checkpoint_sha256: str
     reason: str | None
+    pruned: str | None = None
+    """Why the relaxation stopped early (``RelaxOutcome.pruned``); its energy is that of the step it stopped at."""
+    kept_spacegroup: bool | None = None
+    """Whether the free stage kept the symmetric stage's space group; ``None`` where there was no free stage."""
+    duplicate_of: str | None = None
+    """Name of the row whose relaxed structure this one matches (``merge_duplicates``): one candidate, not two."""
+    duplicates: list[str] = field(default_factory=list)
+    """Names of the rows that relaxed to this row's structure; their lineages stay in the table and the graph."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def merge_duplicates(rows: Sequence[HullRow], structures: Sequence[Structure | None], names: Sequence[str]) -> None:
+    """Mark rows whose relaxed structures pymatgen's ``StructureMatcher`` (default tolerances) finds the same.
+
+    Two protostructures often relax to one structure. Each group keeps its lowest-energy row as the candidate; the
+    others get ``duplicate_of`` its name, and it lists them in ``duplicates``.
+
+    :param structures: the relaxed structure of each row, ``None`` where the relaxation failed.
+    :param names: how rows are named in ``duplicate_of``/``duplicates`` (the workflow's keys, or indices).
+    """
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    relaxed = [i for i, row in enumerate(rows) if structures[i] is not None and row.energy_per_atom is not None]
+    groups = StructureMatcher().group_structures([structures[i] for i in relaxed])
+    position = {id(structures[i]): i for i in relaxed}
+    for group in groups:
+        first, *others = sorted((position[id(s)] for s in group), key=lambda i: rows[i].energy_per_atom)
+        rows[first].duplicates = [names[i] for i in others]
+        for i in others:
+            rows[i].duplicate_of = names[first]
 
 
 def _is_new(structure: Structure, chemsys: str) -> bool:
@@ -226,6 +257,8 @@ def hull_rows(
             potential=outcome.potential,
             checkpoint_sha256=outcome.checkpoint_sha256,
             reason=outcome.reason,
+            pruned=outcome.pruned,
+            kept_spacegroup=outcome.kept_spacegroup,
         )
         if structure is not None and outcome.energy is not None:
             if missing := sorted(set(chemsys.split('-')) - set(elemental)):
@@ -254,3 +287,28 @@ def _e_above_hull(chemsys: str, structure: Structure, formation_energy: float) -
 @lru_cache(maxsize=64)
 def _cached_reference_diagram(chemsys: str) -> PhaseDiagram:
     return reference_phase_diagram(tuple(chemsys.split('-')))
+
+
+@dataclass(frozen=True)
+class HullDistance:
+    """e_above_hull (eV/atom) of a structure from its total energy, as the relaxation's pruning and free stage need.
+
+    A plain object, so it travels to worker processes. ``None`` where an element has no reference energy or the
+    chemical system no reference hull.
+
+    :param elemental: per-atom reference energies (eV/atom), from ``elemental_energies`` with the same potential.
+    :param apply_mp2020: ``not potential.includes_mp2020``.
+    """
+
+    elemental: dict[str, float]
+    apply_mp2020: bool
+
+    def __call__(self, structure: Structure, energy: float) -> float | None:
+        elements = sorted(e.symbol for e in structure.composition)
+        if set(elements) - set(self.elemental):
+            return None
+        formation = formation_energy_per_atom(structure, energy, self.elemental, self.apply_mp2020)
+        try:
+            return _e_above_hull('-'.join(elements), structure, formation)
+        except ReferenceDataError:
+            return None

@@ -34,6 +34,8 @@ def phase_diagram_builder(
 
     :param model_checkpoint: WyckoffDiff weights; default the checkpoint shipped with the package.
     :param relax_checkpoint: weights of the potential; default those its package ships (CHGNet, SevenNet).
+    :param relax_settings: over the staged protocol (``calculations.relax.STAGED_SETTINGS``);
+        ``{'fix_symmetry': False, 'prune_above': None}`` is the free relaxation without pruning.
     :param structures_per_job: structures per relax job (the workflow's default 64); every job runs at once, so
         fewer, larger jobs bound the memory (a CHGNet job peaks at about 5 GiB) and the cores in use.
     """
@@ -87,7 +89,8 @@ def run_phase_diagram_example(
     parser.add_argument('--relax-checkpoint', help='Weights of the potential (required for mattersim without internet).')
     parser.add_argument('--steps', type=int, default=150, help='Optimizer steps at most per structure (default 150).')
     parser.add_argument('--fmax', type=float, default=0.1, help='Force criterion in eV/Å (default 0.1).')
-    parser.add_argument('--fix-symmetry', action='store_true', help='Keep each structure in its space group (ASE FixSymmetry).')
+    parser.add_argument('--free', action='store_true',
+                        help='Relax freely, without pruning, as before the staged protocol (docs/relaxation.md).')
     parser.add_argument('--structures-per-job', type=int,
                         help='Structures per relax job (default 64). All jobs run at once: fewer jobs, less memory.')
     parser.add_argument('--seed', type=int, default=0)
@@ -99,7 +102,8 @@ def run_phase_diagram_example(
         num_samples=PAPER_SAMPLES_PER_SPACEGROUP if options.paper_size else options.samples,
         relaxer=options.relaxer,
         relax_checkpoint=options.relax_checkpoint,
-        relax_settings={'steps': options.steps, 'fmax': options.fmax, 'fix_symmetry': options.fix_symmetry},
+        relax_settings={'steps': options.steps, 'fmax': options.fmax,
+                        **({'fix_symmetry': False, 'prune_above': None} if options.free else {})},
         structures_per_job=options.structures_per_job,
         seed=options.seed,
     )
@@ -118,6 +122,7 @@ def run_phase_diagram_example(
     hull = dict(node.outputs.hull_structures.items()) if 'hull_structures' in node.outputs else {}
     for row in node.outputs.table.get_list():
         energy = 'failed: ' + str(row['reason']) if row['e_above_hull'] is None else f"e_above_hull {row['e_above_hull']:+.3f} eV/atom"
+        energy += ' (pruned)' if row['pruned'] else f" (same structure as {row['duplicate_of']})" if row['duplicate_of'] else ''
         print(f"  {row['key']}: {row['formula']:>8} requested {row['spacegroup_requested']}, found {row['spacegroup_found']}, {energy}")
     print(f'PhaseDiagramWorkChain<{node.pk}> finished: {len(hull)} hull structures (group wyckoffdiff/{chemsys})')
     for key, structure in sorted(hull.items()):

@@ -61,6 +61,9 @@ class LoadedPotential(ABC):
 
     #: How many structures one model call may take; the relaxer chunks larger batches.
     batch_size = 16
+    #: How many atoms one model call may take: a model's memory grows with the atoms (and their neighbours) of a
+    #: batch, not with its number of structures, so this bounds it.
+    batch_atoms = 512
     #: Whether the model was trained on MP2020-corrected energies, so the corrections must not be added again.
     includes_mp2020 = False
 

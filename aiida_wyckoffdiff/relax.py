@@ -1,16 +1,23 @@
-"""Batched structural relaxation with one loaded potential.
+"""Structural relaxation with one loaded potential: lockstep batches, the staged protocol, worker processes.
 
-All structures advance in lockstep: each round evaluates every unfinished structure in model batches, then each
-ASE optimizer (FIRE or BFGS on a ``FrechetCellFilter``) takes one step. A structure that fails (an element the
-potential lacks, overlapping atoms, NaN energies, an exploding or collapsing cell) ends with a reason in its own
-``RelaxOutcome``; the rest of the batch carries on.
+``relax_structures`` advances structures in lockstep: each round evaluates every unfinished structure in model
+batches, then each ASE optimizer (FIRE or BFGS on a ``FrechetCellFilter``) takes one step. A structure that fails
+(an element the potential lacks, overlapping atoms, NaN energies, an exploding or collapsing cell) ends with a
+reason in its own ``RelaxOutcome``; the rest of the batch carries on.
+
+The staged protocol (``STAGED``) first relaxes each structure in its own space group (``FixSymmetry``), stops
+(prunes) those still far above the hull after a few steps, and relaxes freely from the symmetric minimum only the
+ones that ended near the hull. ``relax_all`` runs it one structure at a time on each of several worker processes:
+on CPU one structure per model call is cheaper than lockstep batches (measured, docs/relaxation.md).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +30,20 @@ if TYPE_CHECKING:
     from ase.optimize.optimize import Optimizer
     from pymatgen.core import Structure
 
-__all__ = ['OPTIMIZERS', 'RelaxOutcome', 'RelaxSettings', 'evaluate_structures', 'relax_structures', 'spacegroup_of']
+__all__ = [
+    'OPTIMIZERS',
+    'STAGED',
+    'RelaxRun',
+    'RelaxOutcome',
+    'RelaxSettings',
+    'available_cores',
+    'evaluate_structures',
+    'quiet_cell_filter_warnings',
+    'relax_all',
+    'relax_structures',
+    'single_threaded_linear_algebra',
+    'spacegroup_of',
+]
 
 OPTIMIZERS = ('FIRE', 'BFGS')
 
@@ -42,6 +62,12 @@ class RelaxSettings:
     :param symprec: tolerance in Å for the space groups reported before and after, and for ``fix_symmetry``.
     :param min_distance: two atoms closer than this (Å) mean overlapping input or a collapsed relaxation.
     :param max_volume_ratio: a cell whose volume grows or shrinks by more than this factor has exploded.
+    :param free_within: after the symmetric stage (``fix_symmetry``), relax freely from its minimum the structures
+        that ended at most this far (eV/atom) above the hull; ``None``: no free stage. Without ``fix_symmetry`` the
+        one stage is free already and this has no effect, so ``fix_symmetry=False`` alone gives a free relaxation.
+    :param prune_above: stop a structure whose energy lies more than this far (eV/atom) above the hull after
+        ``prune_after`` steps of its first stage, recording it as pruned; ``None``: never prune.
+    :param prune_after: the step of the first stage at which ``prune_above`` is checked.
     """
 
     optimizer: str = 'FIRE'
@@ -53,19 +79,46 @@ class RelaxSettings:
     symprec: float = 0.1
     min_distance: float = 0.5
     max_volume_ratio: float = 4.0
+    free_within: float | None = None
+    prune_above: float | None = None
+    prune_after: int = 20
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f'optimizer must be one of {OPTIMIZERS}, not `{self.optimizer}`')
+        if not (math.isfinite(self.fmax) and self.fmax > 0):
+            raise ValueError(f'fmax must be a positive number of eV/Å, not {self.fmax}')
+        if self.steps < 0 or self.prune_after < 0:
+            raise ValueError(f'steps ({self.steps}) and prune_after ({self.prune_after}) must not be negative')
+        for name in ('free_within', 'prune_above'):
+            if (value := getattr(self, name)) is not None and not math.isfinite(value):
+                raise ValueError(f'{name} must be a finite distance to the hull in eV/atom or None, not {value}')
+
+    @property
+    def free_stage(self) -> bool:
+        """Whether a free stage may follow the symmetric one; without ``fix_symmetry`` the only stage is free."""
+        return self.fix_symmetry and self.free_within is not None
+
+    @property
+    def needs_hull(self) -> bool:
+        """Whether deciding what to do with a structure needs its distance to the hull (pruning, the free stage)."""
+        return self.free_stage or self.prune_above is not None
+
+
+STAGED = RelaxSettings(fmax=0.1, steps=150, fix_symmetry=True, free_within=0.2, prune_above=0.5, prune_after=20)
+"""The staged protocol with its measured defaults (docs/relaxation.md): symmetric stage, pruning, free stage."""
 
 
 @dataclass
 class RelaxOutcome:
     """What happened to one input structure; ``reason`` is ``None`` unless it failed.
 
-    Energies are total (eV) and per atom (eV/atom) of the final structure, from ``potential`` with checkpoint hash
-    ``checkpoint_sha256``. A structure that hit the step limit is not failed: ``converged`` is ``False`` and its
-    last energy is kept.
+    Energies are total (eV) and per atom (eV/atom) of the returned structure, from ``potential`` with checkpoint
+    hash ``checkpoint_sha256``; with two stages that is the lower of the two. A structure that hit the step limit is
+    not failed: ``converged`` is ``False`` and its last energy is kept; nor is a pruned one, whose ``pruned`` says
+    why it was stopped. ``stages`` holds per stage ``fix_symmetry``, ``steps``, ``converged``, ``energy_per_atom``,
+    ``spacegroup`` and ``e_above_hull``; ``kept_spacegroup`` whether the free stage kept the symmetric stage's group.
+    ``e_above_hull`` (eV/atom) is known where the relaxation measured it (the staged protocol).
     """
 
     index: int
@@ -80,6 +133,10 @@ class RelaxOutcome:
     spacegroup_final: int | None = None
     structure: Structure | None = None
     reason: str | None = None
+    pruned: str | None = None
+    e_above_hull: float | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    kept_spacegroup: bool | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,6 +178,10 @@ def _min_distance(atoms: Atoms) -> float:
     return float(distances[np.triu_indices(len(atoms), k=1)].min())
 
 
+DistanceToHull = Callable[['Structure', float], 'float | None']
+"""e_above_hull (eV/atom) of a structure from its total energy (eV), ``None`` where no hull is known for it."""
+
+
 @dataclass
 class _Job:
     outcome: RelaxOutcome
@@ -130,6 +191,9 @@ class _Job:
     evaluation: Evaluation | None = None
     trajectory: Any = None
     """An open ``ase.io.Trajectory`` that receives every evaluated frame, when one was asked for."""
+    stage_steps: int = 0
+    best: tuple[float, Structure, bool] | None = None
+    """Energy (eV), structure and convergence of the lowest-energy stage so far."""
 
 
 def _start(index: int, structure: Structure, potential: LoadedPotential, settings: RelaxSettings) -> _Job:
@@ -153,19 +217,32 @@ def _start(index: int, structure: Structure, potential: LoadedPotential, setting
     return _Job(outcome, atoms, atoms.get_volume())
 
 
-def _attach_optimizer(job: _Job, settings: RelaxSettings) -> None:
+def _attach_optimizer(job: _Job, settings: RelaxSettings, fix_symmetry: bool) -> None:
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS, FIRE
     from ase.spacegroup.symmetrize import refine_symmetry
 
-    if settings.fix_symmetry:
+    job.atoms.set_constraint()
+    if fix_symmetry:
         # Symmetrize first: FixSymmetry only constrains the displacements, so noise present at the start would stay.
         refine_symmetry(job.atoms, symprec=settings.symprec)
         job.atoms.set_constraint(FixSymmetry(job.atoms, symprec=settings.symprec))
     target = FrechetCellFilter(job.atoms) if settings.relax_cell else job.atoms
     job.optimizer = {'FIRE': FIRE, 'BFGS': BFGS}[settings.optimizer](target, logfile=None)
     job.optimizer.fmax = settings.fmax  # ``run`` would set it; the lockstep loop calls ``step`` itself
+    job.stage_steps = 0
+
+
+FREE_STAGE_RATTLE = 0.02
+"""Å: the free stage starts from the symmetric minimum displaced this much, because at an exact saddle of higher
+symmetry the forces are symmetric too, and an unconstrained optimizer would stay on it."""
+
+
+def _start_free_stage(job: _Job, settings: RelaxSettings) -> None:
+    _attach_optimizer(job, settings, fix_symmetry=False)
+    rng = np.random.default_rng(job.outcome.index)
+    job.atoms.positions += rng.normal(scale=FREE_STAGE_RATTLE, size=job.atoms.positions.shape)
 
 
 def _evaluate_one(potential: LoadedPotential, atoms: Atoms) -> Evaluation | str:
@@ -175,11 +252,24 @@ def _evaluate_one(potential: LoadedPotential, atoms: Atoms) -> Evaluation | str:
         return f'{potential.name} evaluation failed: {type(exception).__name__}: {exception}'
 
 
+def _model_batches(potential: LoadedPotential, atoms_list: Sequence[Atoms]) -> list[Sequence[Atoms]]:
+    """Consecutive batches of at most ``batch_size`` structures and ``batch_atoms`` atoms (a larger one alone)."""
+    batches: list[list[Atoms]] = [[]]
+    atoms_in_batch = 0
+    for atoms in atoms_list:
+        full = len(batches[-1]) == potential.batch_size or atoms_in_batch + len(atoms) > potential.batch_atoms
+        if batches[-1] and full:
+            batches.append([])
+            atoms_in_batch = 0
+        batches[-1].append(atoms)
+        atoms_in_batch += len(atoms)
+    return [batch for batch in batches if batch]
+
+
 def _evaluate_isolating_failures(potential: LoadedPotential, atoms_list: Sequence[Atoms]) -> list[Evaluation | str]:
     """Evaluate in model batches; a batch that raises is retried one by one, so only the bad structure fails."""
     results: list[Evaluation | str] = []
-    for start in range(0, len(atoms_list), potential.batch_size):
-        chunk = atoms_list[start : start + potential.batch_size]
+    for chunk in _model_batches(potential, atoms_list):
         try:
             results.extend(potential.evaluate(chunk) if len(chunk) > 1 else [_evaluate_one(potential, chunk[0])])
         except Exception:  # noqa: BLE001 - isolated below
@@ -201,18 +291,73 @@ def _check(job: _Job, result: Evaluation | str, settings: RelaxSettings) -> str 
     return None
 
 
-def _finish(job: _Job, settings: RelaxSettings, converged: bool) -> None:
+def _structure_of(atoms: Atoms) -> Structure:
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    atoms = job.atoms.copy()
+    atoms = atoms.copy()
     atoms.set_constraint()
-    structure = AseAtomsAdaptor.get_structure(atoms)
-    outcome = job.outcome
-    outcome.converged = bool(converged)  # ASE returns numpy booleans, which JSON cannot write
-    outcome.energy = float(job.evaluation.energy)
-    outcome.energy_per_atom = outcome.energy / len(atoms)
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def _distance(job: _Job, hull_distance: DistanceToHull | None) -> tuple[Structure, float | None]:
+    """The current structure and its distance to the hull (eV/atom), where one is known."""
+    structure = _structure_of(job.atoms)
+    return structure, hull_distance(structure, float(job.evaluation.energy)) if hull_distance is not None else None
+
+
+def _end_stage(job: _Job, settings: RelaxSettings, converged: bool, structure: Structure, distance: float | None) -> None:
+    energy = float(job.evaluation.energy)
+    job.outcome.stages.append({
+        'fix_symmetry': bool(job.atoms.constraints),
+        'steps': job.stage_steps,
+        'converged': converged,
+        'energy_per_atom': energy / len(structure),
+        'spacegroup': spacegroup_of(structure, settings.symprec),
+        'e_above_hull': distance,
+    })
+    if job.best is None or energy < job.best[0]:
+        job.best = (energy, structure, len(job.outcome.stages) - 1)
+
+
+def _finish(job: _Job) -> None:
+    """The outcome is the lowest-energy stage: the hull takes the lowest energy each structure reached."""
+    energy, structure, index = job.best
+    outcome, stage = job.outcome, job.outcome.stages[index]
+    outcome.converged = stage['converged']
+    outcome.energy = energy
+    outcome.energy_per_atom = stage['energy_per_atom']
     outcome.structure = structure
-    outcome.spacegroup_final = spacegroup_of(structure, settings.symprec)
+    outcome.spacegroup_final = stage['spacegroup']
+    outcome.e_above_hull = stage['e_above_hull']
+    if len(outcome.stages) == 2:
+        outcome.kept_spacegroup = outcome.stages[1]['spacegroup'] == outcome.stages[0]['spacegroup']
+
+
+def _advance(job: _Job, settings: RelaxSettings, hull_distance: DistanceToHull | None) -> bool:
+    """One optimizer step, or the end of a stage (converged, out of steps, pruned); whether the job goes on."""
+    converged = bool(job.optimizer.converged())  # ASE returns numpy booleans, which JSON cannot write
+    first_stage = not job.outcome.stages
+    if not converged and job.stage_steps < settings.steps:
+        if first_stage and settings.prune_above is not None and job.stage_steps == settings.prune_after:
+            structure, distance = _distance(job, hull_distance)
+            if distance is not None and distance > settings.prune_above:
+                job.outcome.pruned = (
+                    f'{distance:.3f} eV/atom above the hull after {job.stage_steps} steps (> {settings.prune_above})'
+                )
+                _end_stage(job, settings, converged, structure, distance)
+                _finish(job)
+                return False
+        job.optimizer.step()
+        job.stage_steps += 1
+        job.outcome.steps += 1
+        return True
+    structure, distance = _distance(job, hull_distance)
+    _end_stage(job, settings, converged, structure, distance)
+    if first_stage and settings.free_stage and (distance is None or distance <= settings.free_within):
+        _start_free_stage(job, settings)
+        return True
+    _finish(job)
+    return False
 
 
 def relax_structures(
@@ -221,8 +366,9 @@ def relax_structures(
     settings: RelaxSettings | None = None,
     on_finished: Callable[[RelaxOutcome], None] | None = None,
     trajectories: Sequence[Path] | None = None,
+    hull_distance: DistanceToHull | None = None,
 ) -> list[RelaxOutcome]:
-    """Relax many structures with one potential; the outcomes come back in input order.
+    """Relax many structures in lockstep with one potential; the outcomes come back in input order.
 
     :param structures: pymatgen structures, any cell.
     :param potential: from ``load_potential``.
@@ -230,11 +376,14 @@ def relax_structures(
     :param on_finished: called with each outcome as soon as it is final (relaxed or failed), so that a caller can
         save finished structures while the others still relax and a killed run loses only the unfinished ones.
     :param trajectories: one ASE trajectory file per structure, written frame by frame with energies and forces.
+    :param hull_distance: what pruning and the free stage measure against; required when ``settings.needs_hull``.
     """
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import Trajectory
 
     settings = settings or RelaxSettings()
+    if settings.needs_hull and hull_distance is None:
+        raise ValueError('pruning and the free stage measure the distance to the hull: give hull_distance')
     on_finished = on_finished or (lambda outcome: None)
 
     def done(job: _Job) -> None:
@@ -247,7 +396,7 @@ def relax_structures(
     active = []
     for job in jobs:
         if job.outcome.ok:
-            _attach_optimizer(job, settings)
+            _attach_optimizer(job, settings, settings.fix_symmetry)
             if trajectories is not None:
                 job.trajectory = Trajectory(str(trajectories[job.outcome.index]), 'w')
             active.append(job)
@@ -267,14 +416,10 @@ def relax_structures(
             )
             if job.trajectory is not None:
                 job.trajectory.write(job.atoms)
-            converged = job.optimizer.converged()
-            if converged or job.outcome.steps >= settings.steps:
-                _finish(job, settings, converged)
+            if _advance(job, settings, hull_distance):
+                still_active.append(job)
+            else:
                 done(job)
-                continue
-            job.optimizer.step()
-            job.outcome.steps += 1
-            still_active.append(job)
         active = still_active
     return [job.outcome for job in jobs]
 
@@ -289,3 +434,214 @@ def evaluate_structures(structures: Sequence[Structure], potential: LoadedPotent
         r.energy / len(a) if isinstance(r, Evaluation) and math.isfinite(r.energy) else None
         for r, a in zip(results, atoms_list)
     ]
+
+
+def quiet_cell_filter_warnings() -> None:
+    """Silence scipy's ``logm result may be inaccurate`` warnings, which the cell filter triggers at almost every
+    step of a nearly undeformed cell (errors of ~1e-13) and which otherwise flood a job's stderr."""
+    warnings.filterwarnings('ignore', message='logm result may be inaccurate', category=RuntimeWarning)
+
+
+def single_threaded_linear_algebra() -> None:
+    """One BLAS thread for this process: the cell filter, FixSymmetry and FIRE work on 3x3 to 3N-sized arrays, where
+    OpenBLAS threads only spin; on 2 busy cores they doubled the CPU time of a CHGNet relaxation (docs/relaxation.md)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api='blas')
+
+
+def available_cores() -> int:
+    """The cores this process may run on (what the scheduler gave it), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class RelaxRun:
+    """What ``relax_all`` did: an outcome per input, in input order, and the hull it measured against.
+
+    :param elemental: per-atom reference energy (eV/atom) of each element, ``None`` where no hull was needed.
+    :param references: the relaxation of each element's ground state, where the run relaxed it itself (an input
+        that is that ground state counts and appears in ``outcomes`` too).
+    """
+
+    outcomes: list[RelaxOutcome]
+    elemental: dict[str, float] | None = None
+    references: dict[str, RelaxOutcome] = field(default_factory=dict)
+
+
+_WORKER: dict[str, LoadedPotential] = {}
+"""The potential each worker process loads once, in ``_start_worker``."""
+
+
+def _die_with_parent() -> None:
+    """Linux: let the kernel kill this worker when the relax command dies, so a killed job leaves no orphans."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
+def _start_worker(name: str, checkpoint: Path, device: str) -> None:
+    import torch
+
+    from .potentials import load_potential
+
+    _die_with_parent()
+    torch.set_num_threads(1)  # one thread per worker: the workers use the cores, not torch's intra-op threads
+    single_threaded_linear_algebra()
+    quiet_cell_filter_warnings()
+    _WORKER['potential'] = load_potential(name, checkpoint, device=device)
+
+
+def _relax_one(
+    potential: LoadedPotential,
+    index: int,
+    structure: Structure,
+    settings: RelaxSettings,
+    hull_distance: DistanceToHull | None,
+    trajectory: Path | None,
+) -> RelaxOutcome:
+    trajectories = None if trajectory is None else [trajectory]
+    outcome = relax_structures([structure], potential, settings, trajectories=trajectories, hull_distance=hull_distance)[0]
+    outcome.index = index
+    return outcome
+
+
+def _relax_in_worker(*args: Any) -> RelaxOutcome:
+    return _relax_one(_WORKER['potential'], *args)
+
+
+class _Pool:
+    """Relaxes structures one per model call, in this process (one worker) or in worker processes."""
+
+    def __init__(self, potential: LoadedPotential, workers: int, device: str) -> None:
+        self.potential = potential
+        self.executor = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: a forked copy of a process that already ran torch can deadlock in its thread pool.
+            self.executor = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context('spawn'),
+                initializer=_start_worker,
+                initargs=(potential.name, potential.checkpoint, device),
+            )
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+
+    def relax(
+        self,
+        tasks: Sequence[tuple[int, Structure, Path | None]],
+        settings: RelaxSettings,
+        hull_distance: DistanceToHull | None,
+        on_finished: Callable[[RelaxOutcome], None],
+    ) -> dict[int, RelaxOutcome]:
+        """Outcomes by task index; the largest structures go first, so no worker is left with one at the end."""
+        ordered = sorted(tasks, key=lambda task: -len(task[1]))
+        outcomes = {}
+        if self.executor is None:
+            for index, structure, trajectory in ordered:
+                outcomes[index] = _relax_one(self.potential, index, structure, settings, hull_distance, trajectory)
+                on_finished(outcomes[index])
+            return outcomes
+        from concurrent.futures import as_completed
+
+        futures = [self.executor.submit(_relax_in_worker, *task[:2], settings, hull_distance, task[2]) for task in ordered]
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes[outcome.index] = outcome
+            on_finished(outcome)
+        return outcomes
+
+
+def _reference_tasks(structures: Sequence[Structure]) -> tuple[dict[str, Any], dict[str, int]]:
+    """The MP ground state of each element of ``structures`` that has one, and which input is that ground state."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from .references import elemental_references, known_elements
+
+    elements = sorted({e.symbol for s in structures for e in s.composition} & known_elements())
+    references = {r.element: r for r in elemental_references(elements)}
+    matcher = StructureMatcher()
+    inputs = {}
+    for position, structure in enumerate(structures):
+        element = structure.composition.elements[0].symbol if len(structure.composition) == 1 else None
+        if element in references and element not in inputs and matcher.fit(structure, references[element].structure):
+            inputs[element] = position
+    return references, inputs
+
+
+def relax_all(
+    structures: Sequence[Structure],
+    potential: LoadedPotential,
+    settings: RelaxSettings | None = None,
+    *,
+    workers: int = 1,
+    device: str = 'cpu',
+    elemental: dict[str, float] | None = None,
+    on_finished: Callable[[RelaxOutcome], None] | None = None,
+    trajectories: Sequence[Path] | None = None,
+) -> RelaxRun:
+    """Relax every structure alone (one per model call) on ``workers`` processes; the staged protocol by default.
+
+    Where the settings need distances to the hull (pruning, the free stage) and ``elemental`` is not given, the MP
+    ground state of each element is relaxed first, freely and without pruning (an input that is that ground state
+    is used as it is), and formation energies are measured against those energies.
+
+    :param potential: loaded here; worker processes load their own copy by name and checkpoint.
+    :param workers: processes, one torch thread each; 1 relaxes in this process.
+    :param elemental: per-atom energies (eV/atom) of the elements' MP ground states from this potential.
+    :param on_finished: called in this process with each outcome as soon as it is final.
+    """
+    from .hull import HullDistance, elemental_energies_from
+
+    settings = settings or STAGED
+    if workers < 1:
+        raise ValueError(f'workers must be at least 1, not {workers}')
+    on_finished = on_finished or (lambda outcome: None)
+    trajectory = (lambda index: trajectories[index]) if trajectories is not None else (lambda index: None)
+    tasks = {index: (index, structure, trajectory(index)) for index, structure in enumerate(structures)}
+    run = RelaxRun([])
+    outcomes: dict[int, RelaxOutcome] = {}
+    with _Pool(potential, workers, device) as pool:
+        hull_distance = None
+        if settings.needs_hull:
+            if elemental is None:
+                references, inputs = _reference_tasks(structures)
+                # Ground states that are not among the inputs get negative indices and are not reported as inputs.
+                missing = sorted(set(references) - set(inputs))
+                indices = inputs | {element: -1 - i for i, element in enumerate(missing)}
+                reference_tasks = [
+                    tasks.pop(index) if index >= 0 else (index, references[element].structure, None)
+                    for element, index in indices.items()
+                ]
+
+                def report_input(outcome: RelaxOutcome) -> None:
+                    if outcome.index >= 0:
+                        on_finished(outcome)
+
+                free = replace(settings, fix_symmetry=False, free_within=None, prune_above=None)
+                done = pool.relax(reference_tasks, free, None, report_input)
+                outcomes.update({index: outcome for index, outcome in done.items() if index >= 0})
+                run.references = {element: done[indices[element]] for element in references}
+                elemental = elemental_energies_from(
+                    list(references.values()), list(run.references.values()), potential.name
+                )
+            hull_distance = HullDistance(elemental, apply_mp2020=not potential.includes_mp2020)
+        run.elemental = elemental
+        outcomes.update(pool.relax(list(tasks.values()), settings, hull_distance, on_finished))
+    run.outcomes = [outcomes[index] for index in range(len(structures))]
+    return run

@@ -7,10 +7,13 @@ import pytest
 
 @pytest.fixture(scope='session', autouse=True)
 def _one_torch_thread() -> None:
-    """Two shared cores: one thread per process is faster than two, and keeps other jobs alive."""
+    """Two shared cores: one thread per process is faster than two, and keeps other jobs alive (BLAS too)."""
     import torch
 
+    from aiida_wyckoffdiff.relax import single_threaded_linear_algebra
+
     torch.set_num_threads(1)
+    single_threaded_linear_algebra()
 
 
 @pytest.fixture(scope='session')

@@ -86,8 +86,8 @@ def test_relax_of_an_unreadable_file_is_one_line(tmp_path) -> None:
 
 
 def test_hull_refuses_other_weights_than_those_that_relaxed(tmp_path) -> None:
-    relaxed = tmp_path / 'relaxed.json'
-    relaxed.write_text(json.dumps({'potential': 'chgnet', 'checkpoint_sha256': '0' * 64, 'structures': []}))
+    relaxed = tmp_path / 'relaxed.jsonl'
+    relaxed.write_text(json.dumps({'kind': 'header', 'potential': 'chgnet', 'checkpoint_sha256': '0' * 64}) + '\n')
     result = CliRunner().invoke(main, ['hull', str(relaxed), '--output-dir', str(tmp_path / 'hull')])
     assert result.exit_code == 1 and 'was relaxed with chgnet weights 000000000000' in result.output
     assert 'pass the same --checkpoint' in result.output and not (tmp_path / 'hull').exists()

@@ -86,3 +86,53 @@ def test_relax_refuses_unknown_settings(code, tmp_path) -> None:
     inputs = {'code': code, 'structures': {'li': orm.StructureData(pymatgen=li)}, 'settings': {'fmx': 0.1}}
     with pytest.raises(ValueError, match='unknown relax settings'):
         prepare('wyckoffdiff.relax', inputs, tmp_path)
+
+
+def test_relax_staged_settings_reach_the_command_line(code, tmp_path) -> None:
+    """The workflow's default (the staged protocol) and the old free relaxation one setting away."""
+    from aiida_wyckoffdiff.calculations.relax import STAGED_SETTINGS
+
+    li2o = Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.61), ['Li', 'O'], [[0.25, 0.25, 0.25], [0, 0, 0]])
+    structures = {'li2o': orm.StructureData(pymatgen=li2o)}
+    for settings, present, absent in [
+        ({**STAGED_SETTINGS, 'workers': 2}, ['--fix-symmetry', '--free-within', '--prune-above', '--workers'], ['--free']),
+        ({**STAGED_SETTINGS, 'fix_symmetry': False, 'prune_above': None}, ['--free'], ['--prune-above', '--workers']),
+    ]:
+        _, calcinfo = prepare('wyckoffdiff.relax', {'code': code, 'structures': structures, 'settings': settings}, tmp_path)
+        params = calcinfo.codes_info[0].cmdline_params
+        assert all(flag in params for flag in present) and not any(flag in params for flag in absent), params
+        assert params[-2:] == ['--output', 'results.jsonl'] and 'results.jsonl' in calcinfo.retrieve_list
+    assert params[params.index('--prune-after') + 1] == str(STAGED_SETTINGS['prune_after'])
+
+
+@pytest.mark.parametrize(
+    ('settings', 'message'),
+    [({'prune_above': 'far'}, 'invalid relax settings'), ({'workers': 0}, 'workers must be a positive integer'),
+     ({'fmax': -1}, 'fmax must be a positive')],
+)
+def test_relax_refuses_bad_staged_settings(code, tmp_path, settings, message) -> None:
+    li = Structure(Lattice.cubic(3.5), ['Li', 'Li'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    inputs = {'code': code, 'structures': {'li': orm.StructureData(pymatgen=li)}, 'settings': settings}
+    with pytest.raises(ValueError, match=message):
+        prepare('wyckoffdiff.relax', inputs, tmp_path)
+
+
+def test_monitor_reports_progress_from_the_results_file(aiida_localhost, tmp_path) -> None:
+    """What a running relax job has appended so far, reported once per change into the job's process report."""
+    from aiida_wyckoffdiff.calculations.monitors import relax_progress
+    from aiida_wyckoffdiff.results_file import ResultsWriter
+
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:wyckoffdiff.relax')
+    node.set_remote_workdir(str(tmp_path))
+    node.store()
+    with aiida_localhost.get_transport() as transport:
+        assert relax_progress(node, transport) is None  # no results file yet: nothing to say
+        writer = ResultsWriter(tmp_path / 'results.jsonl', {'potential': 'chgnet', 'inputs': 36})
+        for index, extra in enumerate([{}, {'pruned': '0.9 eV/atom above the hull after 20 steps (> 0.5)'},
+                                       {'reason': 'atoms collapsed'}]):
+            writer.write('structure', {'index': index, 'reason': None, 'pruned': None, **extra})
+        for _ in range(2):
+            assert relax_progress(node, transport) is None  # a monitor's message would kill the job
+    writer.close(complete=False)
+    reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
+    assert reports == ['relaxed 3 of 36 (1 pruned, 1 failed)']

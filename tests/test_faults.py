@@ -79,12 +79,12 @@ class _Killer(threading.Thread):
                 yield int(entry.name), cwd
 
     def run(self) -> None:
-        import json
+        from aiida_wyckoffdiff.results_file import read_results
 
         while not self.stop.is_set() and len(self.killed) < self.times:
             for pid, cwd in self._relax_processes():
                 try:
-                    document = json.loads((cwd / 'results.json').read_text())
+                    document = read_results((cwd / 'results.jsonl').read_text())
                 except (OSError, ValueError):
                     continue
                 if cwd not in self.killed and not document['complete'] and len(document['structures']) == self.finished:
@@ -94,9 +94,14 @@ class _Killer(threading.Thread):
 
 
 def test_killed_relax_job_is_restarted_with_only_unfinished_structures(code, aiida_localhost) -> None:
-    """3(b): the job is SIGKILLed once Li2O is saved; the restart relaxes only rutile and nothing is lost."""
+    """3(b): the staged job is SIGKILLed once Li2O is saved; the restart relaxes only rutile and nothing is lost.
+
+    The monitor reports the restarted job's progress into its process report as it runs.
+    """
     structures = {'li2o': orm.StructureData(pymatgen=_li2o()), 'rutile': orm.StructureData(pymatgen=_rattled_rutile())}
-    inputs = {'relax': {'code': code, 'structures': structures, 'settings': {'fmax': 0.05, 'steps': 40}}}
+    settings = {'fmax': 0.05, 'steps': 40, 'fix_symmetry': True, 'free_within': 0.2}
+    monitors = {'progress': orm.Dict({'entry_point': 'wyckoffdiff.relax_progress'})}
+    inputs = {'relax': {'code': code, 'structures': structures, 'settings': settings, 'monitors': monitors}}
     with _Killer(Path(aiida_localhost.get_workdir()), finished=1) as killer:
         _, node = run_get_node(RelaxBaseWorkChain, **inputs)
     assert killer.killed, 'the relax job finished before it could be killed'
@@ -121,6 +126,9 @@ def test_killed_relax_job_is_restarted_with_only_unfinished_structures(code, aii
     assert set(node.outputs.trajectories.base.repository.list_object_names()) == {'li2o.traj', 'rutile.traj'}
     assert node.outputs.results.creator.process_label == 'merge_relax_results'
     assert any('restarting with the 1 unfinished' in log.message for log in orm.Log.collection.get_logs_for(node))
+    progress = [log.message for log in orm.Log.collection.get_logs_for(second) if log.message.startswith('relaxed ')]
+    assert progress and all(message.endswith(' of 1 (0 pruned, 0 failed)') for message in progress), progress
+    assert [stage['fix_symmetry'] for stage in results['li2o']['stages']] == [True, False]
 
 
 def test_jobs_killed_before_finishing_anything_end_the_restarts(code, aiida_localhost) -> None:

@@ -155,22 +155,21 @@ def test_energy_distribution_splits_by_charge_balance(tmp_path) -> None:
 
 def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     """Files and labels in, failures reported per input, then the table and plots from the relaxed file."""
-    import json
-
     import pandas as pd
     from click.testing import CliRunner
     from pymatgen.core import Lattice, Structure
 
     from aiida_wyckoffdiff.cli import main
+    from aiida_wyckoffdiff.results_file import read_results
 
     li2o.to(filename=str(tmp_path / 'Li2O.cif'))
     Structure(Lattice.cubic(4.0), ['Li', 'O'], [[0, 0, 0], [0.05, 0, 0]]).to(filename=str(tmp_path / 'bad.cif'))
     inputs = [str(tmp_path / 'Li2O.cif'), str(tmp_path / 'bad.cif'), 'AB_hP8_194_ac_f:Li-O']
-    relaxed = tmp_path / 'relaxed.json'
+    relaxed = tmp_path / 'relaxed.jsonl'
     runner = CliRunner()
     result = runner.invoke(main, ['relax', *inputs, '--candidates', '2', '--output', str(relaxed)])
     assert result.exit_code == 0, result.output
-    document = json.loads(relaxed.read_text())
+    document = read_results(relaxed.read_text())
     assert document['potential'] == 'chgnet' and len(document['checkpoint_sha256']) == 64 and document['complete']
     first, bad, generated = document['structures']
     assert first['converged'] and first['spacegroup_final'] == 225
@@ -185,9 +184,29 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     for name in ('hull_Li-O.png', 'hull_Li-O.html', 'symmetry_heatmap.png', 'table.json'):
         assert (tmp_path / 'hull' / name).stat().st_size > 0
     # A file an interrupted run left behind: its finished structures are placed, with a warning saying so.
-    interrupted = tmp_path / 'interrupted.json'
-    interrupted.write_text(json.dumps({**document, 'complete': False, 'structures': document['structures'][:1]}))
+    interrupted = tmp_path / 'interrupted.jsonl'
+    lines = relaxed.read_text().splitlines()
+    first_line = next(line for line in lines if '"index": 0,' in line)
+    interrupted.write_text(f'{lines[0]}\n{first_line}\n{{"kind": "struct')  # killed while writing the next line
     result = runner.invoke(main, ['hull', str(interrupted), '--output-dir', str(tmp_path / 'partial')])
     assert result.exit_code == 0, result.output
     assert 'interrupted relax run: only its 1 finished structures are placed' in result.output
     assert len(pd.read_csv(tmp_path / 'partial' / 'table.csv')) == 1
+
+
+def test_structures_that_relax_to_one_are_one_candidate(chgnet, elemental, li2o, rutile):  # noqa: F811
+    """Li2O from two different starting lattices relaxes to one structure: the lower-energy row is the candidate and
+    names the other, which points back to it, so both lineages stay in the table."""
+    from pymatgen.core import Lattice, Structure
+
+    from aiida_wyckoffdiff.hull import merge_duplicates
+
+    stretched = Structure.from_spacegroup(225, Lattice.cubic(4.8), ['Li', 'O'], [[0.25, 0.25, 0.25], [0, 0, 0]])
+    outcomes = relax_structures([li2o, rutile, stretched], chgnet)
+    rows = hull_rows(outcomes, elemental, apply_mp2020=False)
+    merge_duplicates(rows, [o.structure for o in outcomes], ['a', 'b', 'c'])
+    names = {id(rows[0]): 'a', id(rows[2]): 'c'}
+    kept, duplicate = sorted((rows[0], rows[2]), key=lambda row: row.energy_per_atom)
+    assert kept.duplicates == [names[id(duplicate)]] and kept.duplicate_of is None
+    assert duplicate.duplicate_of == names[id(kept)] and duplicate.duplicates == []
+    assert rows[1].duplicates == [] and rows[1].duplicate_of is None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from aiida_wyckoffdiff.exceptions import RelaxerError
 from aiida_wyckoffdiff.files import file_sha256
 from aiida_wyckoffdiff.potentials import Evaluation, LoadedPotential, load_potential
-from aiida_wyckoffdiff.relax import RelaxSettings, evaluate_structures, relax_structures
+from aiida_wyckoffdiff.relax import STAGED, RelaxSettings, evaluate_structures, relax_all, relax_structures
 
 from .relax_fixtures import _one_torch_thread, chgnet, li2o, rutile, spinel  # noqa: F401
 
@@ -207,3 +209,103 @@ def test_mattersim_missing_named_checkpoint_fails_fast(mattersim_home, monkeypat
         load_potential('mattersim', '5M')
     with pytest.raises(RelaxerError, match='does not exist'):
         load_potential('mattersim', mattersim_home / 'absent.pth')
+
+
+def _per_atom_above(offset: float):
+    """A stand-in hull: the distance is the energy per atom above ``offset``."""
+
+    def distance(structure, energy: float) -> float:
+        return energy / len(structure) - offset
+
+    return distance
+
+
+def test_pruning_stops_exactly_the_structures_above_the_threshold(checkpoint, tmp_path):
+    """A pruned relaxation is the unpruned one cut at ``prune_after``: the structures whose energy then lies above
+    the threshold stop there, recorded with the step, their energy and why; the others relax to the end."""
+    from ase.io import read
+
+    potential = _LennardJones(checkpoint, sigma=2.0)
+    structures = [_cubic('Ar', a) for a in (1.9, 2.3, 3.1)]
+    distance = _per_atom_above(-0.6)
+    free = RelaxSettings(fmax=0.01, steps=12, primitive=False)
+    trajectories = [tmp_path / f'{i}.traj' for i in range(len(structures))]
+    full = relax_structures(structures, potential, free, trajectories=trajectories)
+    at_step = [read(path, index=4).get_potential_energy() + 0.6 for path in trajectories]
+    threshold = sorted(at_step)[0]  # the lowest: exactly two are above it
+    pruned = relax_structures(
+        structures, potential, replace(free, prune_above=threshold, prune_after=4), hull_distance=distance
+    )
+    above = {i for i, d in enumerate(at_step) if d > threshold}
+    assert len(above) == 2 and {i for i, o in enumerate(pruned) if o.pruned} == above
+    for index, (cut, whole) in enumerate(zip(pruned, full)):
+        if index in above:
+            assert cut.steps == 4 and not cut.converged and cut.ok
+            assert cut.energy_per_atom == pytest.approx(at_step[index] - 0.6)
+            assert f'{at_step[index]:.3f} eV/atom above the hull after 4 steps (> {threshold})' == cut.pruned
+        else:
+            assert cut.pruned is None and cut.steps == whole.steps
+            assert cut.energy_per_atom == pytest.approx(whole.energy_per_atom)
+
+
+def test_settings_that_need_a_hull_refuse_to_run_without_one(checkpoint):
+    with pytest.raises(ValueError, match='give hull_distance'):
+        relax_structures([_cubic('Ar')], _LennardJones(checkpoint), RelaxSettings(prune_above=0.5))
+    with pytest.raises(ValueError, match='prune_above must be a finite'):
+        RelaxSettings(prune_above=float('nan'))
+    with pytest.raises(ValueError, match='fmax must be a positive'):
+        RelaxSettings(fmax=0)
+
+
+def test_fix_symmetry_false_alone_is_the_free_relaxation(checkpoint):
+    """The old behaviour is one setting away: without the symmetric stage there is no free stage to add."""
+    potential = _LennardJones(checkpoint, sigma=2.0)
+    settings = replace(STAGED, fix_symmetry=False, prune_above=None)
+    assert not settings.needs_hull
+    staged_off, plain = (relax_structures([_cubic('Ar', 2.5)], potential, s)[0]
+                         for s in (settings, RelaxSettings(fmax=STAGED.fmax, steps=STAGED.steps)))
+    assert len(staged_off.stages) == 1 and staged_off.kept_spacegroup is None
+    assert (staged_off.steps, staged_off.energy) == (plain.steps, plain.energy)
+
+
+# CHGNet 0.3.0's energies of the Li and O ground states, as relax_all measures them at fmax 0.1 (eV/atom).
+LI_O_ELEMENTAL = {'Li': -1.882, 'O': -4.913}
+
+
+def test_staged_protocol_relaxes_freely_only_near_the_hull(chgnet, li2o):  # noqa: F811
+    """Li2O (on the hull) gets a free stage after the symmetric one and keeps Fm-3m; LiO in the CsCl arrangement,
+    far above the hull, stays symmetric; both record each stage, and the lower energy is the result."""
+    from pymatgen.core import Lattice, Structure
+
+    high = Structure.from_spacegroup(221, Lattice.cubic(3.0), ['Li', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    lithia, far = relax_all([li2o, high], chgnet, replace(STAGED, prune_above=None), elemental=LI_O_ELEMENTAL).outcomes
+    assert [s['fix_symmetry'] for s in lithia.stages] == [True, False]
+    assert lithia.kept_spacegroup and lithia.spacegroup_final == 225 and lithia.e_above_hull < STAGED.free_within
+    assert lithia.energy_per_atom == min(s['energy_per_atom'] for s in lithia.stages)
+    assert len(far.stages) == 1 and far.stages[0]['e_above_hull'] > STAGED.free_within and far.kept_spacegroup is None
+    assert far.spacegroup_final == 221
+
+
+def test_relax_all_measures_the_hull_against_the_ground_states_it_relaxes(chgnet):  # noqa: F811
+    """An input that is the MP ground state is the reference (relaxed freely first); missing ones are added."""
+    from aiida_wyckoffdiff.references import elemental_references
+
+    lithium = elemental_references(['Li'])[0].structure
+    settings = replace(STAGED, steps=5, prune_after=2)
+    run = relax_all([lithium], chgnet, settings)
+    assert set(run.references) == {'Li'} and run.references['Li'] is run.outcomes[0]
+    assert len(run.outcomes[0].stages) == 1 and not run.outcomes[0].stages[0]['fix_symmetry']
+    reference = elemental_references(['Li'])[0]
+    assert run.elemental['Li'] == pytest.approx(run.outcomes[0].energy_per_atom - reference.formation_energy_per_atom)
+
+
+def test_model_batches_are_bounded_by_atoms_and_structures(checkpoint):
+    """Memory grows with the atoms of a model call: a batch never exceeds ``batch_atoms``, nor ``batch_size``."""
+    from ase import Atoms
+
+    from aiida_wyckoffdiff.relax import _model_batches
+
+    potential = _LennardJones(checkpoint)
+    potential.batch_atoms = 10
+    cells = [Atoms('Ar' * n) for n in (4, 4, 4, 12, 1, 1, 1, 1, 1)]
+    assert [[len(a) for a in batch] for batch in _model_batches(potential, cells)] == [[4, 4], [4], [12], [1, 1, 1, 1], [1]]

@@ -12,6 +12,7 @@ from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.provenance import lineage, potential_e_above_hull, structures_of
 from aiida_wyckoffdiff.reporting import format_report, scan_report
+from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
@@ -27,6 +28,7 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[225, 194, 12], num_samples=2,
                                     relax_settings=SMALL_RELAXATION, structures_per_job=4)
     builder.hull_tolerance = 2.0  # eV/atom: wide, so that a short relaxation still leaves hull structures to check
+    builder.relax_memory_gib = RELAX_JOB_GIB  # memory for one relax job at a time
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     table = node.outputs.table.get_list()
@@ -36,10 +38,16 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert relaxed, table
     realized = sum(1 for entry in node.outputs.realization.get_list() if entry['ok'])
     relax_batches = [n for n in node.called if n.process_label == 'RelaxBaseWorkChain']
-    assert len(relax_batches) == -(-(realized + 2) // 4)  # the structures and the Li and O references, 4 per job
+    assert len(relax_batches) == -(-realized // 4)  # 4 structures per job, each job with the Li and O references
+    jobs = sorted(relax_batches, key=lambda job: job.ctime)
+    assert len(jobs) > 1 and all(later.ctime > earlier.mtime for earlier, later in zip(jobs, jobs[1:]))
     hull = node.outputs.hull_structures
     tolerance = node.inputs.hull_tolerance.value
-    assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance}, table
+    assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance and not row['duplicate_of']}
+    # The default is the staged protocol: a symmetric stage first, for every structure, recorded per job.
+    results = [job.outputs.results['structures'] for job in relax_batches]
+    assert all(result['stages'][0]['fix_symmetry'] for batch in results for key, result in batch.items()
+               if not key.startswith('reference_') and result['stages']), results
     assert any(name.endswith('_png') for name in node.outputs.plots) and 'energy_distribution_png' in node.outputs.plots
     assert set(node.outputs.cifs.base.repository.list_object_names()) == {f"{row['key']}.cif" for row in relaxed}
     group = orm.load_group('wyckoffdiff/Li-O')

@@ -8,21 +8,39 @@ from aiida import orm
 from aiida.engine import CalcJobProcessSpec
 
 from ..nodes import CheckpointData, validate_checkpoint
+from ..relax import STAGED, RelaxSettings
 from .base import WyckoffDiffCalculation
 
-__all__ = ['RelaxCalculation', 'failed_structures']
+__all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'failed_structures']
 
-RELAX_SETTINGS_DEFAULTS = {'optimizer': 'FIRE', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'device': 'cpu'}
-"""What ``settings`` may hold, with the values used for keys it leaves out."""
+RELAX_SETTINGS_DEFAULTS = {
+    'optimizer': 'FIRE', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'free_within': None,
+    'prune_above': None, 'prune_after': 20, 'workers': None, 'device': 'cpu',
+}
+"""What ``settings`` may hold, with the values used for keys it leaves out: a free relaxation. ``workers`` None:
+as many as the cores the job gets. The staged protocol is ``STAGED_SETTINGS``."""
+
+STAGED_SETTINGS = {
+    'fmax': STAGED.fmax, 'steps': STAGED.steps, 'fix_symmetry': STAGED.fix_symmetry, 'free_within': STAGED.free_within,
+    'prune_above': STAGED.prune_above, 'prune_after': STAGED.prune_after,
+}
+"""``relax.STAGED`` as settings: the phase-diagram workflow's default."""
 
 
 def validate_settings(value: orm.Dict, _: object) -> str | None:
-    unknown = set(value.get_dict()) - set(RELAX_SETTINGS_DEFAULTS)
+    """Unknown keys and values ``RelaxSettings`` refuses are named before the job queues."""
+    settings = value.get_dict()
+    unknown = set(settings) - set(RELAX_SETTINGS_DEFAULTS)
     if unknown:
         return f'unknown relax settings {sorted(unknown)}; known: {sorted(RELAX_SETTINGS_DEFAULTS)}'
-    optimizer = value.get('optimizer', 'FIRE')
-    if optimizer not in ('FIRE', 'BFGS'):
-        return f'optimizer must be FIRE or BFGS, not {optimizer!r}'
+    workers = settings.get('workers')
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        return f'workers must be a positive integer or None, not {workers!r}'
+    merged = {**RELAX_SETTINGS_DEFAULTS, **settings}
+    try:
+        RelaxSettings(**{key: merged[key] for key in RelaxSettings.__dataclass_fields__ if key in merged})
+    except (TypeError, ValueError) as exception:
+        return f'invalid relax settings: {exception}'
     return None
 
 
@@ -53,8 +71,11 @@ class RelaxCalculation(WyckoffDiffCalculation):
     relaxes only the rest.
     """
 
-    CACHE_VERSION = 2
-    """2: the command saves structures as they finish and marks the results ``complete``."""
+    CACHE_VERSION = 3
+    """2: the command saves structures as they finish and marks the results ``complete``. 3: the results are JSON
+    Lines appended per structure; the staged protocol, pruning and worker processes."""
+
+    FILENAME_RESULTS = 'results.jsonl'
 
     STRUCTURES_FOLDER = 'structures'
     TRAJECTORY_FOLDER = 'trajectories'
@@ -96,6 +117,9 @@ class RelaxCalculation(WyckoffDiffCalculation):
         params = ['relax', *files, '--relaxer', self.inputs.relaxer.value, '--optimizer', settings['optimizer']]
         params += ['--fmax', str(settings['fmax']), '--steps', str(settings['steps']), '--device', settings['device']]
         params += ['--fix-symmetry' if settings['fix_symmetry'] else '--free', '--trajectory-dir', self.TRAJECTORY_FOLDER]
+        params += ['--prune-after', str(settings['prune_after'])]
+        params += [item for key in ('free_within', 'prune_above', 'workers') if settings[key] is not None
+                   for item in (f'--{key.replace("_", "-")}', str(settings[key]))]
         copies = []
         if 'checkpoint' in self.inputs:
             params += ['--checkpoint', self.FILENAME_CHECKPOINT, '--checkpoint-sha256', self.inputs.checkpoint.sha256]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -12,23 +11,27 @@ from .base import main
 
 
 @main.command()
-@click.argument('relaxed', type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar='RELAXED.json')
+@click.argument('relaxed', type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar='RELAXED.jsonl')
 @click.option('--output-dir', '-o', type=click.Path(file_okay=False, path_type=Path), default='hull', show_default=True)
-@click.option('--checkpoint', help='Weights of the potential that relaxed RELAXED.json, if not its default.')
+@click.option('--checkpoint', help='Weights of the potential that relaxed RELAXED.jsonl, if not its default.')
 @click.option('--device', default='cpu', show_default=True)
 def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -> None:
-    """Place the structures of RELAXED.json (from ``wyckoffdiff relax``) on the MP convex hulls.
+    """Place the structures of RELAXED.jsonl (from ``wyckoffdiff relax``) on the MP convex hulls.
 
     Elemental references are relaxed with the same potential, whose checkpoint must hash to the one recorded in
-    RELAXED.json. Writes table.csv, table.json, a hull plot per two- or three-element system and the symmetry heatmap.
+    RELAXED.jsonl. Writes table.csv, table.json, a hull plot per two- or three-element system and the symmetry heatmap.
     """
-    from ..hull import elemental_energies, hull_rows
+    from ..hull import elemental_energies, hull_rows, merge_duplicates
     from ..plots import write_report
     from ..potentials import load_potential
     from ..references import known_elements
     from ..relax import RelaxOutcome
+    from ..results_file import read_results
 
-    document = json.loads(relaxed.read_text())
+    try:
+        document = read_results(relaxed.read_text())
+    except ValueError as exception:
+        raise click.BadParameter(f'{relaxed}: {exception}', param_hint='RELAXED.jsonl') from None
     potential = load_potential(document['potential'], checkpoint, device=device)
     if potential.checkpoint_sha256 != document['checkpoint_sha256']:
         raise RelaxerError(
@@ -46,6 +49,7 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
     elemental = elemental_energies(potential, sorted(elements & known_elements()))
     requested = [s.get('label_requested') for s in document['structures']]
     rows = hull_rows(outcomes, elemental, requested, apply_mp2020=not potential.includes_mp2020)
+    merge_duplicates(rows, [outcome.structure for outcome in outcomes], [str(outcome.index) for outcome in outcomes])
     written = write_report(rows, elemental, output_dir)
     for row in rows:
         if row.reason:

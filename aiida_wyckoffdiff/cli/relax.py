@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from ..files import verify_sha256, write_atomically
+from ..files import verify_sha256
 from ..potentials import DEFAULT_RELAXER, RELAXERS
-from ..relax import OPTIMIZERS
+from ..relax import OPTIMIZERS, available_cores
 from .base import SHA256_OPTION, main
 
 
@@ -59,13 +59,25 @@ def _trajectory_name(item: str, position: int) -> str:
 )
 @SHA256_OPTION
 @click.option(
-    '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxed.json', show_default=True
+    '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxed.jsonl', show_default=True,
+    help='Results, one JSON line per finished structure.',
 )
 @click.option('--optimizer', type=click.Choice(OPTIMIZERS), default='FIRE', show_default=True)
 @click.option('--fmax', type=float, default=0.05, show_default=True, help='Force criterion in eV/Å.')
-@click.option('--steps', type=click.IntRange(min=0), default=300, show_default=True, help='Optimizer steps at most.')
+@click.option('--steps', type=click.IntRange(min=0), default=300, show_default=True, help='Optimizer steps at most, per stage.')
 @click.option(
     '--fix-symmetry/--free', default=False, show_default=True, help='Keep the starting space group (ASE FixSymmetry).'
+)
+@click.option('--free-within', type=float, help='After --fix-symmetry, relax freely those within this many eV/atom of the hull.')
+@click.option('--prune-above', type=float, help='Stop structures more than this many eV/atom above the hull ...')
+@click.option('--prune-after', type=click.IntRange(min=0), default=20, show_default=True, help='... after this many steps.')
+@click.option(
+    '--elemental-energies', type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON {element: eV/atom} to measure the hull against; default: relax the MP ground states first.',
+)
+@click.option(
+    '--workers', type=click.IntRange(min=1), default=available_cores, show_default='the cores available',
+    help='Processes relaxing one structure at a time each, one torch thread each.',
 )
 @click.option(
     '--candidates',
@@ -88,6 +100,11 @@ def relax(
     fmax: float,
     steps: int,
     fix_symmetry: bool,
+    free_within: float | None,
+    prune_above: float | None,
+    prune_after: int,
+    elemental_energies: Path | None,
+    workers: int,
     candidates: int,
     seed: int,
     device: str,
@@ -96,52 +113,73 @@ def relax(
     """Relax each INPUT: a structure file (CIF, POSCAR, ...) or a protostructure label to realize first.
 
     One bad input (overlapping atoms, an element the potential lacks, a failed realization) gets a reason in the
-    output; the others are relaxed. The output is rewritten as each structure finishes, with ``complete: false``
-    until the last one, so a job killed midway leaves every finished structure behind.
+    output; the others are relaxed. Each finished structure is appended to the output as one line, which ends with a
+    ``complete`` line, so a job killed midway leaves every finished structure behind. The staged protocol:
+    ``--fix-symmetry --free-within 0.2 --prune-above 0.5`` (docs/relaxation.md).
     """
     from tqdm import tqdm
 
     from ..potentials import load_potential
-    from ..relax import RelaxOutcome, RelaxSettings, relax_structures
+    from ..relax import RelaxOutcome, RelaxSettings, quiet_cell_filter_warnings, relax_all, single_threaded_linear_algebra
+    from ..results_file import ResultsWriter
 
+    quiet_cell_filter_warnings()
+    single_threaded_linear_algebra()
+    try:
+        settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry,
+                                 free_within=free_within, prune_above=prune_above, prune_after=prune_after)
+    except ValueError as exception:
+        raise click.UsageError(str(exception)) from None
+    elemental = _read_elemental(elemental_energies) if elemental_energies else None
     if checkpoint_sha256 is not None:
         if checkpoint is None or not Path(checkpoint).is_file():
             raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
         verify_sha256(checkpoint, checkpoint_sha256)
     potential = load_potential(relaxer, checkpoint, device=device)
     structures, records = _starting_structures(inputs, potential, candidates, seed)
-    settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry)
     positions = [position for position, structure in enumerate(structures) if structure is not None]
-    results: list[dict[str, Any] | None] = [None] * len(inputs)
-    document = {'settings': asdict(settings), 'device': device, **potential.describe()}
+    header = {'settings': asdict(settings), 'device': device, 'workers': workers, 'inputs': len(inputs),
+              **potential.describe()}
+    writer = ResultsWriter(output, header)
+    failed = 0
     for position, record in enumerate(records):
         if structures[position] is None:
-            reason = record['realization_failure']
-            outcome = RelaxOutcome(position, '', potential.name, potential.checkpoint_sha256, reason=reason)
-            results[position] = outcome.as_dict() | record
+            outcome = RelaxOutcome(position, '', potential.name, potential.checkpoint_sha256,
+                                   reason=record['realization_failure'])
+            writer.write('structure', outcome.as_dict() | record)
+            failed += 1
     trajectories = None
     if trajectory_dir is not None:
         trajectory_dir.mkdir(parents=True, exist_ok=True)
         names = [_trajectory_name(inputs[position], position) for position in positions]
         trajectories = [trajectory_dir / f'{name}.traj' for name in names]
 
-    def save(complete: bool) -> None:
-        """Write the finished structures so far; ``complete`` is false until all are done, so a killed job says so."""
-        done = [result for result in results if result is not None]
-        write_atomically(output, json.dumps({**document, 'complete': complete, 'structures': done}, indent=1))
-
     with tqdm(total=len(positions), desc=f'relaxing ({relaxer})', unit='structure') as bar:
 
         def record(outcome: RelaxOutcome) -> None:
+            nonlocal failed
             position = positions[outcome.index]
             outcome.index = position
-            results[position] = outcome.as_dict() | records[position]
-            save(complete=False)
+            writer.write('structure', outcome.as_dict() | records[position])
+            failed += not outcome.ok
             bar.update(1)
 
-        save(complete=False)
-        relax_structures([structures[p] for p in positions], potential, settings, on_finished=record, trajectories=trajectories)
-    save(complete=True)
-    failed = sum(result['reason'] is not None for result in results)
-    click.echo(f'wrote {output}: {len(results) - failed} relaxed, {failed} failed', err=True)
+        run = relax_all([structures[p] for p in positions], potential, settings, workers=workers, device=device,
+                        elemental=elemental, on_finished=record, trajectories=trajectories)
+    if run.references or elemental is not None:
+        references = {element: outcome.as_dict() | {'structure': None} for element, outcome in run.references.items()}
+        writer.write('elemental', {'elemental_energies': run.elemental, 'references': references})
+    writer.close(complete=True)
+    pruned = sum(outcome.pruned is not None for outcome in run.outcomes)
+    click.echo(f'wrote {output}: {len(inputs) - failed} relaxed ({pruned} pruned), {failed} failed', err=True)
 
+
+def _read_elemental(path: Path) -> dict[str, float]:
+    """``{element: eV/atom}`` from a JSON file, refused with the reason when it is anything else."""
+    try:
+        energies = json.loads(path.read_text())
+    except json.JSONDecodeError as exception:
+        raise click.BadParameter(f'{path} is not JSON: {exception}', param_hint='--elemental-energies') from None
+    if not isinstance(energies, dict) or not all(isinstance(v, (int, float)) for v in energies.values()):
+        raise click.BadParameter(f'{path} must map elements to eV/atom', param_hint='--elemental-energies')
+    return {str(element): float(energy) for element, energy in energies.items()}

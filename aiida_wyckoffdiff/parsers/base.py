@@ -38,6 +38,11 @@ class WyckoffDiffParser(Parser):
             tail = ' | '.join(stderr.strip().splitlines()[-5:]) or '(empty)'
             return self.exit_codes.ERROR_OUTPUT_MISSING.format(stderr=tail)
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exception:
+            return self.decode(text)
+        except ValueError as exception:  # json.JSONDecodeError is one
             return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(exception=exception)
+
+    @staticmethod
+    def decode(text: str) -> dict[str, Any]:
+        """The results document from the file's text; raises ``ValueError`` when it is not one."""
+        return json.loads(text)

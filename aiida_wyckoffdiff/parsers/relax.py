@@ -8,14 +8,18 @@ from aiida import orm
 from aiida.engine import ExitCode
 
 from ..calculations.relax import failed_structures
+from ..results_file import read_results
 from .base import WyckoffDiffParser
 
 __all__ = ['RelaxParser']
 
 
 class RelaxParser(WyckoffDiffParser):
-    CACHE_VERSION = 2
-    """2: incomplete results give 420; only finished structures' trajectories are attached."""
+    CACHE_VERSION = 3
+    """2: incomplete results give 420; only finished structures' trajectories are attached. 3: JSON Lines results;
+    ``results`` also holds the elemental energies the job measured the hull against."""
+
+    decode = staticmethod(read_results)
 
     def parse(self, **kwargs) -> ExitCode | None:  # noqa: ANN003 - aiida-core passes retrieved folders by keyword
         from pymatgen.core import Structure
@@ -30,8 +34,8 @@ class RelaxParser(WyckoffDiffParser):
             if entry.get('structure'):
                 self.out(f'relaxed.{key}', orm.StructureData(pymatgen=Structure.from_dict(entry['structure'])))
             results[key] = {name: value for name, value in entry.items() if name != 'structure'}
-        self.out('results', orm.Dict({'potential': document.get('potential'), 'checkpoint_sha256': document.get('checkpoint_sha256'),
-                                      'settings': document.get('settings'), 'structures': results}))
+        summary = {name: document.get(name) for name in ('potential', 'checkpoint_sha256', 'settings', 'elemental_energies')}
+        self.out('results', orm.Dict({**summary, 'structures': results}))
         self._attach_trajectories(calc.TRAJECTORY_FOLDER, set(results))
         if not document.get('complete', False):
             # The scheduler's stderr is where the shell says "Killed"; the command's own ends with its progress.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, append_, calcfunction
+from aiida.engine import ToContext, WorkChain, append_, calcfunction, while_
 
 from ..calculations.generate import (
     GenerateCalculation,
@@ -20,13 +20,28 @@ from ..calculations.generate import (
     validate_spacegroups,
 )
 from ..calculations.realize import realize_protostructures
-from ..calculations.relax import RelaxCalculation
+from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation
 from ..model.config import SamplingConfig
 from .relax import RelaxBaseWorkChain
 
 __all__ = ['PhaseDiagramWorkChain', 'assemble_hull', 'elemental_reference_structures']
 
 REFERENCE_PREFIX = 'reference_'
+RELAX_JOB_GIB = 3.5
+"""Memory one relax job is counted at: a 64-structure CHGNet job with two workers peaked at 3.1 GiB in all
+(docs/relaxation.md), the command's process with the model and its structures plus each worker's model and the one
+structure it relaxes; it does not grow with the structures per job, since each worker holds one at a time."""
+
+
+def validate_memory(value: orm.Float, _: object) -> str | None:
+    return None if value.value >= RELAX_JOB_GIB else f'relax_memory_gib must hold one relax job ({RELAX_JOB_GIB} GiB)'
+
+
+def default_relax_memory_gib() -> float:
+    """What relax jobs may use together by default: this machine's memory (where direct-scheduler jobs run)."""
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30
 
 
 @calcfunction
@@ -47,13 +62,14 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     """Formation energies, e_above_hull, the table, the plots and CIFs from the relax jobs' outputs.
 
     ``relaxation`` holds ``results_N`` (each relax job's results) and ``relaxed_KEY`` (each relaxed structure).
-    Outputs ``table`` (a row per generated structure), ``hull_keys`` (keys of the structures within
-    ``hull_tolerance`` eV/atom of the reference hull), plots as files and ``cifs``.
+    Outputs ``table`` (a row per generated structure; rows that relaxed to the same structure name each other in
+    ``duplicate_of``/``duplicates``), ``hull_keys`` (keys of the distinct structures within ``hull_tolerance``
+    eV/atom of the reference hull), plots as files and ``cifs``.
     """
     import tempfile
     from pathlib import Path
 
-    from ..hull import elemental_energies_from, hull_rows
+    from ..hull import elemental_energies_from, hull_rows, merge_duplicates
     from ..plots import write_report
     from ..potentials import RELAXERS
     from ..references import elemental_references
@@ -74,6 +90,7 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     keys = sorted(key for key in outcomes if not key.startswith(REFERENCE_PREFIX))
     rows = hull_rows([outcomes[key] for key in keys], elemental, [requested.get(key) for key in keys],
                      apply_mp2020=not RELAXERS[potential].includes_mp2020)
+    merge_duplicates(rows, [outcomes[key].structure for key in keys], keys)
     outputs: dict[str, orm.Data] = {}
     with tempfile.TemporaryDirectory() as folder:
         for path in write_report(rows, elemental, Path(folder)):
@@ -88,7 +105,8 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     outputs['table'] = orm.List(table)
     outputs['elemental_energies'] = orm.Dict(elemental)
     tolerance = hull_tolerance.value
-    outputs['hull_keys'] = orm.List([row['key'] for row in table if row['e_above_hull'] is not None and row['e_above_hull'] <= tolerance])
+    outputs['hull_keys'] = orm.List([row['key'] for row in table if row['e_above_hull'] is not None
+                                     and row['e_above_hull'] <= tolerance and row['duplicate_of'] is None])
     return outputs
 
 
@@ -130,6 +148,9 @@ class PhaseDiagramWorkChain(WorkChain):
                    help='Structures within this many eV/atom of the reference hull are hull structures.')
         spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20), validator=validate_positive)
         spec.input('structures_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(64), validator=validate_positive)
+        spec.input('relax_memory_gib', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
+                   validator=validate_memory,
+                   help=f'GiB the relax jobs may use together, {RELAX_JOB_GIB} GiB each; default: this machine\'s memory.')
         spec.expose_inputs(GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'metadata'))
         spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
         spec.outline(
@@ -137,7 +158,8 @@ class PhaseDiagramWorkChain(WorkChain):
             cls.run_generate,
             cls.inspect_generate,
             cls.run_realize,
-            cls.run_relax,
+            cls.prepare_relax,
+            while_(cls.relax_pending)(cls.run_relax),
             cls.inspect_relax,
             cls.run_hull,
             cls.results,
@@ -193,17 +215,36 @@ class PhaseDiagramWorkChain(WorkChain):
             return self.exit_codes.ERROR_NOTHING_REALIZED
         return None
 
-    def run_relax(self) -> None:
-        """Relax the realized structures and the elemental references, ``structures_per_job`` per job.
+    def prepare_relax(self) -> None:
+        """Batches of ``structures_per_job`` realized structures, run as many at once as ``relax_memory_gib`` holds.
 
-        Each batch runs in a ``RelaxBaseWorkChain``: a job killed midway is restarted with only its
-        unfinished structures.
+        Every job relaxes the elemental references too: the staged protocol prunes and picks the structures for
+        its free stage by their distance to the hull.
         """
-        references = elemental_reference_structures(self.inputs.chemsys)
-        structures = {**references, **self.ctx.realized}
+        self.ctx.references = elemental_reference_structures(self.inputs.chemsys)
+        self.ctx.relax_queue = _chunks(sorted(self.ctx.realized), self.inputs.structures_per_job.value)
+        memory = self.inputs.relax_memory_gib.value if 'relax_memory_gib' in self.inputs else default_relax_memory_gib()
+        self.ctx.relax_at_once = max(1, int(memory // RELAX_JOB_GIB))
+        if len(self.ctx.relax_queue) > self.ctx.relax_at_once:
+            self.report(f'{len(self.ctx.relax_queue)} relax jobs, {self.ctx.relax_at_once} at a time ({memory:.0f} GiB)')
+
+    def relax_pending(self) -> bool:
+        return bool(self.ctx.relax_queue)
+
+    def run_relax(self) -> None:
+        """Submit the next jobs; each runs in a ``RelaxBaseWorkChain``, which restarts a job killed midway with
+        only its unfinished structures."""
         inputs = self.exposed_inputs(RelaxCalculation, namespace='relax')
-        for batch in _chunks(sorted(structures), self.inputs.structures_per_job.value):
-            job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': {key: structures[key] for key in batch}})
+        # The staged protocol under the given settings: {'fix_symmetry': False, 'prune_above': None} is the free
+        # relaxation without pruning of earlier versions.
+        given = inputs['settings'].get_dict() if 'settings' in inputs else {}
+        inputs['settings'] = orm.Dict({**STAGED_SETTINGS, **given})
+        # Progress in the report while a job runs: ``relaxed 17 of 36 (3 pruned, 1 failed)``.
+        inputs['monitors'] = {'progress': orm.Dict({'entry_point': 'wyckoffdiff.relax_progress'})}
+        batches, self.ctx.relax_queue = self.ctx.relax_queue[: self.ctx.relax_at_once], self.ctx.relax_queue[self.ctx.relax_at_once :]
+        for batch in batches:
+            structures = {**self.ctx.references, **{key: self.ctx.realized[key] for key in batch}}
+            job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': structures})
             self.to_context(relax=append_(job))
 
     def inspect_relax(self):  # noqa: ANN201

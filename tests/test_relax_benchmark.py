@@ -1,0 +1,25 @@
+"""The relaxation benchmark's quick path runs end to end on the committed inputs (its numbers are in docs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARK = Path(__file__).parents[1] / 'benchmarks' / 'relax.py'
+
+
+def test_quick_benchmark_compares_the_three_runs(tmp_path) -> None:
+    output = tmp_path / 'relax.json'
+    result = subprocess.run([sys.executable, str(BENCHMARK), '--quick', '--workers', '1', '--json', str(output)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(output.read_text())
+    runs = document['results']
+    assert list(runs) == ['today', 'staged', 'pruned']
+    assert all(run['finished'] == 3 and run['cpu_s'] > 0 for run in runs.values())
+    assert runs['today']['pruned'] == runs['staged']['pruned'] == 0
+    assert all(row['stage_1_steps'] <= 12 for row in runs['staged']['rows'])
+    assert len(document['prune_grid']) == 9
+    assert 'false prunes against staged' in result.stdout
