@@ -199,22 +199,6 @@ def _counts(label: str) -> tuple[int, int, int]:
     return protostructure.num_atoms, sum(n for _, _, n in protostructure.sites), len(protostructure.elements)
 
 
-def held_out_requests(context: Context, count: int) -> list[tuple[tuple[str, ...], int, str]]:
-    """Distinct (elements, space group) pairs of test crystals (at most 60 atoms, elements in the vocabulary)."""
-    test = context.frame[context.frame['split'] == 'test'].sample(frac=1.0, random_state=context.seed)
-    vocabulary, seen, requests = set(context.checkpoint.model_config.elements), set(), []
-    for row in test.itertuples():
-        elements = tuple(row.chemsys.split('-'))
-        key = (elements, int(row.spacegroup))
-        if key in seen or not set(elements) <= vocabulary or row.num_atoms > 60:
-            continue
-        seen.add(key)
-        requests.append((elements, int(row.spacegroup), row.label))
-        if len(requests) == count:
-            break
-    return requests
-
-
 def generation_level(context: Context, generator: Generator, requests: list, per_request: int) -> dict[str, Any]:
     from aiida_wyckoffdiff.metrics import composition_plausible, distribution_distance, novelty, recall, smact_valid
     from aiida_wyckoffdiff.symmetry import Protostructure
@@ -518,7 +502,11 @@ def main() -> None:
         return model_generator(name) if name.startswith('model:') else Generator(name)
 
     if 'generation' in arguments.levels:
-        requests = held_out_requests(context, arguments.requests)
+        from evaluate import held_out_requests  # benchmarks/evaluate.py: the model card's held-out requests
+
+        requests = held_out_requests(
+            context.frame, arguments.requests, context.seed, context.checkpoint.model_config.elements
+        )
         rows = []
         for name in generation:
             rows.append(generation_level(context, as_generator(name), requests, arguments.per_request))

@@ -32,7 +32,7 @@ def _li() -> orm.StructureData:
         ({'chemsys': 'Li-O-Li'}, "chemical system 'Li-O-Li' names an element twice"),
         ({'num_samples': 0}, "num_samples must be positive, not 0"),
         ({'steps': 0}, "steps must be positive, not 0"),
-        ({'guided': ['e_above_hull', 'colour']}, r"cannot guide on \['colour'\]"),
+        ({'generate': {'guided': ['e_above_hull', 'colour']}}, r"cannot guide on \['colour'\]"),
         ({'realize_attempts': -1}, "realize_attempts must be positive, not -1"),
         ({'spacegroups_per_job': 0}, "spacegroups_per_job must be positive, not 0"),
         ({'structures_per_job': 0}, "structures_per_job must be positive, not 0"),

@@ -15,7 +15,6 @@ from aiida.engine import ToContext, WorkChain, append_, calcfunction, while_
 from ..calculations.generate import (
     GenerateCalculation,
     validate_chemsys,
-    validate_guided,
     validate_positive,
     validate_spacegroups,
 )
@@ -135,12 +134,6 @@ class PhaseDiagramWorkChain(WorkChain):
                    help='Target energy above hull (eV/atom) the model is conditioned on.')
         spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type,
                    default=lambda: orm.Float(SamplingConfig.guidance_scale))
-        spec.input('guided', valid_type=orm.List, serializer=orm.to_aiida_type, validator=validate_guided,
-                   default=lambda: orm.List(list(SamplingConfig.guided)),
-                   help='Conditions the guidance contrasts (docs/discovery.md).')
-        spec.input('plausible', valid_type=orm.Bool, serializer=orm.to_aiida_type,
-                   default=lambda: orm.Bool(SamplingConfig.plausible),
-                   help='Redraw samples whose composition no common oxidation states balance.')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
         spec.input('realize_attempts', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
@@ -151,7 +144,9 @@ class PhaseDiagramWorkChain(WorkChain):
         spec.input('relax_memory_gib', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
                    validator=validate_memory,
                    help=f'GiB the relax jobs may use together, {RELAX_JOB_GIB} GiB each; default: this machine\'s memory.')
-        spec.expose_inputs(GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'metadata'))
+        spec.expose_inputs(
+            GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'guided', 'plausible', 'metadata')
+        )
         spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
         spec.outline(
             cls.setup,
@@ -190,7 +185,7 @@ class PhaseDiagramWorkChain(WorkChain):
             job = self.submit(
                 GenerateCalculation, **inputs, chemsys=self.inputs.chemsys, spacegroups=orm.List(spacegroups),
                 num_samples=self.inputs.num_samples, e_above_hull=self.inputs.e_above_hull, guidance=self.inputs.guidance,
-                guided=self.inputs.guided, plausible=self.inputs.plausible, steps=self.inputs.steps, seed=orm.Int(self.inputs.seed.value + index),
+                steps=self.inputs.steps, seed=orm.Int(self.inputs.seed.value + index),
             )
             self.to_context(generate=append_(job))
 
