@@ -85,7 +85,7 @@ class RelaxSettings:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f'optimizer must be one of {OPTIMIZERS}, not `{self.optimizer}`')
+            raise ValueError(f"optimizer must be {' or '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if not (math.isfinite(self.fmax) and self.fmax > 0):
             raise ValueError(f'fmax must be a positive number of eV/Å, not {self.fmax}')
         if self.steps < 0 or self.prune_after < 0:
