@@ -66,12 +66,21 @@ def structurally_valid(structure: Structure, min_distance: float = MIN_DISTANCE)
     return bool(structure.is_valid(tol=min_distance))
 
 
-def charge_balanced(composition: Composition) -> bool:
-    """Whether common oxidation states can make ``composition`` neutral; elements and alloys count as balanced."""
+def _composition(composition: Composition | str) -> Composition:
     from pymatgen.core import Composition as PymatgenComposition
 
-    composition = PymatgenComposition(composition)
-    if len(composition) == 1 or all(element.is_metal for element in composition):
+    return PymatgenComposition(composition)
+
+
+def _needs_no_ions(composition: Composition) -> bool:
+    """Elements and alloys: charge balance does not apply, so they pass every composition check."""
+    return len(composition) == 1 or all(element.is_metal for element in composition)
+
+
+def charge_balanced(composition: Composition) -> bool:
+    """Whether common oxidation states can make ``composition`` neutral; elements and alloys count as balanced."""
+    composition = _composition(composition)
+    if _needs_no_ions(composition):
         return True
     # max_sites=-1 works on the reduced formula whatever its size; a bound (say -50) makes pymatgen raise for
     # generated formulas such as Li26O25 that do not reduce below it.
@@ -97,20 +106,15 @@ def _plausible_formula(formula: str) -> bool:
 
 def composition_plausible(composition: Composition | str) -> bool:
     """Charge balance with common oxidation states, oxide, peroxide or superoxide oxygen; elements and alloys pass."""
-    from pymatgen.core import Composition as PymatgenComposition
-
-    composition = PymatgenComposition(composition)
-    if len(composition) == 1 or all(element.is_metal for element in composition):
-        return True
-    return _plausible_formula(composition.reduced_formula)
+    composition = _composition(composition)
+    return _needs_no_ions(composition) or _plausible_formula(composition.reduced_formula)
 
 
 def smact_valid(composition: Composition | str) -> bool:
     """SMACT's charge-neutrality and electronegativity screen (``smact.screening.smact_validity``, its defaults)."""
-    from pymatgen.core import Composition as PymatgenComposition
     from smact.screening import smact_validity
 
-    return bool(smact_validity(PymatgenComposition(composition).reduced_formula))
+    return bool(smact_validity(_composition(composition).reduced_formula))
 
 
 def recall(held_out: Sequence[str], samples: Sequence[Iterable[str]]) -> float:
