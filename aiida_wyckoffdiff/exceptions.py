@@ -7,6 +7,7 @@ __all__ = [
     'ConditionError',
     'ConfigurationError',
     'DataNotFoundError',
+    'ProtocolError',
     'ProtostructureError',
     'ReferenceDataError',
     'RelaxerError',
@@ -29,6 +30,10 @@ class StructureFileError(WyckoffDiffError, ValueError):
 
 class DataNotFoundError(WyckoffDiffError, FileNotFoundError):
     """The Materials Project data files are not where they were looked for."""
+
+
+class ProtocolError(WyckoffDiffError, ValueError):
+    """An unknown protocol, or an override the work chain has no input for."""
 
 
 class RelaxerError(WyckoffDiffError):

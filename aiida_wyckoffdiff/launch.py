@@ -12,63 +12,43 @@ from aiida import orm
 
 __all__ = ['phase_diagram_builder', 'run_phase_diagram_example']
 
-PAPER_SAMPLES_PER_SPACEGROUP = 64
-"""20 space groups x 64 samples = the paper's 1280 structures."""
-
 
 def phase_diagram_builder(
     chemsys: str,
     *,
     code: str = 'wyckoffdiff@localhost',
+    protocol: str | None = None,
     spacegroups: list[int] | None = None,
-    num_samples: int = 4,
-    e_above_hull: float = 0.0,
-    relaxer: str = 'chgnet',
+    num_samples: int | None = None,
+    e_above_hull: float | None = None,
+    relaxer: str | None = None,
     model_checkpoint: str | Path | None = None,
     relax_checkpoint: str | Path | None = None,
     relax_settings: dict[str, Any] | None = None,
     structures_per_job: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> Any:
-    """A ready builder of ``wyckoffdiff.phase_diagram``; checkpoints are stored once per sha256.
+    """``PhaseDiagramWorkChain.get_builder_from_protocol`` with the common overrides as keywords (``None``: the
+    protocol's value).
 
-    :param model_checkpoint: WyckoffDiff weights; default the checkpoint shipped with the package.
-    :param relax_checkpoint: weights of the potential; default those its package ships (CHGNet, SevenNet).
-    :param relax_settings: over the staged protocol (``calculations.relax.STAGED_SETTINGS``);
-        ``{'fix_symmetry': False, 'prune_above': None}`` is the free relaxation without pruning.
-    :param structures_per_job: structures per relax job (the workflow's default 64); every job runs at once, so
-        fewer, larger jobs bound the memory (a CHGNet job peaks at about 5 GiB) and the cores in use.
+    :param relax_settings: over the protocol's staged relaxation; ``{'fix_symmetry': False, 'prune_above': None}`` is
+        the free relaxation without pruning.
+    :param structures_per_job: structures per relax job; the work chain runs as many jobs at once as its memory
+        setting holds.
     """
-    from .model.checkpoint import shipped_checkpoint_path
-    from .nodes import CheckpointData
     from .workchains.phase_diagram import PhaseDiagramWorkChain
 
-    from aiida.common.exceptions import MultipleObjectsError, NotExistent
-
-    from .exceptions import WyckoffDiffError
-
-    try:
-        loaded = orm.load_code(code)
-    except (NotExistent, MultipleObjectsError) as exception:
-        raise WyckoffDiffError(f'no code {code!r} in this profile ({exception}): run `wyckoffdiff setup` first') from None
-    builder = PhaseDiagramWorkChain.get_builder()
-    builder.chemsys = chemsys
-    if spacegroups:
-        builder.spacegroups = spacegroups
-    builder.num_samples = num_samples
-    builder.e_above_hull = e_above_hull
-    builder.seed = seed
-    if structures_per_job:
-        builder.structures_per_job = structures_per_job
-    builder.generate.code = loaded
-    builder.generate.checkpoint = CheckpointData.get_or_create(model_checkpoint or shipped_checkpoint_path(), kind='wyckoffdiff')
-    builder.relax.code = loaded
-    builder.relax.relaxer = relaxer
-    if relax_checkpoint:
-        builder.relax.checkpoint = CheckpointData.get_or_create(relax_checkpoint, kind=relaxer)
+    given = {'spacegroups': spacegroups, 'num_samples': num_samples, 'e_above_hull': e_above_hull, 'seed': seed,
+             'structures_per_job': structures_per_job}
+    overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    relax = {'relaxer': relaxer} if relaxer else {}
     if relax_settings:
-        builder.relax.settings = relax_settings
-    return builder
+        relax['settings'] = relax_settings  # as given: a None in it (prune_above) means "off"
+    if relax:
+        overrides['relax'] = relax
+    return PhaseDiagramWorkChain.get_builder_from_protocol(
+        code, chemsys, protocol, overrides, model_checkpoint=model_checkpoint, relax_checkpoint=relax_checkpoint
+    )
 
 
 def run_phase_diagram_example(
@@ -81,29 +61,35 @@ def run_phase_diagram_example(
     """
     from aiida.engine import run_get_node
 
+    from .workchains.phase_diagram import PhaseDiagramWorkChain
+
     parser = argparse.ArgumentParser(description=f'{chemsys} phase diagram with aiida-wyckoffdiff')
-    parser.add_argument('--samples', type=int, default=2, help='Protostructures per space group (default 2).')
-    parser.add_argument('--paper-size', action='store_true', help=f'{PAPER_SAMPLES_PER_SPACEGROUP} per space group: 1280 in all.')
+    parser.add_argument('--protocol', choices=list(PhaseDiagramWorkChain.get_available_protocols()),
+                        default=PhaseDiagramWorkChain.get_default_protocol(),
+                        help='fast (2 per space group), balanced (16) or paper (64: 1280 in all); default fast.')
+    parser.add_argument('--samples', type=int, help="Protostructures per space group (default: the protocol's).")
     parser.add_argument('--spacegroup', type=int, action='append', help='Scan these space groups (default: top 20).')
-    parser.add_argument('--relaxer', default='chgnet', help='mattersim, chgnet or sevenn (default chgnet: works offline).')
+    parser.add_argument('--relaxer', help='mattersim, chgnet or sevenn (protocol: chgnet, which works offline).')
     parser.add_argument('--relax-checkpoint', help='Weights of the potential (required for mattersim without internet).')
-    parser.add_argument('--steps', type=int, default=150, help='Optimizer steps at most per structure (default 150).')
-    parser.add_argument('--fmax', type=float, default=0.1, help='Force criterion in eV/Å (default 0.1).')
+    parser.add_argument('--steps', type=int, help="Optimizer steps at most per structure and stage (protocol: 150).")
+    parser.add_argument('--fmax', type=float, help="Force criterion in eV/Å (protocol: 0.1).")
     parser.add_argument('--free', action='store_true',
                         help='Relax freely, without pruning, as before the staged protocol (docs/relaxation.md).')
-    parser.add_argument('--structures-per-job', type=int,
-                        help='Structures per relax job (default 64). All jobs run at once: fewer jobs, less memory.')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--structures-per-job', type=int, help="Structures per relax job (protocol: 64).")
+    parser.add_argument('--seed', type=int)
     parser.add_argument('--output', type=Path, default=results / chemsys)
     options = parser.parse_args(argv)
+    settings = {key: value for key, value in (('steps', options.steps), ('fmax', options.fmax)) if value is not None}
+    if options.free:
+        settings.update(fix_symmetry=False, prune_above=None)
     builder = phase_diagram_builder(
         chemsys,
+        protocol=options.protocol,
         spacegroups=options.spacegroup,
-        num_samples=PAPER_SAMPLES_PER_SPACEGROUP if options.paper_size else options.samples,
+        num_samples=options.samples,
         relaxer=options.relaxer,
         relax_checkpoint=options.relax_checkpoint,
-        relax_settings={'steps': options.steps, 'fmax': options.fmax,
-                        **({'fix_symmetry': False, 'prune_above': None} if options.free else {})},
+        relax_settings=settings,
         structures_per_job=options.structures_per_job,
         seed=options.seed,
     )

@@ -8,6 +8,8 @@ formation energy is computed against references from the same potential and the 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
 
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, append_, calcfunction, while_
@@ -21,6 +23,7 @@ from ..calculations.generate import (
 from ..calculations.realize import realize_protostructures
 from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation
 from ..model.config import SamplingConfig
+from .protocols import ProtocolMixin
 from .relax import RelaxBaseWorkChain
 
 __all__ = ['PhaseDiagramWorkChain', 'assemble_hull', 'elemental_reference_structures']
@@ -118,8 +121,58 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-class PhaseDiagramWorkChain(WorkChain):
+def load_code(code: orm.AbstractCode | str) -> orm.AbstractCode:
+    """A code node, or the one a label names, with the set-up command to run when it is not in the profile."""
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    from ..exceptions import WyckoffDiffError
+
+    if isinstance(code, orm.AbstractCode):
+        return code
+    try:
+        return orm.load_code(code)
+    except (NotExistent, MultipleObjectsError) as exception:
+        raise WyckoffDiffError(f'no code {code!r} in this profile ({exception}): run `wyckoffdiff setup` first') from None
+
+
+class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
     """Scan space groups of a chemical system with the model and place what survives on the convex hull."""
+
+    _protocol_file = 'phase_diagram'
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode | str,
+        chemsys: str,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        *,
+        model_checkpoint: str | Path | None = None,
+        relax_checkpoint: str | Path | None = None,
+    ) -> Any:
+        """A builder filled from ``protocols/phase_diagram.yaml``: ``fast`` (default), ``balanced`` or ``paper``.
+
+        :param code: the ``wyckoffdiff`` code (or its label), for the generate and the relax jobs.
+        :param overrides: inputs over the protocol's, nested as the ports are, e.g.
+            ``{'num_samples': 8, 'relax': {'settings': {'prune_above': None}}}``; a key that is no input is refused.
+        :param model_checkpoint: WyckoffDiff weights; default the checkpoint shipped with the package.
+        :param relax_checkpoint: weights of the potential; default those its package ships (CHGNet, SevenNet).
+        """
+        from ..model.checkpoint import shipped_checkpoint_path
+        from ..nodes import CheckpointData
+
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        code = load_code(code)
+        builder = cls.get_builder()
+        builder.chemsys = chemsys
+        builder._update(inputs)
+        builder.generate.code = code
+        builder.generate.checkpoint = CheckpointData.get_or_create(model_checkpoint or shipped_checkpoint_path(), kind='wyckoffdiff')
+        builder.relax.code = code
+        if relax_checkpoint:
+            builder.relax.checkpoint = CheckpointData.get_or_create(relax_checkpoint, kind=builder.relax.relaxer.value)
+        return builder
 
     @classmethod
     def define(cls, spec) -> None:  # noqa: ANN001 - aiida-core's spec type
