@@ -31,14 +31,18 @@ if TYPE_CHECKING:
 __all__ = [
     'HullDistance',
     'HullRow',
+    'computed_entry',
     'corrected_energy',
     'elemental_energies',
     'elemental_energies_from',
+    'elemental_entries',
     'formation_energy_per_atom',
+    'hull_entries',
     'hull_rows',
     'merge_duplicates',
     'phase_diagram',
     'reference_phase_diagram',
+    'write_entries',
 ]
 
 
@@ -48,6 +52,13 @@ def corrected_energy(structure: Structure, energy: float) -> float:
     The potentials were trained on MP's raw GGA/GGA+U energies, so the +U setting is inferred as MP chooses it:
     U on the listed transition metals in oxides and fluorides.
     """
+    processed = _mp2020_entry(structure, energy)
+    # An entry MP2020 refuses (e.g. an anion it cannot assign) keeps its raw energy rather than being lost.
+    return processed.energy if processed is not None else energy
+
+
+def _mp2020_entry(structure: Structure, energy: float, **kwargs: Any) -> Any:
+    """A ``ComputedStructureEntry`` with MP2020's named adjustments, or ``None`` where MP2020 refuses it."""
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     compatibility = _compatibility()
@@ -55,10 +66,58 @@ def corrected_energy(structure: Structure, energy: float) -> float:
     anion = next((a for a in ('F', 'O') if a in symbols), None)
     hubbards = {symbol: u for symbol, u in compatibility.u_settings.get(anion, {}).items() if symbol in symbols}
     parameters = {'run_type': 'GGA+U' if hubbards else 'GGA', 'hubbards': hubbards}
-    entry = ComputedStructureEntry(structure, energy, parameters=parameters)
-    processed = compatibility.process_entry(entry)
-    # An entry MP2020 refuses (e.g. an anion it cannot assign) keeps its raw energy rather than being lost.
-    return processed.energy if processed is not None else energy
+    return compatibility.process_entry(ComputedStructureEntry(structure, energy, parameters=parameters, **kwargs))
+
+
+def computed_entry(structure: Structure, energy: float, apply_mp2020: bool, entry_id: str, data: dict[str, Any]) -> Any:
+    """A pymatgen ``ComputedStructureEntry`` of the potential's total energy (eV), on the MP scale.
+
+    With ``apply_mp2020`` the entry carries MP2020's adjustments by name (its ``correction``); otherwise (CHGNet,
+    trained on corrected energies) the energy carries them already and ``data['mp2020_in_energy']`` says so.
+    """
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    data = {**data, 'mp2020_in_energy': not apply_mp2020}
+    if apply_mp2020 and (entry := _mp2020_entry(structure, energy, entry_id=entry_id, data=data)) is not None:
+        return entry
+    return ComputedStructureEntry(structure, energy, entry_id=entry_id, data=data)
+
+
+def elemental_entries(elemental: dict[str, float], potential: str, checkpoint_sha256: str | None = None) -> list[Any]:
+    """One ``ComputedEntry`` per element at its reference energy per atom, so that the entries of a run and these
+    make a ``PhaseDiagram`` on the potential's own scale."""
+    from pymatgen.entries.computed_entries import ComputedEntry
+
+    data = {'role': 'elemental_reference', 'potential': potential, 'checkpoint_sha256': checkpoint_sha256}
+    return [ComputedEntry(element, energy, entry_id=f'reference_{element}', data=data)
+            for element, energy in sorted(elemental.items())]
+
+
+def hull_entries(
+    rows: Sequence[HullRow],
+    structures: Sequence[Structure | None],
+    names: Sequence[str],
+    apply_mp2020: bool,
+    extra: Sequence[dict[str, Any]] | None = None,
+) -> list[Any]:
+    """The hull table as ``ComputedStructureEntry`` objects: each row with its relaxed structure and total energy, the
+    row itself (formation energy, e_above_hull, space groups, potential, duplicates) in ``data``, plus ``extra[i]``
+    (e.g. the lineage). Failed rows are left out."""
+    entries = []
+    for i, (row, structure, name) in enumerate(zip(rows, structures, names, strict=True)):
+        if structure is None or row.energy_per_atom is None:
+            continue
+        data = {'key': name, **row.as_dict(), **(extra[i] if extra else {})}
+        entries.append(computed_entry(structure, row.energy_per_atom * len(structure), apply_mp2020, name, data))
+    return entries
+
+
+def write_entries(path: Path, entries: Sequence[Any]) -> Path:
+    """``entries`` as a JSON list that ``monty.serialization.loadfn`` reads back as pymatgen entries."""
+    from monty.json import MontyEncoder
+
+    path.write_text(json.dumps(list(entries), cls=MontyEncoder, indent=1))
+    return path
 
 
 @lru_cache(maxsize=1)

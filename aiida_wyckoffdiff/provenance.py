@@ -12,7 +12,7 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
-__all__ = ['lineage', 'load_source', 'potential_e_above_hull', 'structures_of']
+__all__ = ['computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'structures_of']
 
 
 def _incoming(node: orm.Node, link_label: str) -> orm.Node | None:
@@ -111,18 +111,56 @@ def structures_of(source: orm.Node | orm.Group) -> dict[str, orm.StructureData]:
                      'hull_structures or relaxed outputs')
 
 
-def potential_e_above_hull(structure: orm.StructureData) -> float | None:
-    """The potential's e_above_hull of a relaxed structure, from the table of the phase-diagram run that made it."""
+def _table_row(structure: orm.StructureData) -> tuple[orm.WorkflowNode | None, dict[str, Any] | None]:
+    """The phase-diagram run that relaxed ``structure`` and its row of that run's table (``None``, ``None`` if none)."""
     creator, link_label = _created_as(structure)
     if creator is None or _process_name(creator) != 'wyckoffdiff.relax' or creator.caller is None:
-        return None
+        return None, None
     key = link_label.split('__', 1)[-1]
     workflow = creator.caller  # the relax_base restart wrapper, or the phase-diagram run itself
     while workflow is not None and 'table' not in workflow.outputs:
         workflow = workflow.caller
     if workflow is None:
-        return None
-    return next((row['e_above_hull'] for row in workflow.outputs.table.get_list() if row['key'] == key), None)
+        return None, None
+    return workflow, next((row for row in workflow.outputs.table.get_list() if row['key'] == key), None)
+
+
+def potential_e_above_hull(structure: orm.StructureData) -> float | None:
+    """The potential's e_above_hull of a relaxed structure, from the table of the phase-diagram run that made it."""
+    _, row = _table_row(structure)
+    return row['e_above_hull'] if row is not None else None
+
+
+def computed_entries(structures: dict[str, orm.StructureData]) -> list[Any]:
+    """Relaxed structures as pymatgen ``ComputedStructureEntry`` objects, with the elemental references of the runs
+    that made them, so that ``PhaseDiagram(entries)`` is the potential's own hull.
+
+    Each entry's ``data`` holds its row of the run's table (formation energy, e_above_hull against the MP hull, space
+    groups, potential and checkpoint, duplicates), its ``lineage``, its node's ``uuid`` and the ``run``'s. Structures
+    from several runs keep each run's references apart (``entry_id`` ``<run pk>_reference_<El>``).
+    """
+    from .hull import computed_entry, elemental_entries
+    from .potentials import RELAXERS
+
+    entries, runs = [], {}
+    for key, node in sorted(structures.items()):
+        run, row = _table_row(node)
+        if row is None:
+            raise ValueError(f'{key}: StructureData<{node.pk}> was not relaxed by a phase-diagram run, so it has no '
+                             'energy to export; export it as a structure file instead')
+        structure = node.get_pymatgen_structure()
+        data = {**row, 'lineage': lineage(node), 'uuid': node.uuid, 'run': run.uuid}
+        apply_mp2020 = not RELAXERS[row['potential']].includes_mp2020
+        entries.append(computed_entry(structure, row['energy_per_atom'] * len(structure), apply_mp2020, key, data))
+        runs[run.pk] = (run, row['potential'], row['checkpoint_sha256'])
+    for pk, (run, potential, checkpoint) in runs.items():
+        references = elemental_entries(run.outputs.elemental_energies.get_dict(), potential, checkpoint)
+        for reference in references:
+            reference.data['run'] = run.uuid
+            if len(runs) > 1:
+                reference.entry_id = f'{pk}_{reference.entry_id}'
+        entries += references
+    return entries
 
 
 def load_source(identifier: str | int | orm.Node | orm.Group) -> orm.Node | orm.Group:

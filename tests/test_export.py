@@ -53,6 +53,13 @@ def test_export_of_a_single_structure_by_pk(realized_group, tmp_path) -> None:
     assert json.loads((tmp_path / 'metadata.json').read_text())[f'node_{node.pk}.cif']['uuid'] == node.uuid
 
 
+def test_entries_need_relaxed_structures(realized_group, tmp_path) -> None:
+    """Realized, never relaxed: there is no energy to put in an entry, and the message says what to do instead."""
+    result = CliRunner().invoke(main, ['export', realized_group.label, str(tmp_path), '--format', 'entries'])
+    assert result.exit_code == 1 and 'was not relaxed by a phase-diagram run' in result.output
+    assert not (tmp_path / 'entries.json').exists()
+
+
 def test_export_of_something_else_says_what_it_is(tmp_path) -> None:
     runner = CliRunner()
     absent = runner.invoke(main, ['export', 'no/such/group', str(tmp_path)])

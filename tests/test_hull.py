@@ -183,6 +183,10 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     assert 'overlapping' in table.loc[1, 'reason']
     for name in ('hull_Li-O.png', 'hull_Li-O.html', 'symmetry_heatmap.png', 'table.json'):
         assert (tmp_path / 'hull' / name).stat().st_size > 0
+    from monty.serialization import loadfn
+
+    entries = loadfn(tmp_path / 'hull' / 'entries.json')  # the two that relaxed, then the Li and O references
+    assert [e.entry_id for e in entries][-2:] == ['reference_Li', 'reference_O'] and len(entries) == len(table) - 1 + 2
     # A file an interrupted run left behind: its finished structures are placed, with a warning saying so.
     interrupted = tmp_path / 'interrupted.jsonl'
     lines = relaxed.read_text().splitlines()
@@ -192,6 +196,35 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     assert result.exit_code == 0, result.output
     assert 'interrupted relax run: only its 1 finished structures are placed' in result.output
     assert len(pd.read_csv(tmp_path / 'partial' / 'table.csv')) == 1
+
+
+def test_entries_make_the_rows_phase_diagram(tmp_path, chgnet, elemental, li2o, rutile):  # noqa: F811
+    """The exported ComputedStructureEntry objects with the elemental ones give each row's formation energy back in
+    pymatgen's PhaseDiagram, read from the file; with MP2020 applied the oxide correction is a named adjustment."""
+    from monty.serialization import loadfn
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+    from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
+
+    from aiida_wyckoffdiff.hull import elemental_entries, hull_entries, write_entries
+
+    outcomes = relax_structures([li2o, rutile], chgnet)
+    structures = [o.structure for o in outcomes]
+    for apply_mp2020 in (False, True):
+        rows = hull_rows(outcomes, elemental, ['A2B_cF12_225_c_a:Li-O', None], apply_mp2020=apply_mp2020)
+        entries = hull_entries(rows, structures, ['li2o', 'rutile'], apply_mp2020, extra=[{'lineage': ['x']}, {}])
+        path = write_entries(tmp_path / f'entries_{apply_mp2020}.json', entries + elemental_entries(elemental, 'chgnet'))
+        loaded = loadfn(path)
+        assert [type(e) for e in loaded] == [ComputedStructureEntry] * 2 + [ComputedEntry] * 3
+        assert loaded[0].data['label_requested'] == 'A2B_cF12_225_c_a:Li-O' and loaded[0].data['lineage'] == ['x']
+        assert loaded[0].data['mp2020_in_energy'] is not apply_mp2020
+        assert loaded[0].uncorrected_energy == pytest.approx(rows[0].energy_per_atom * len(structures[0]))
+        diagram = PhaseDiagram(loaded)
+        for entry, row in zip(loaded[:2], rows):
+            assert diagram.get_form_energy_per_atom(entry) == pytest.approx(row.formation_energy_per_atom, abs=1e-6)
+        oxide = [a for a in loaded[0].energy_adjustments if 'oxide' in a.name]
+        assert bool(oxide) is apply_mp2020
+        if apply_mp2020:
+            assert loaded[0].correction == pytest.approx(-0.687 * structures[0].composition['O'], abs=0.01)
 
 
 def test_structures_that_relax_to_one_are_one_candidate(chgnet, elemental, li2o, rutile):  # noqa: F811

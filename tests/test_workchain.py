@@ -82,6 +82,23 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     # The DFT hand-off starts from the run's hull structures and finds the potential's e_above_hull of each.
     assert {key: n.pk for key, n in structures_of(node).items()} == {key: n.pk for key, n in hull.items()}
     assert potential_e_above_hull(structure) == relaxed[0]['e_above_hull']
+    # The hull structures as pymatgen entries with the run's references: PhaseDiagram reads them as they are.
+    from click.testing import CliRunner
+    from monty.serialization import loadfn
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+    from aiida_wyckoffdiff.cli import main
+
+    result = CliRunner().invoke(main, ['export', str(node.pk), str(tmp_path / 'entries'), '--format', 'entries'])
+    assert result.exit_code == 0, result.output
+    entries = loadfn(tmp_path / 'entries' / 'entries.json')
+    generated = {entry.entry_id: entry for entry in entries if 'lineage' in entry.data}
+    assert set(generated) == set(hull) and {e.entry_id for e in entries} - set(hull) == {'reference_Li', 'reference_O'}
+    rows = {row['key']: row for row in table}
+    diagram = PhaseDiagram(entries)
+    for key, entry in generated.items():
+        assert entry.data['e_above_hull'] == rows[key]['e_above_hull'] and entry.data['run'] == node.uuid
+        assert diagram.get_form_energy_per_atom(entry) == pytest.approx(rows[key]['formation_energy_per_atom'], abs=1e-6)
 
 
 def test_corrupt_checkpoint_fails_cleanly(code, tmp_path) -> None:

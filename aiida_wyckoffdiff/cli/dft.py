@@ -11,6 +11,8 @@ from .base import main
 
 EXPORT_FORMATS = {'cif': 'cif', 'poscar': 'vasp', 'extxyz': 'extxyz'}
 """Format name on the command line -> ASE's name for it, which is also the file suffix."""
+ENTRIES_FORMAT = 'entries'
+"""``--format entries``: one ``entries.json`` of pymatgen ``ComputedStructureEntry`` objects instead of files."""
 
 
 def _load_profile(profile_name: str | None):  # -> aiida.manage.configuration.Profile
@@ -81,16 +83,19 @@ def dft_setup(
 @main.command()
 @click.argument('identifier', metavar='GROUP_OR_NODE')
 @click.argument('directory', type=click.Path(file_okay=False, path_type=Path))
-@click.option('--format', 'file_format', type=click.Choice(sorted(EXPORT_FORMATS)), default='cif', show_default=True)
+@click.option('--format', 'file_format', type=click.Choice([*sorted(EXPORT_FORMATS), ENTRIES_FORMAT]), default='cif',
+              show_default=True, help='A structure file each, or entries: pymatgen ComputedStructureEntry JSON.')
 @click.option('--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
 def export(identifier: str, directory: Path, file_format: str, profile_name: str | None) -> None:
     """Write the structures of GROUP_OR_NODE to DIRECTORY, with their lineage in DIRECTORY/metadata.json.
 
     GROUP_OR_NODE is a group label, a phase-diagram run (its hull structures), a dft_hull run (its relaxed
     structures) or a structure, by pk or UUID. The files feed any DFT code; metadata.json says, for each file, the
-    node it came from and the conditions, seed, weights and relaxer behind it.
+    node it came from and the conditions, seed, weights and relaxer behind it. ``--format entries`` writes
+    DIRECTORY/entries.json instead: pymatgen ComputedStructureEntry objects (energy, MP2020 correction, the table row
+    and lineage in ``data``) with the runs' elemental references, which ``PhaseDiagram`` reads as they are.
     """
-    from ..provenance import lineage, load_source, structures_of
+    from ..provenance import computed_entries, lineage, load_source, structures_of
 
     _load_profile(profile_name)
     try:
@@ -100,6 +105,17 @@ def export(identifier: str, directory: Path, file_format: str, profile_name: str
     if not structures:
         raise click.ClickException(f'{identifier!r} holds no structure')
     directory.mkdir(parents=True, exist_ok=True)
+    if file_format == ENTRIES_FORMAT:
+        from ..hull import write_entries
+
+        try:
+            entries = computed_entries(structures)
+        except ValueError as exception:
+            raise click.ClickException(str(exception)) from None
+        path = write_entries(directory / 'entries.json', entries)
+        click.echo(f'wrote {len(structures)} structure entries and {len(entries) - len(structures)} elemental '
+                   f'references to {path}')
+        return
     metadata = {}
     for key, node in sorted(structures.items()):
         filename = f'{key}.{EXPORT_FORMATS[file_format]}'

@@ -19,9 +19,10 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
     """Place the structures of RELAXED.jsonl (from ``wyckoffdiff relax``) on the MP convex hulls.
 
     Elemental references are relaxed with the same potential, whose checkpoint must hash to the one recorded in
-    RELAXED.jsonl. Writes table.csv, table.json, a hull plot per two- or three-element system and the symmetry heatmap.
+    RELAXED.jsonl. Writes table.csv, table.json, a hull plot per two- or three-element system, the symmetry heatmap and
+    entries.json: the table as pymatgen ComputedStructureEntry objects with the elemental references.
     """
-    from ..hull import elemental_energies, hull_rows, merge_duplicates
+    from ..hull import elemental_energies, elemental_entries, hull_entries, hull_rows, merge_duplicates, write_entries
     from ..plots import write_report
     from ..potentials import load_potential
     from ..references import known_elements
@@ -49,8 +50,12 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
     elemental = elemental_energies(potential, sorted(elements & known_elements()))
     requested = [s.get('label_requested') for s in document['structures']]
     rows = hull_rows(outcomes, elemental, requested, apply_mp2020=not potential.includes_mp2020)
-    merge_duplicates(rows, [outcome.structure for outcome in outcomes], [str(outcome.index) for outcome in outcomes])
+    structures, names = [outcome.structure for outcome in outcomes], [str(outcome.index) for outcome in outcomes]
+    merge_duplicates(rows, structures, names)
     written = write_report(rows, elemental, output_dir)
+    entries = hull_entries(rows, structures, names, apply_mp2020=not potential.includes_mp2020)
+    entries += elemental_entries(elemental, potential.name, potential.checkpoint_sha256)
+    written.append(write_entries(output_dir / 'entries.json', entries))
     for row in rows:
         if row.reason:
             click.echo(f'structure {row.index} ({row.formula or "-"}): {row.reason}', err=True)
