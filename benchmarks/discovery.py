@@ -16,8 +16,9 @@ distributions to the test split, SMACT validity, plausible composition (peroxide
 uniqueness and novelty against the training labels, and CPU seconds.
 
 Outcome level, per chemical system (Li-O, Ti-O and binaries whose structures all lie in the test split): samples
-cycle over the 20 most frequent training space groups at e_above_hull = 0, are realized with PyXtal and relaxed
-cheaply with CHGNet (FIRE, ``--relax-steps``), and placed on the Materials Project hull. Reported: distinct
+cycle over the 20 most frequent training space groups at e_above_hull = 0, are realized with PyXtal, relaxed with
+CHGNet as the workflow's relax jobs do (``relax.relax_all``, the staged protocol with pruning; ``--relax-steps`` per
+stage, ``--free`` for the old free relaxation) and placed on the Materials Project hull. Reported: distinct
 structures within 0.1 eV/atom of the MP hull ("hits", distinct by the relaxed structure's label) per 100 samples
 and per core-minute (CPU time of generation, realization and relaxation summed over processes), and the MP hull
 phases of the system regenerated (training-split and test-split phases apart). Counts are small: each hit count
@@ -36,7 +37,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -248,37 +248,25 @@ def generation_level(context: Context, generator: Generator, requests: list, per
     return result
 
 
-# --- outcome level: realize and relax in worker processes that load the potential once -----------------------
-
-_POTENTIAL = None
+# --- outcome level: realize here, relax with the pipeline's own relax_all on worker processes ---------------
 
 
-def _load_worker(relaxer: str) -> None:
-    import torch
-
-    from aiida_wyckoffdiff.potentials import load_potential
-
-    global _POTENTIAL
-    torch.set_num_threads(1)
-    warnings.simplefilter('ignore')
-    _POTENTIAL = load_potential(relaxer)
-
-
-def _realize_and_relax(task: tuple[Any, int, Any]) -> tuple[dict[str, Any] | None, str | None, float]:
-    """One candidate to a relaxed outcome dict; returns (outcome, failure reason, CPU seconds of this task)."""
+def _realized(candidates: list, seed: int) -> tuple[list, Counter]:
+    """Structures of the candidates (protostructures realized with PyXtal, structures as they are) and why others
+    could not be realized."""
     from aiida_wyckoffdiff.realize import realize
-    from aiida_wyckoffdiff.relax import relax_structures
     from aiida_wyckoffdiff.symmetry import Protostructure
 
-    candidate, seed, settings = task
-    started = time.process_time()
-    if isinstance(candidate, Protostructure):
-        realized = realize(candidate, seed=seed)
-        if not realized.ok:
-            return None, realized.reason, time.process_time() - started
-        candidate = realized.structure
-    outcome = relax_structures([candidate], _POTENTIAL, settings)[0]
-    return outcome.as_dict(), outcome.reason, time.process_time() - started
+    structures, failures = [], Counter()
+    for index, candidate in enumerate(candidates):
+        if isinstance(candidate, Protostructure):
+            result = realize(candidate, seed=seed + index)
+            if not result.ok:
+                failures[(result.reason or 'failed').split(' (')[0][:60]] += 1
+                continue
+            candidate = result.structure
+        structures.append(candidate)
+    return structures, failures
 
 
 def hull_phases(chemsys: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -309,34 +297,37 @@ def outcome_level(
     generator: Generator,
     chemsys: tuple[str, ...],
     num_samples: int,
-    pool: ProcessPoolExecutor,
+    potential: Any,
     settings: Any,
     elemental: dict[str, float],
-    apply_mp2020: bool,
+    workers: int,
 ) -> dict[str, Any]:
+    """Generate, realize, relax (``relax.relax_all``, as the workflow's relax jobs do) and place on the MP hull.
+
+    Core-minutes are the CPU time of this process and of the relax workers, which end (and are counted) with each
+    ``relax_all`` call; the workers' start, loading the potential, is in it too, as it is in a relax job.
+    """
     from aiida_wyckoffdiff.data import training_spacegroups
-    from aiida_wyckoffdiff.hull import hull_rows
-    from aiida_wyckoffdiff.relax import RelaxOutcome
+    from aiida_wyckoffdiff.hull import hull_rows, merge_duplicates
+    from aiida_wyckoffdiff.relax import relax_all
     from aiida_wyckoffdiff.symmetry import structure_label
 
     started = cpu_seconds()
     wall = time.perf_counter()
     candidates, _ = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
     generate_seconds = cpu_seconds() - started
-    tasks = [(candidate, context.seed + index, settings) for index, candidate in enumerate(candidates)]
-    outcomes, failures, worker_seconds = [], Counter(), 0.0
-    for index, (outcome, reason, seconds) in enumerate(pool.map(_realize_and_relax, tasks)):
-        worker_seconds += seconds
-        if outcome is None:
-            failures[(reason or 'failed').split(' (')[0][:60]] += 1
-            continue
-        outcome['index'] = index
-        outcomes.append(RelaxOutcome.from_dict(outcome))
-    rows = hull_rows([o for o in outcomes if o.ok], elemental, apply_mp2020=apply_mp2020)
-    core_minutes = (cpu_seconds() - started + worker_seconds) / 60
+    structures, failures = _realized(candidates, context.seed)
+    run = relax_all(structures, potential, settings, workers=workers, elemental=elemental) if structures else None
+    outcomes = [o for o in run.outcomes if o.ok] if run else []
+    for outcome in (run.outcomes if run else []):
+        if not outcome.ok:
+            failures[(outcome.reason or 'failed').split(' (')[0][:60]] += 1
+    rows = hull_rows(outcomes, elemental, apply_mp2020=not potential.includes_mp2020)
+    merge_duplicates(rows, [o.structure for o in outcomes], [str(i) for i in range(len(outcomes))])
+    core_minutes = (cpu_seconds() - started) / 60
     relaxed_labels, hits = set(), set()
     energies = []
-    for outcome, row in zip([o for o in outcomes if o.ok], rows, strict=True):
+    for outcome, row in zip(outcomes, rows, strict=True):
         if row.e_above_hull is None:
             continue
         energies.append(row.e_above_hull)
@@ -356,6 +347,8 @@ def outcome_level(
         'chemsys': '-'.join(chemsys),
         'samples': len(candidates),
         'relaxed': len(energies),
+        'pruned': sum(o.pruned is not None for o in outcomes),
+        'duplicates': sum(row.duplicate_of is not None for row in rows),
         'failures': dict(failures),
         'hits': len(hits),
         'hits_interval_90': [round(low, 1), round(high, 1)],
@@ -452,7 +445,8 @@ def main() -> None:
     parser.add_argument('--test-only-systems', type=int, default=1)
     parser.add_argument('--size-samples', type=int, default=64, help='Samples per system of the cell-size table.')
     parser.add_argument('--samples', type=int, default=40, help='Samples per system and generator (outcome level).')
-    parser.add_argument('--relax-steps', type=int, default=40)
+    parser.add_argument('--relax-steps', type=int, default=150, help='Steps per stage of the staged relaxation.')
+    parser.add_argument('--free', action='store_true', help='Free relaxation without pruning (the old protocol).')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--dataset', type=Path, help='Dataset file [default: the cache; built when absent].')
@@ -462,6 +456,7 @@ def main() -> None:
     if arguments.quick:
         arguments.requests, arguments.per_request, arguments.samples, arguments.size_samples = 3, 2, 4, 4
         arguments.systems, arguments.test_only_systems, arguments.relax_steps = ['Li-O'], 0, 5
+        arguments.workers = 1
     generation = arguments.generation or (
         ['model:g=2,guided=e_above_hull', TODAY, 'random', 'substitution']
         if arguments.quick
@@ -536,31 +531,32 @@ def main() -> None:
     if 'outcome' in arguments.levels:
         from aiida_wyckoffdiff.hull import elemental_energies
         from aiida_wyckoffdiff.potentials import load_potential
-        from aiida_wyckoffdiff.relax import RelaxSettings
+        from aiida_wyckoffdiff.relax import STAGED, RelaxSettings
 
         systems = [tuple(s.split('-')) for s in arguments.systems]
         systems += test_only_systems(context, arguments.test_only_systems)
-        settings = RelaxSettings(fmax=0.1, steps=arguments.relax_steps)
+        settings = replace(STAGED, steps=arguments.relax_steps)
+        if arguments.free:
+            settings = replace(settings, fix_symmetry=False, prune_above=None)
         potential = load_potential('chgnet')
         elements = sorted({e for system in systems for e in system})
-        elemental = elemental_energies(potential, elements, replace(settings, steps=300))
+        elemental = elemental_energies(potential, elements, RelaxSettings(fmax=0.1, steps=300))
         rows = []
-        with ProcessPoolExecutor(arguments.workers, initializer=_load_worker, initargs=('chgnet',)) as pool:
-            for system in systems:
-                for name in outcome:
-                    rows.append(
-                        outcome_level(
-                            context, as_generator(name), system, arguments.samples, pool, settings, elemental,
-                            not potential.includes_mp2020,
-                        )
-                    )
-                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-                    document['outcome'] = rows
-                    arguments.output.write_text(json.dumps(document, indent=1) + '\n')
-        print(f'\n## Outcome level: {arguments.samples} samples per system, CHGNet {arguments.relax_steps} FIRE steps\n')
+        for system in systems:
+            for name in outcome:
+                rows.append(
+                    outcome_level(context, as_generator(name), system, arguments.samples, potential, settings,
+                                  elemental, arguments.workers)
+                )
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                document['outcome'] = rows
+                arguments.output.write_text(json.dumps(document, indent=1) + '\n')
+        protocol = 'free' if arguments.free else 'staged, pruned'
+        print(f'\n## Outcome level: {arguments.samples} samples per system, CHGNet {protocol}, '
+              f'{arguments.relax_steps} FIRE steps a stage\n')
         print_table(
             rows,
-            ['chemsys', 'generator', 'samples', 'relaxed', 'hits', 'hits_interval_90', 'hits_per_100_samples',
+            ['chemsys', 'generator', 'samples', 'relaxed', 'pruned', 'hits', 'hits_interval_90', 'hits_per_100_samples',
              'core_minutes', 'hits_per_core_minute', 'median_e_above_hull', 'hull_phases_found', 'hit_formulas'],
         )
     document['load_average_end'] = os.getloadavg()
