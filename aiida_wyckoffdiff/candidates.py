@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .relax import RelaxSettings, evaluate_structures, relax_structures
+from .relax import RelaxSettings, evaluate_structures, relax_all
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .potentials import LoadedPotential
     from .symmetry import Protostructure
 
-__all__ = ['Choice', 'choose_realizations']
+__all__ = ['Choice', 'choose_among', 'choose_realizations']
 
 #: A short pre-relaxation: positions and cell under FixSymmetry, loose forces, few steps.
 PRERELAX = RelaxSettings(fmax=0.2, steps=30, fix_symmetry=True)
@@ -28,12 +28,44 @@ PRERELAX = RelaxSettings(fmax=0.2, steps=30, fix_symmetry=True)
 
 @dataclass
 class Choice:
-    """The chosen starting structure of one protostructure, with every candidate's score (eV/atom, ``None``: failed)."""
+    """The chosen starting structure of one protostructure, with every candidate's score (eV/atom, ``None``: failed)
+    and which candidate it was (``chosen``, a position among the scores)."""
 
-    protostructure: Protostructure
+    protostructure: Protostructure | None = None
     structure: Structure | None = None
     scores: list[float | None] = field(default_factory=list)
     reason: str | None = None
+    chosen: int | None = None
+
+
+def choose_among(
+    groups: Sequence[Sequence[Structure]],
+    potential: LoadedPotential,
+    prerelax: RelaxSettings | None = PRERELAX,
+    workers: int = 1,
+) -> list[Choice]:
+    """The lowest-energy structure of each group of candidates, after a short pre-relaxation of all of them
+    (``prerelax``, one structure per model call on ``workers`` processes as ``relax_all`` does; ``None``: batched
+    single-point energies). The chosen structure is the pre-relaxed one."""
+    pool = [(i, structure) for i, group in enumerate(groups) for structure in group]
+    structures = [structure for _, structure in pool]
+    if prerelax is None:
+        scores = evaluate_structures(structures, potential)
+    else:
+        outcomes = relax_all(structures, potential, prerelax, workers=workers).outcomes if structures else []
+        scores = [o.energy_per_atom for o in outcomes]
+        structures = [o.structure if o.structure is not None else s for o, s in zip(outcomes, structures)]
+    choices = [Choice() for _ in groups]
+    best: dict[int, float] = {}
+    for (i, _), structure, score in zip(pool, structures, scores):
+        if score is not None and score < best.get(i, float('inf')):
+            best[i] = score
+            choices[i].structure, choices[i].chosen = structure, len(choices[i].scores)
+        choices[i].scores.append(score)
+    for choice in choices:
+        if choice.structure is None:
+            choice.reason = f'no candidate could be evaluated by the {potential.name} potential'
+    return choices
 
 
 def choose_realizations(
@@ -43,42 +75,33 @@ def choose_realizations(
     seed: int = 0,
     prerelax: RelaxSettings | None = PRERELAX,
     attempts: int = 100,
+    workers: int = 1,
 ) -> list[Choice]:
     """Realize ``candidates`` structures per protostructure and keep the lowest-energy one.
 
-    All candidates of all protostructures are scored in one batched call, so the model runs on full batches.
+    All candidates of all protostructures are pre-relaxed together (:func:`choose_among`).
 
     :param candidates: K, realizations per protostructure; 1 reproduces a single random realization.
     :param seed: candidate ``k`` of protostructure ``i`` uses seed ``seed + i * candidates + k``.
     :param prerelax: settings of the pre-relaxation; ``None`` scores by single-point energy instead.
     :param attempts: realization attempts per candidate.
+    :param workers: processes of the pre-relaxation.
     """
     from .realize import realize
 
-    pool: list[tuple[int, Structure]] = []
+    groups: list[list[Structure]] = []
     reasons: dict[int, str] = {}
     for i, protostructure in enumerate(protostructures):
+        groups.append([])
         for k in range(candidates):
             result = realize(protostructure, attempts=attempts, seed=seed + i * candidates + k)
             if result.ok:
-                pool.append((i, result.structure))
+                groups[i].append(result.structure)
             else:
                 reasons[i] = result.reason or 'realization failed'
-    structures = [structure for _, structure in pool]
-    if prerelax is None:
-        scores = evaluate_structures(structures, potential)
-    else:
-        outcomes = relax_structures(structures, potential, prerelax)
-        scores = [o.energy_per_atom for o in outcomes]
-        structures = [o.structure if o.structure is not None else s for o, s in zip(outcomes, structures)]
-    choices = [Choice(p) for p in protostructures]
-    best: dict[int, float] = {}
-    for (i, _), structure, score in zip(pool, structures, scores):
-        choices[i].scores.append(score)
-        if score is not None and score < best.get(i, float('inf')):
-            best[i] = score
-            choices[i].structure = structure
-    for i, choice in enumerate(choices):
-        if choice.structure is None:
-            choice.reason = reasons.get(i, f'no candidate could be evaluated by the {potential.name} potential')
+    choices = choose_among(groups, potential, prerelax, workers)
+    for i, (protostructure, choice) in enumerate(zip(protostructures, choices)):
+        choice.protostructure = protostructure
+        if not groups[i]:
+            choice.reason = reasons[i]
     return choices

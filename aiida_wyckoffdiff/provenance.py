@@ -61,7 +61,10 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             step['checkpoint_sha256'] = results.get('checkpoint_sha256')
             step['settings'] = results.get('settings')
             step['result'] = results.get('structures', {}).get(key)
-            current = creator.inputs.structures[key]
+            chosen = (step['result'] or {}).get('chosen') or key  # one of several candidates, where there were
+            if chosen != key:
+                step.update(chosen=chosen, candidate_scores=step['result'].get('candidate_scores'))
+            current = creator.inputs.alternatives[chosen] if chosen != key else creator.inputs.structures[key]
         elif name == 'wyckoffdiff.realize':
             report = {entry.get('output'): entry for entry in creator.outputs.report.get_list()}
             entry = report.get(link_label, {})

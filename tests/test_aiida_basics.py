@@ -51,6 +51,22 @@ def test_realize_calcfunction_records_structures_and_rejections() -> None:
     assert node.inputs.seed.value == 0
 
 
+def test_realize_calcfunction_draws_candidates_with_other_seeds() -> None:
+    """K = 3: three realizations per label (the first as the K = 1 run draws it), the others named after it."""
+    realize = CalculationFactory('wyckoffdiff.realize')
+    labels = orm.List([SPINEL_LABEL, 'A_aP1_1_a:Li'])
+    single, _ = run_get_node(realize, batch_0=labels, seed=orm.Int(0), attempts=orm.Int(3))
+    outputs, node = run_get_node(realize, batch_0=labels, seed=orm.Int(0), attempts=orm.Int(3), candidates=orm.Int(3))
+    report = outputs['report'].get_list()
+    assert report[0]['alternatives'] == ['structure_00000_c1', 'structure_00000_c2'] and 'alternatives' not in report[1]
+    assert set(outputs) == {'report', 'structure_00000', 'structure_00000_c1', 'structure_00000_c2'}
+    spinels = [outputs[name].get_pymatgen_structure() for name in ('structure_00000', *report[0]['alternatives'])]
+    assert all(structure_label(s) == SPINEL_LABEL for s in spinels)
+    assert spinels[0].lattice.abc == single['structure_00000'].get_pymatgen_structure().lattice.abc
+    assert len({round(s.lattice.a, 6) for s in spinels}) == 3  # different free parameters, not one draw thrice
+    assert node.inputs.candidates.value == 3
+
+
 def test_identical_rerun_is_a_cache_hit() -> None:
     realize = CalculationFactory('wyckoffdiff.realize')
     inputs = {'batch_0': orm.List([SPINEL_LABEL]), 'seed': orm.Int(5), 'attempts': orm.Int(10)}

@@ -81,6 +81,23 @@ def test_relax_writes_exact_structures(code, tmp_path) -> None:
     assert written.matches(li2o) and len(written) == len(li2o)
 
 
+def test_relax_alternatives_are_written_beside_their_structure(code, tmp_path) -> None:
+    li2o = Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.61), ['Li', 'O'], [[0.25, 0.25, 0.25], [0, 0, 0]])
+    node = orm.StructureData(pymatgen=li2o)
+    inputs = {'code': code, 'structures': {'li2o': node, 'li': orm.StructureData(pymatgen=li2o)},
+              'alternatives': {'li2o_c1': node, 'li2o_c2': node}}
+    _, calcinfo = prepare('wyckoffdiff.relax', inputs, tmp_path)
+    params = calcinfo.codes_info[0].cmdline_params
+    assert params[params.index('--alternatives') + 1] == 'alternatives.json'
+    assert json.loads((tmp_path / 'alternatives.json').read_text()) == {
+        'structures/li2o.json': ['alternatives/li2o_c1.json', 'alternatives/li2o_c2.json']
+    }
+    assert (tmp_path / 'alternatives' / 'li2o_c2.json').is_file()
+    orphan = {**inputs, 'alternatives': {'rutile_c1': node, 'li2o_x': node}}
+    with pytest.raises(ValueError, match=r"alternatives \['li2o_x', 'rutile_c1'\] belong to no structure"):
+        prepare('wyckoffdiff.relax', orphan, tmp_path / 'orphan')
+
+
 def test_relax_refuses_unknown_settings(code, tmp_path) -> None:
     li = Structure(Lattice.cubic(3.5), ['Li', 'Li'], [[0, 0, 0], [0.5, 0.5, 0.5]])
     inputs = {'code': code, 'structures': {'li': orm.StructureData(pymatgen=li)}, 'settings': {'fmx': 0.1}}

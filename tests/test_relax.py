@@ -309,3 +309,34 @@ def test_model_batches_are_bounded_by_atoms_and_structures(checkpoint):
     potential.batch_atoms = 10
     cells = [Atoms('Ar' * n) for n in (4, 4, 4, 12, 1, 1, 1, 1, 1)]
     assert [[len(a) for a in batch] for batch in _model_batches(potential, cells)] == [[4, 4], [4], [12], [1, 1, 1, 1], [1]]
+
+
+def test_cli_relaxes_the_lowest_of_a_structure_and_its_alternatives(tmp_path, li2o):  # noqa: F811
+    """Li2O as anti-CdI2 layers (P-3m1) and as antifluorite: after the pre-relaxation, which keeps each one's group,
+    the antifluorite is 0.11 eV/atom lower, so it is the one relaxed, under the first one's input; both scores and
+    the choice are in the results."""
+    import json
+
+    from click.testing import CliRunner
+
+    from pymatgen.core import Lattice, Structure
+
+    from aiida_wyckoffdiff.cli import main
+    from aiida_wyckoffdiff.results_file import read_results
+
+    layers = Structure.from_spacegroup(164, Lattice.hexagonal(3.2, 4.6), ['O', 'Li'], [[0, 0, 0], [1 / 3, 2 / 3, 0.27]])
+    layers.to(filename=str(tmp_path / 'first.cif'))
+    li2o.to(filename=str(tmp_path / 'first_c1.cif'))
+    (tmp_path / 'alternatives.json').write_text(json.dumps({str(tmp_path / 'first.cif'): [str(tmp_path / 'first_c1.cif')]}))
+    output = tmp_path / 'relaxed.jsonl'
+    arguments = ['relax', str(tmp_path / 'first.cif'), '--alternatives', str(tmp_path / 'alternatives.json'),
+                 '--steps', '5', '--workers', '1', '--output', str(output)]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    (entry,) = read_results(output.read_text())['structures']
+    assert entry["candidates"] == ["first", "first_c1"] and entry["chosen"] == "first_c1", entry["candidate_scores"]
+    layers_score, antifluorite_score = entry['candidate_scores']
+    assert antifluorite_score < layers_score - 0.05
+    (tmp_path / 'bad.json').write_text(json.dumps({'other.cif': [str(tmp_path / 'first_c1.cif')]}))
+    bad = CliRunner().invoke(main, [*arguments[:2], '--alternatives', str(tmp_path / 'bad.json')])
+    assert bad.exit_code == 2 and 'other.cif is not one of the INPUTs' in bad.output

@@ -29,6 +29,7 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
                                     relax_settings=SMALL_RELAXATION, structures_per_job=4)
     builder.hull_tolerance = 2.0  # eV/atom: wide, so that a short relaxation still leaves hull structures to check
     builder.relax_memory_gib = RELAX_JOB_GIB  # memory for one relax job at a time
+    builder.candidates = 2  # two realizations of each protostructure; each job keeps the lower after pre-relaxing
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     table = node.outputs.table.get_list()
@@ -46,6 +47,10 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance and not row['duplicate_of']}
     # The default is the staged protocol: a symmetric stage first, for every structure, recorded per job.
     results = [job.outputs.results['structures'] for job in relax_batches]
+    # Each protostructure's two candidates went to the same job, which recorded both scores and its choice.
+    generated = {key: result for batch in results for key, result in batch.items() if not key.startswith('reference_')}
+    pairs = {key: result for key, result in generated.items() if len(result.get('candidate_scores', [])) == 2}
+    assert pairs and all(result['chosen'] in (key, f'{key}_c1') for key, result in pairs.items()), generated
     assert all(result['stages'][0]['fix_symmetry'] for batch in results for key, result in batch.items()
                if not key.startswith('reference_') and result['stages']), results
     assert any(name.endswith('_png') for name in node.outputs.plots) and 'energy_distribution_png' in node.outputs.plots
@@ -56,6 +61,9 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     key = relaxed[0]['key']
     structure = next(job.outputs.relaxed[key] for job in node.called if 'relaxed' in job.outputs and key in job.outputs.relaxed)
     steps = {step['process']: step for step in lineage(structure)}
+    chosen = generated[key].get('chosen', key)
+    assert steps['wyckoffdiff.realize']['output'] == chosen  # the lineage goes through the candidate relaxed
+    assert steps['wyckoffdiff.relax'].get('chosen', key) == chosen
     assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
     assert steps['wyckoffdiff.realize']['label'] == relaxed[0]['label_requested']
     generate = steps['wyckoffdiff.generate']

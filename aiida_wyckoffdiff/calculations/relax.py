@@ -11,7 +11,7 @@ from ..nodes import CheckpointData, validate_checkpoint
 from ..relax import STAGED, RelaxSettings
 from .base import WyckoffDiffCalculation
 
-__all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'failed_structures']
+__all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'alternative_of', 'failed_structures']
 
 RELAX_SETTINGS_DEFAULTS = {
     'optimizer': 'FIRE', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'free_within': None,
@@ -61,6 +61,21 @@ def validate_structures(value: dict, _: object) -> str | None:
     return None if value else 'give at least one structure to relax'
 
 
+def alternative_of(key: str) -> str:
+    """The structure key an ``alternatives`` key belongs to: ``structure_00012_c2`` -> ``structure_00012``."""
+    head, _, tail = key.rpartition('_c')
+    return head if head and tail.isdigit() else ''
+
+
+def validate_inputs(inputs: dict, _: object) -> str | None:
+    """Every alternative names a structure of the job (``<key>_c<k>``), so none is silently left out."""
+    structures = inputs.get('structures', {})
+    orphans = sorted(key for key in inputs.get('alternatives', {}) if alternative_of(key) not in structures)
+    if orphans:
+        return f'alternatives {orphans} belong to no structure: name them <structure key>_c<k>'
+    return None
+
+
 class RelaxCalculation(WyckoffDiffCalculation):
     """Run ``wyckoffdiff relax`` on every input structure; one relaxed StructureData per success.
 
@@ -78,6 +93,8 @@ class RelaxCalculation(WyckoffDiffCalculation):
     FILENAME_RESULTS = 'results.jsonl'
 
     STRUCTURES_FOLDER = 'structures'
+    ALTERNATIVES_FOLDER = 'alternatives'
+    FILENAME_ALTERNATIVES = 'alternatives.json'
     TRAJECTORY_FOLDER = 'trajectories'
     FILENAME_CHECKPOINT = 'potential.ckpt'
 
@@ -87,6 +104,10 @@ class RelaxCalculation(WyckoffDiffCalculation):
         spec.inputs['metadata']['options']['parser_name'].default = 'wyckoffdiff.relax'
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, validator=validate_structures,
                              help='The structures to relax; output keys repeat these keys.')
+        spec.input_namespace('alternatives', valid_type=orm.StructureData, dynamic=True, required=False,
+                             help='Other candidates of a structure, keyed <structure key>_c<k>: all are pre-relaxed '
+                                  '(30 FixSymmetry steps) and the lowest is relaxed under the structure\'s key.')
+        spec.inputs.validator = validate_inputs
         spec.input('relaxer', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('chgnet'),
                    validator=validate_relaxer, help='Interatomic potential: mattersim, chgnet or sevenn.')
         spec.input('checkpoint', valid_type=CheckpointData, validator=validate_checkpoint, required=False,
@@ -113,11 +134,22 @@ class RelaxCalculation(WyckoffDiffCalculation):
             with folder.open(name, 'w') as handle:
                 json.dump(structure.get_pymatgen_structure().as_dict(), handle)
             files.append(name)
+        alternatives: dict[str, list[str]] = {}
+        for key, structure in sorted(self.inputs.get('alternatives', {}).items()):
+            name = f'{self.ALTERNATIVES_FOLDER}/{key}.json'
+            folder.get_subfolder(self.ALTERNATIVES_FOLDER, create=True)
+            with folder.open(name, 'w') as handle:
+                json.dump(structure.get_pymatgen_structure().as_dict(), handle)
+            alternatives.setdefault(f'{self.STRUCTURES_FOLDER}/{alternative_of(key)}.json', []).append(name)
         settings = {**RELAX_SETTINGS_DEFAULTS, **(self.inputs.settings.get_dict() if 'settings' in self.inputs else {})}
         params = ['relax', *files, '--relaxer', self.inputs.relaxer.value, '--optimizer', settings['optimizer']]
         params += ['--fmax', str(settings['fmax']), '--steps', str(settings['steps']), '--device', settings['device']]
         params += ['--fix-symmetry' if settings['fix_symmetry'] else '--free', '--trajectory-dir', self.TRAJECTORY_FOLDER]
         params += ['--prune-after', str(settings['prune_after'])]
+        if alternatives:
+            with folder.open(self.FILENAME_ALTERNATIVES, 'w') as handle:
+                json.dump(alternatives, handle)
+            params += ['--alternatives', self.FILENAME_ALTERNATIVES]
         params += [item for key in ('free_within', 'prune_above', 'workers') if settings[key] is not None
                    for item in (f'--{key.replace("_", "-")}', str(settings[key]))]
         copies = []

@@ -16,10 +16,11 @@ from .base import SHA256_OPTION, main
 
 
 def _starting_structures(
-    inputs: tuple[str, ...], potential: Any, candidates: int, seed: int
+    inputs: tuple[str, ...], potential: Any, candidates: int, seed: int, alternatives: dict[str, list[str]], workers: int
 ) -> tuple[list, list[dict[str, Any]]]:
-    """Read the files; realize the labels (best of ``candidates``). Returns structures and a record per input."""
-    from ..candidates import choose_realizations
+    """Read the files; realize the labels (best of ``candidates``); choose between a file and its ``alternatives``
+    (the lowest after the same pre-relaxation). Returns structures and a record per input."""
+    from ..candidates import choose_among, choose_realizations
     from ..symmetry import Protostructure
     from .structures import read_structure
 
@@ -32,12 +33,40 @@ def _starting_structures(
             labels[position] = Protostructure.from_label(item)
             structures.append(None)
             records.append({'input': item, 'label_requested': labels[position].label})
-    choices = choose_realizations(list(labels.values()), potential, candidates=candidates, seed=seed) if labels else []
+    choices = choose_realizations(list(labels.values()), potential, candidates=candidates, seed=seed,
+                                  workers=workers) if labels else []
     for position, choice in zip(labels, choices):
         structures[position] = choice.structure
         records[position]['candidate_scores'] = choice.scores
         records[position]['realization_failure'] = choice.reason
+    grouped = [position for position, item in enumerate(inputs) if alternatives.get(item)]
+    groups = [[item, *alternatives[item]] for item in (inputs[position] for position in grouped)]
+    choices = choose_among([[read_structure(Path(f)) for f in group] for group in groups], potential,
+                           workers=workers) if groups else []
+    for position, group, choice in zip(grouped, groups, choices):
+        structures[position] = choice.structure
+        records[position].update(candidate_scores=choice.scores, candidates=[Path(f).stem for f in group],
+                                 chosen=None if choice.chosen is None else Path(group[choice.chosen]).stem,
+                                 realization_failure=choice.reason)
     return structures, records
+
+
+def _read_alternatives(path: Path | None, inputs: tuple[str, ...]) -> dict[str, list[str]]:
+    """``{input file: [other candidate files]}`` from JSON, each file checked to exist and each key to be an input."""
+    if path is None:
+        return {}
+    try:
+        alternatives = json.loads(path.read_text())
+    except json.JSONDecodeError as exception:
+        raise click.BadParameter(f'{path} is not JSON: {exception}', param_hint='--alternatives') from None
+    if not isinstance(alternatives, dict) or not all(isinstance(v, list) for v in alternatives.values()):
+        raise click.BadParameter(f'{path} must map input files to lists of files', param_hint='--alternatives')
+    for item, files in alternatives.items():
+        if item not in inputs:
+            raise click.BadParameter(f'{path}: {item} is not one of the INPUTs', param_hint='--alternatives')
+        if missing := [f for f in files if not Path(f).is_file()]:
+            raise click.BadParameter(f'{path}: no such file {missing[0]}', param_hint='--alternatives')
+    return alternatives
 
 
 def _trajectory_name(item: str, position: int) -> str:
@@ -87,6 +116,10 @@ def _trajectory_name(item: str, position: int) -> str:
     show_default=True,
     help='For a LABEL: realizations scored by a short pre-relaxation; the best is relaxed.',
 )
+@click.option(
+    '--alternatives', type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON {INPUT file: [other candidate files]}: the lowest after a short pre-relaxation is relaxed.',
+)
 @click.option('--seed', type=int, default=0, show_default=True, help='Seed of the realizations.')
 @click.option('--device', default='cpu', show_default=True)
 @click.option('--trajectory-dir', type=click.Path(file_okay=False, path_type=Path), help='Write one ASE trajectory per input here (NAME.traj).')
@@ -106,6 +139,7 @@ def relax(
     elemental_energies: Path | None,
     workers: int,
     candidates: int,
+    alternatives: Path | None,
     seed: int,
     device: str,
     trajectory_dir: Path | None,
@@ -131,12 +165,13 @@ def relax(
     except ValueError as exception:
         raise click.UsageError(str(exception)) from None
     elemental = _read_elemental(elemental_energies) if elemental_energies else None
+    choose_from = _read_alternatives(alternatives, inputs)
     if checkpoint_sha256 is not None:
         if checkpoint is None or not Path(checkpoint).is_file():
             raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
         verify_sha256(checkpoint, checkpoint_sha256)
     potential = load_potential(relaxer, checkpoint, device=device)
-    structures, records = _starting_structures(inputs, potential, candidates, seed)
+    structures, records = _starting_structures(inputs, potential, candidates, seed, choose_from, workers)
     positions = [position for position, structure in enumerate(structures) if structure is not None]
     header = {'settings': asdict(settings), 'device': device, 'workers': workers, 'inputs': len(inputs),
               **potential.describe()}

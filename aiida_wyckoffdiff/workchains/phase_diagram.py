@@ -21,7 +21,7 @@ from ..calculations.generate import (
     validate_spacegroups,
 )
 from ..calculations.realize import realize_protostructures
-from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation
+from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation, alternative_of
 from ..model.config import SamplingConfig
 from .protocols import ProtocolMixin
 from .relax import RelaxBaseWorkChain
@@ -190,6 +190,9 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
         spec.input('realize_attempts', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
+        spec.input('candidates', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(1),
+                   validator=validate_positive,
+                   help='Realizations per protostructure; the relax job keeps the lowest after a 30-step pre-relaxation.')
         spec.input('hull_tolerance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.1),
                    help='Structures within this many eV/atom of the reference hull are hull structures.')
         spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20), validator=validate_positive)
@@ -253,10 +256,14 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
     def run_realize(self):  # noqa: ANN201
         """Realize the distinct protostructures of all generate jobs in one calcfunction."""
         lists = {f'batch_{index}': job.outputs.protostructures for index, job in enumerate(self.ctx.generated)}
+        if self.inputs.candidates.value > 1:
+            lists['candidates'] = self.inputs.candidates
         realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts, **lists)
         self.ctx.realize_report = realized['report']
         self.out('realization', realized['report'])  # attached now: it stays even if nothing could be realized
-        self.ctx.realized = {key: node for key, node in realized.items() if key != 'report'}
+        structures = {key: node for key, node in realized.items() if key != 'report'}
+        self.ctx.realized = {key: node for key, node in structures.items() if not alternative_of(key)}
+        self.ctx.alternatives = {key: node for key, node in structures.items() if alternative_of(key)}
         report = realized['report'].get_list()
         self.report(f'{len(self.ctx.realized)} of {len(report)} distinct protostructures realized')
         if not self.ctx.realized:
@@ -292,7 +299,9 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         batches, self.ctx.relax_queue = self.ctx.relax_queue[: self.ctx.relax_at_once], self.ctx.relax_queue[self.ctx.relax_at_once :]
         for batch in batches:
             structures = {**self.ctx.references, **{key: self.ctx.realized[key] for key in batch}}
-            job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': structures})
+            alternatives = {key: node for key, node in self.ctx.alternatives.items() if alternative_of(key) in batch}
+            job = self.submit(RelaxBaseWorkChain, relax={**inputs, 'structures': structures,
+                                                         **({'alternatives': alternatives} if alternatives else {})})
             self.to_context(relax=append_(job))
 
     def inspect_relax(self):  # noqa: ANN201

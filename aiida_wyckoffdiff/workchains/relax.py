@@ -13,7 +13,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, calcfunction, process_handler, while_
 
-from ..calculations.relax import RelaxCalculation, failed_structures
+from ..calculations.relax import RelaxCalculation, alternative_of, failed_structures
 
 __all__ = ['RelaxBaseWorkChain', 'merge_relax_results']
 
@@ -91,6 +91,9 @@ class RelaxBaseWorkChain(BaseRestartWorkChain):
             f'structures ({node.exit_message}); restarting with the {len(remaining)} unfinished ones'
         )
         self.ctx.inputs.structures = remaining
+        if 'alternatives' in self.ctx.inputs:
+            self.ctx.inputs.alternatives = {key: node for key, node in self.ctx.inputs.alternatives.items()
+                                            if alternative_of(key) in remaining}
         return ProcessHandlerReport(do_break=True)
 
     @process_handler(
