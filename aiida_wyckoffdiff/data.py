@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .files import file_sha256
-from .exceptions import DataNotFoundError, ProtostructureError, StructureFileError
+from .exceptions import DataNotFoundError, ProtostructureError
 from .symmetry import Protostructure, structure_label, wyckoff_positions
 
 if TYPE_CHECKING:

@@ -50,14 +50,21 @@ TODAY = 'model:g=2,guided=all'
 
 @dataclass(frozen=True)
 class Generator:
-    """A named source of candidates; ``config`` only for the model."""
+    """A named source of candidates; ``config`` only for the model; ``candidates`` realizations per protostructure
+    (``k=``), the lowest after the workflow's 30-step pre-relaxation kept (``candidates.choose_realizations``)."""
 
     name: str
     config: Any = None
+    candidates: int = 1
+
+    @property
+    def kind(self) -> str:
+        """``model``, ``base``, ``random`` or ``substitution``."""
+        return self.name.split(':', 1)[0]
 
 
 def model_generator(name: str) -> Generator:
-    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1``: any omitted key keeps the default."""
+    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1,k=1``: any omitted key keeps the default."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
     settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
@@ -69,7 +76,17 @@ def model_generator(name: str) -> Generator:
         plausible=settings.get('plausible', '0') == '1',
         max_draws=10,
     )
-    return Generator(name, (config, float(settings.get('e', 0.0))))
+    return Generator(name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)))
+
+
+def as_generator(name: str) -> Generator:
+    """A generator by name: ``model:...``, ``base``, ``random`` (``random:k=2``) or ``substitution``."""
+    if name.startswith('model:'):
+        return model_generator(name)
+    kind, _, options = name.partition(':')
+    if kind not in ('base', 'random', 'substitution') or (options and not options.startswith('k=')):
+        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K] or substitution')
+    return Generator(name, candidates=int(options.removeprefix('k=')) if options else 1)
 
 
 def cpu_seconds() -> float:
@@ -145,9 +162,9 @@ class Context:
         from aiida_wyckoffdiff.baselines import random_protostructures, substituted_structures
         from aiida_wyckoffdiff.model.sampling import GenerationRequest, generate
 
-        if generator.name == 'random':
+        if generator.kind == 'random':
             samples = random_protostructures(self.prior, chemsys, spacegroups, num_samples, seed=seed)
-        elif generator.name == 'substitution':
+        elif generator.kind == 'substitution':
             group = spacegroups[0] if len(spacegroups) == 1 else None
             samples = substituted_structures(
                 self.training_structures(len(chemsys), group), chemsys, max_structures=num_samples
@@ -163,7 +180,7 @@ class Context:
     def _sampling(self, generator: Generator) -> tuple[Any, float]:
         from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
-        if generator.name == 'base':
+        if generator.kind == 'base':
             return SamplingConfig(guidance_scale=0.0, guided=GUIDABLE_CONDITIONS, max_draws=10), 0.0
         return generator.config
 
@@ -204,7 +221,7 @@ def generation_level(context: Context, generator: Generator, requests: list, per
     from aiida_wyckoffdiff.symmetry import Protostructure
 
     started, failed, per_request_labels = cpu_seconds(), 0, []
-    if generator.name.startswith('model:') or generator.name == 'base':
+    if generator.kind in ('model', 'base'):
         batched = context.generate_many(generator, [(e, [g]) for e, g, _ in requests], per_request)
     else:
         batched = [
@@ -251,20 +268,26 @@ def generation_level(context: Context, generator: Generator, requests: list, per
 # --- outcome level: realize here, relax with the pipeline's own relax_all on worker processes ---------------
 
 
-def _realized(candidates: list, seed: int) -> tuple[list, Counter]:
-    """Structures of the candidates (protostructures realized with PyXtal, structures as they are) and why others
-    could not be realized."""
+def _realized(candidates: list, seed: int, potential: Any, per_protostructure: int, workers: int) -> tuple[list, Counter]:
+    """Structures of the candidates (protostructures realized with PyXtal, best of ``per_protostructure`` after a
+    pre-relaxation where that is above 1; structures as they are) and why others could not be realized."""
+    from aiida_wyckoffdiff.candidates import choose_realizations
     from aiida_wyckoffdiff.realize import realize
     from aiida_wyckoffdiff.symmetry import Protostructure
 
     structures, failures = [], Counter()
-    for index, candidate in enumerate(candidates):
+    protostructures = [c for c in candidates if isinstance(c, Protostructure)]
+    if per_protostructure > 1 and protostructures:
+        choices = choose_realizations(protostructures, potential, per_protostructure, seed=seed, workers=workers)
+        results = iter((choice.structure, choice.reason) for choice in choices)
+    else:
+        results = iter((r.structure, r.reason) for r in (realize(p, seed=seed + i) for i, p in enumerate(protostructures)))
+    for candidate in candidates:
         if isinstance(candidate, Protostructure):
-            result = realize(candidate, seed=seed + index)
-            if not result.ok:
-                failures[(result.reason or 'failed').split(' (')[0][:60]] += 1
+            candidate, reason = next(results)
+            if candidate is None:
+                failures[(reason or 'failed').split(' (')[0][:60]] += 1
                 continue
-            candidate = result.structure
         structures.append(candidate)
     return structures, failures
 
@@ -316,7 +339,7 @@ def outcome_level(
     wall = time.perf_counter()
     candidates, _ = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
     generate_seconds = cpu_seconds() - started
-    structures, failures = _realized(candidates, context.seed)
+    structures, failures = _realized(candidates, context.seed, potential, generator.candidates, workers)
     run = relax_all(structures, potential, settings, workers=workers, elemental=elemental) if structures else None
     outcomes = [o for o in run.outcomes if o.ok] if run else []
     for outcome in (run.outcomes if run else []):
@@ -492,9 +515,6 @@ def main() -> None:
         'load_average_start': load,
         'settings': {k: str(v) for k, v in vars(arguments).items()},
     }
-
-    def as_generator(name: str) -> Generator:
-        return model_generator(name) if name.startswith('model:') else Generator(name)
 
     if 'generation' in arguments.levels:
         from evaluate import held_out_requests  # benchmarks/evaluate.py: the model card's held-out requests

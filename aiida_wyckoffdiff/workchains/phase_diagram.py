@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, append_, calcfunction, while_
+from aiida.engine import WorkChain, append_, calcfunction, while_
 
 from ..calculations.generate import (
     GenerateCalculation,
