@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -28,7 +30,10 @@ if TYPE_CHECKING:
     import pandas as pd
     from pymatgen.core import Structure
 
-__all__ = ['WyckoffPrior', 'random_protostructures', 'substituted_structures']
+__all__ = ['WyckoffPrior', 'random_protostructures', 'shipped_prior', 'substituted_structures', 'training_sources']
+
+PRIOR_FILE = 'wyckoff_prior.json'
+"""The training split's prior, shipped so that random search runs without the data (``scripts/build_wyckoff_prior.py``)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,16 @@ class WyckoffPrior:
                 position_counts[positions[index].letter] += n
         return cls(orbits, letters)
 
+    def as_dict(self) -> dict[str, dict[str, dict[str, int]]]:
+        """JSON-ready: ``{'orbits': {group: {count: rows}}, 'letters': {group: {letter: orbits}}}``."""
+        return {name: {str(group): {str(key): count for key, count in sorted(counter.items())}
+                       for group, counter in sorted(getattr(self, name).items())} for name in ('orbits', 'letters')}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, dict[str, int]]]) -> WyckoffPrior:
+        return cls({int(g): Counter({int(k): n for k, n in c.items()}) for g, c in data['orbits'].items()},
+                   {int(g): Counter(c) for g, c in data['letters'].items()})
+
     def draw(self, spacegroup: int, elements: Sequence[str], rng: np.random.Generator) -> Protostructure | None:
         """One random protostructure of ``spacegroup``, or ``None`` where the draw broke a fixed position's limit."""
         if not self.orbits:
@@ -71,6 +86,36 @@ class WyckoffPrior:
             return None
         sites = Counter((str(elements[rng.integers(len(elements))]), str(letter)) for letter in chosen)
         return Protostructure(spacegroup, tuple((element, letter, n) for (element, letter), n in sites.items()))
+
+
+@functools.cache
+def shipped_prior() -> WyckoffPrior:
+    """The training split's prior as shipped in the package (its file records the dataset hash it came from)."""
+    from importlib import resources
+
+    document = json.loads(resources.files('aiida_wyckoffdiff').joinpath('resources', PRIOR_FILE).read_text())
+    return WyckoffPrior.from_dict(document['prior'])
+
+
+def training_sources(
+    num_elements: int, data_dir: str | None = None, max_sites: int = 20, max_e_above_hull: float = 0.05
+) -> list[tuple[str, int, Structure]]:
+    """Training-split crystals with ``num_elements`` elements, at most ``max_sites`` sites and at most
+    ``max_e_above_hull`` eV/atom above MP's hull, as ``(material_id, space group, structure)``: the sources of
+    ionic substitution. Read from the shared MP data (``data.find_data_dir``)."""
+    import pandas as pd
+    from pymatgen.core import Structure
+
+    from .data import MAIN_FILE, find_data_dir, split_of
+
+    columns = ['material_id', 'elements', 'nsites', 'spacegroup', 'e_above_hull', 'cif']
+    table = pd.read_csv(find_data_dir(data_dir) / MAIN_FILE, usecols=columns)
+    chosen = table[(table['elements'].str.split().str.len() == num_elements) & (table['nsites'] <= max_sites)
+                   & (table['e_above_hull'] <= max_e_above_hull) & (table['material_id'].map(split_of) == 'train')]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return [(mid, int(group), Structure.from_str(cif, fmt='cif'))
+                for mid, group, cif in zip(chosen['material_id'], chosen['spacegroup'], chosen['cif'], strict=True)]
 
 
 def random_protostructures(

@@ -242,6 +242,8 @@ class HullRow:
     """Name of the row whose relaxed structure this one matches (``merge_duplicates``): one candidate, not two."""
     duplicates: list[str] = field(default_factory=list)
     """Names of the rows that relaxed to this row's structure; their lineages stay in the table and the graph."""
+    source: str | None = None
+    """What proposed the structure: ``model``, ``random`` or ``substitution`` (``model,random`` where both did)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -86,6 +86,14 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
                 checkpoint_sha256=inputs.checkpoint.sha256,
                 checkpoint_pk=inputs.checkpoint.pk,
             )
+        elif name == 'wyckoffdiff.random':
+            inputs = creator.inputs
+            step.update(source='random', chemsys=_value(inputs.chemsys), spacegroups=_value(inputs.spacegroups),
+                        num_samples_per_spacegroup=_value(inputs.num_samples), seed=_value(inputs.seed))
+        elif name == 'wyckoffdiff.substitution':
+            report = {entry['output']: entry for entry in creator.outputs.report.get_list()}
+            step.update(source='substitution', chemsys=_value(creator.inputs.chemsys),
+                        label=report.get(link_label, {}).get('label'), data_sha256=_value(creator.outputs.data_sha256))
         elif 'structure' in creator.inputs:
             # Another code's step on one structure (a pw.x relaxation of the DFT follow-up): follow it back.
             current = creator.inputs.structure

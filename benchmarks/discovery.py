@@ -129,29 +129,12 @@ class Context:
         self._structures: dict[int, list] = {}
 
     def training_structures(self, num_elements: int, spacegroup: int | None = None) -> list:
-        """Training-split structures with ``num_elements`` elements, at most 20 sites, within 0.05 eV/atom of MP's
-        hull: the sources of the substitution baseline."""
+        """The sources of the substitution baseline (``baselines.training_sources``), of one space group if given."""
+        from aiida_wyckoffdiff.baselines import training_sources
+
         if num_elements not in self._structures:
-            import pandas as pd
-            from pymatgen.core import Structure
-
-            from aiida_wyckoffdiff.data import MAIN_FILE
-
-            chosen = self.train[
-                (self.train['chemsys'].str.count('-') == num_elements - 1)
-                & (self.train['nsites'] <= 20)
-                & (self.train['e_above_hull'] <= 0.05)
-            ]
-            groups = dict(zip(chosen['material_id'], chosen['spacegroup'], strict=True))
-            raw = pd.read_csv(self.data_dir / MAIN_FILE, usecols=['material_id', 'cif'])
-            raw = raw[raw['material_id'].isin(groups)]
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                self._structures[num_elements] = [
-                    (int(groups[mid]), Structure.from_str(cif, fmt='cif'))
-                    for mid, cif in zip(raw['material_id'], raw['cif'], strict=True)
-                ]
-        return [s for group, s in self._structures[num_elements] if spacegroup in (None, group)]
+            self._structures[num_elements] = training_sources(num_elements, self.data_dir)
+        return [s for _, group, s in self._structures[num_elements] if spacegroup in (None, group)]
 
     def generate(
         self, generator: Generator, chemsys: tuple[str, ...], spacegroups: list[int], num_samples: int, seed: int

@@ -21,6 +21,7 @@ from ..calculations.generate import (
     validate_spacegroups,
 )
 from ..calculations.realize import realize_protostructures
+from ..calculations.sources import random_protostructures_source, substitution_source
 from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation, alternative_of
 from ..model.config import SamplingConfig
 from .protocols import ProtocolMixin
@@ -33,6 +34,25 @@ RELAX_JOB_GIB = 3.5
 """Memory one relax job is counted at: a 64-structure CHGNet job with two workers peaked at 3.1 GiB in all
 (docs/relaxation.md), the command's process with the model and its structures plus each worker's model and the one
 structure it relaxes; it does not grow with the structures per job, since each worker holds one at a time."""
+
+
+RANDOM_LIST = 'random'
+"""Name of the random source's label list among the realize step's inputs (the model's are ``batch_N``)."""
+
+
+def validate_non_negative(value: orm.Int, _: object) -> str | None:
+    return None if value.value >= 0 else f'must be zero or positive, not {value.value}'
+
+
+def candidate_sources(realize_report: list[dict], substitution_report: list[dict]) -> dict[str, str]:
+    """Output key -> what proposed it: ``model``, ``random``, both (``model,random``) or ``substitution``."""
+    sources = {}
+    for entry in realize_report:
+        if entry.get('output'):
+            kinds = {RANDOM_LIST if name == RANDOM_LIST else 'model' for name in entry['sources']}
+            sources[entry['output']] = ','.join(sorted(kinds))
+    sources.update({entry['output']: 'substitution' for entry in substitution_report})
+    return sources
 
 
 def validate_memory(value: orm.Float, _: object) -> str | None:
@@ -60,7 +80,13 @@ def elemental_reference_structures(chemsys: orm.Str) -> dict[str, orm.StructureD
 
 
 @calcfunction
-def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: orm.Float, **relaxation: orm.Data) -> dict[str, orm.Data]:
+def assemble_hull(
+    chemsys: orm.Str,
+    realize_report: orm.List,
+    hull_tolerance: orm.Float,
+    substitution_report: orm.List | None = None,
+    **relaxation: orm.Data,
+) -> dict[str, orm.Data]:
     """Formation energies, e_above_hull, the table, the plots and CIFs from the relax jobs' outputs.
 
     ``relaxation`` holds ``results_N`` (each relax job's results) and ``relaxed_KEY`` (each relaxed structure).
@@ -88,10 +114,15 @@ def assemble_hull(chemsys: orm.Str, realize_report: orm.List, hull_tolerance: or
     elements = tuple(chemsys.value.split('-'))
     references = elemental_references(elements)
     elemental = elemental_energies_from(references, [outcomes.get(f'{REFERENCE_PREFIX}{r.element}') for r in references], potential)
-    requested = {entry['output']: entry['label'] for entry in realize_report.get_list() if entry.get('output')}
+    substituted = substitution_report.get_list() if substitution_report is not None else []
+    requested = {entry['output']: entry['label'] for entry in [*realize_report.get_list(), *substituted]
+                 if entry.get('output')}
+    sources = candidate_sources(realize_report.get_list(), substituted)
     keys = sorted(key for key in outcomes if not key.startswith(REFERENCE_PREFIX))
     rows = hull_rows([outcomes[key] for key in keys], elemental, [requested.get(key) for key in keys],
                      apply_mp2020=not RELAXERS[potential].includes_mp2020)
+    for key, row in zip(keys, rows, strict=True):
+        row.source = sources.get(key)
     merge_duplicates(rows, [outcomes[key].structure for key in keys], keys)
     outputs: dict[str, orm.Data] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -190,6 +221,12 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
         spec.input('realize_attempts', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100), validator=validate_positive)
+        spec.input('random_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0),
+                   validator=validate_non_negative,
+                   help='Random protostructures per space group (the training-split prior) beside the model\'s.')
+        spec.input('substitution_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0),
+                   validator=validate_non_negative,
+                   help='Structures by ionic substitution into training-split crystals, at most this many.')
         spec.input('candidates', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(1),
                    validator=validate_positive,
                    help='Realizations per protostructure; the relax job keeps the lowest after a 30-step pre-relaxation.')
@@ -244,6 +281,13 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
                 steps=self.inputs.steps, seed=orm.Int(self.inputs.seed.value + index),
             )
             self.to_context(generate=append_(job))
+        # The baselines as sources beside the model: calcfunctions of seconds, run here.
+        if self.inputs.random_samples.value:
+            self.ctx.random = random_protostructures_source(
+                self.inputs.chemsys, orm.List(self.ctx.spacegroups), self.inputs.random_samples, self.inputs.seed
+            )
+        if self.inputs.substitution_samples.value:
+            self.ctx.substituted = substitution_source(self.inputs.chemsys, self.inputs.substitution_samples)
 
     def inspect_generate(self):  # noqa: ANN201 - an ExitCode or None
         self._report_failed(self.ctx.generate)
@@ -256,6 +300,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
     def run_realize(self):  # noqa: ANN201
         """Realize the distinct protostructures of all generate jobs in one calcfunction."""
         lists = {f'batch_{index}': job.outputs.protostructures for index, job in enumerate(self.ctx.generated)}
+        if 'random' in self.ctx:
+            lists[RANDOM_LIST] = self.ctx.random
         if self.inputs.candidates.value > 1:
             lists['candidates'] = self.inputs.candidates
         realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts, **lists)
@@ -266,6 +312,10 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         self.ctx.alternatives = {key: node for key, node in structures.items() if alternative_of(key)}
         report = realized['report'].get_list()
         self.report(f'{len(self.ctx.realized)} of {len(report)} distinct protostructures realized')
+        if 'substituted' in self.ctx:
+            substituted = {key: node for key, node in self.ctx.substituted.items() if key.startswith('substituted_')}
+            self.ctx.realized.update(substituted)
+            self.report(f'{len(substituted)} structures by ionic substitution')
         if not self.ctx.realized:
             return self.exit_codes.ERROR_NOTHING_REALIZED
         return None
@@ -324,6 +374,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
             relaxation[f'results_{index}'] = job.outputs.results
             for key, node in _relaxed_of(job).items():
                 relaxation[f'relaxed_{key}'] = node
+        if 'substituted' in self.ctx:
+            relaxation['substitution_report'] = self.ctx.substituted['report']
         self.ctx.hull = assemble_hull(
             chemsys=self.inputs.chemsys, realize_report=self.ctx.realize_report, hull_tolerance=self.inputs.hull_tolerance,
             **relaxation,
