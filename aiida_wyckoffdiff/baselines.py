@@ -44,18 +44,23 @@ class WyckoffPrior:
     letters: dict[int, Counter[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_dataset(cls, frame: pd.DataFrame, split: str = 'train') -> WyckoffPrior:
-        """Count the rows of one split of a ``load_dataset`` table."""
+    def from_labels(cls, labels: Iterable[str]) -> WyckoffPrior:
+        """Count protostructure labels: per space group, crystals by number of orbits and orbits by letter."""
         orbits: dict[int, Counter[int]] = {}
         letters: dict[int, Counter[str]] = {}
-        for row in frame.loc[frame['split'] == split, ['spacegroup', 'wyckoff_matrix']].itertuples(index=False):
-            group = int(row.spacegroup)
-            positions = wyckoff_positions(group)
-            orbits.setdefault(group, Counter())[sum(n for _, _, n in row.wyckoff_matrix)] += 1
+        for label in labels:
+            protostructure = Protostructure.from_label(label)
+            group = protostructure.spacegroup
+            orbits.setdefault(group, Counter())[sum(n for _, _, n in protostructure.sites)] += 1
             position_counts = letters.setdefault(group, Counter())
-            for index, _, n in row.wyckoff_matrix:
-                position_counts[positions[index].letter] += n
+            for _, letter, n in protostructure.sites:
+                position_counts[letter] += n
         return cls(orbits, letters)
+
+    @classmethod
+    def from_dataset(cls, frame: pd.DataFrame, split: str = 'train') -> WyckoffPrior:
+        """Count the rows of one split of a ``load_dataset`` table."""
+        return cls.from_labels(frame.loc[frame['split'] == split, 'label'])
 
     def as_dict(self) -> dict[str, dict[str, dict[str, int]]]:
         """JSON-ready: ``{'orbits': {group: {count: rows}}, 'letters': {group: {letter: orbits}}}``."""

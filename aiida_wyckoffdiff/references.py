@@ -27,6 +27,7 @@ __all__ = [
     'ELEMENTS_FILE',
     'ENTRIES_FILE',
     'ElementalReference',
+    'all_reference_entries',
     'build_reference_files',
     'elemental_references',
     'known_elements',
@@ -131,7 +132,7 @@ def _resource(name: str) -> Any:
 
 
 @lru_cache(maxsize=1)
-def _all_entries() -> pd.DataFrame:
+def all_reference_entries() -> pd.DataFrame:
     import pandas as pd
 
     with _resource(ENTRIES_FILE).open('rb') as raw, gzip.open(raw, 'rt') as handle:
@@ -143,7 +144,7 @@ def reference_entries(elements: list[str] | tuple[str, ...]) -> pd.DataFrame:
 
     :raises ReferenceDataError: if an element has no reference phase at all.
     """
-    table = _all_entries()
+    table = all_reference_entries()
     wanted = set(elements)
     subset = table[table['chemsys'].map(lambda chemsys: set(chemsys.split('-')) <= wanted)]
     known = {element for chemsys in subset['chemsys'] for element in chemsys.split('-')}

@@ -35,11 +35,12 @@ def test_random_source_labels_obey_the_request() -> None:
 
 
 def test_substitution_source_proposes_antifluorite_li2o(shared_data_dir) -> None:
-    """Li-O by substitution: Li2O in the antifluorite structure (MP's ground state, mp-1960) is among the proposals."""
+    """Li-O by substitution: the 12 distinct proposals include Li2O in the antifluorite structure (MP's ground state,
+    mp-1960), the least probable of them."""
     outputs, node = run_get_node(CalculationFactory('wyckoffdiff.substitution'), chemsys=orm.Str('Li-O'),
-                                 num_structures=orm.Int(8))
+                                 num_structures=orm.Int(16))
     report = outputs['report'].get_list()
-    assert 0 < len(report) <= 8 and len(outputs['data_sha256'].value) == 64
+    assert 0 < len(report) <= 16 and len(outputs['data_sha256'].value) == 64
     assert 'A2B_cF12_225_c_a:Li-O' in {entry['label'] for entry in report}
     assert all(outputs[entry['output']].get_pymatgen_structure().composition.chemical_system == 'Li-O'
                for entry in report)
