@@ -152,12 +152,14 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from aiida_wyckoffdiff.potentials import load_potential
-    from aiida_wyckoffdiff.relax import STAGED, RelaxSettings, available_cores, quiet_cell_filter_warnings, relax_all
+    from aiida_wyckoffdiff.relax import (
+        STAGED, RelaxSettings, available_cores, default_workers, quiet_cell_filter_warnings, relax_all,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='3 smallest structures, 12 steps, prune after 4: a smoke test')
     parser.add_argument('--limit', type=int, help='only the N smallest structures')
-    parser.add_argument('--workers', type=int, default=available_cores(), help='worker processes of the new protocol')
+    parser.add_argument('--workers', type=int, default=default_workers(), help='worker processes of the new protocol')
     parser.add_argument('--json', type=Path, help='write every number, per structure too, to this file')
     parser.add_argument('--runs', nargs='+', choices=RUNS, default=list(RUNS), help='which runs (default: all three)')
     args = parser.parse_args()

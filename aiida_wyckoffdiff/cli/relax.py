@@ -11,7 +11,7 @@ import click
 
 from ..files import verify_sha256
 from ..potentials import DEFAULT_RELAXER, RELAXERS
-from ..relax import OPTIMIZERS, available_cores
+from ..relax import OPTIMIZERS, default_workers
 from .base import SHA256_OPTION, main
 
 
@@ -105,8 +105,8 @@ def _trajectory_name(item: str, position: int) -> str:
     help='JSON {element: eV/atom} to measure the hull against; default: relax the MP ground states first.',
 )
 @click.option(
-    '--workers', type=click.IntRange(min=1), default=available_cores, show_default='the cores available',
-    help='Processes relaxing one structure at a time each, one torch thread each.',
+    '--workers', type=click.IntRange(min=1), default=default_workers, show_default='half the cores available',
+    help='Processes relaxing one structure at a time each, sharing the cores as torch threads.',
 )
 @click.option(
     '--candidates',
@@ -149,7 +149,7 @@ def relax(
     One bad input (overlapping atoms, an element the potential lacks, a failed realization) gets a reason in the
     output; the others are relaxed. Each finished structure is appended to the output as one line, which ends with a
     ``complete`` line, so a job killed midway leaves every finished structure behind. The staged protocol:
-    ``--fix-symmetry --free-within 0.2 --prune-above 0.5`` (docs/relaxation.md).
+    ``--fix-symmetry --free-within 0.5 --prune-above 2.0`` (docs/relaxation.md).
     """
     from tqdm import tqdm
 
