@@ -278,11 +278,12 @@ def test_staged_protocol_relaxes_freely_only_near_the_hull(chgnet, li2o):  # noq
     from pymatgen.core import Lattice, Structure
 
     high = Structure.from_spacegroup(221, Lattice.cubic(3.0), ['Li', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    lithia, far = relax_all([li2o, high], chgnet, replace(STAGED, prune_above=None), elemental=LI_O_ELEMENTAL).outcomes
+    settings = replace(STAGED, prune_above=None, free_within=0.2)  # CsCl LiO ends 0.27 eV/atom above the hull
+    lithia, far = relax_all([li2o, high], chgnet, settings, elemental=LI_O_ELEMENTAL).outcomes
     assert [s['fix_symmetry'] for s in lithia.stages] == [True, False]
-    assert lithia.kept_spacegroup and lithia.spacegroup_final == 225 and lithia.e_above_hull < STAGED.free_within
+    assert lithia.kept_spacegroup and lithia.spacegroup_final == 225 and lithia.e_above_hull < settings.free_within
     assert lithia.energy_per_atom == min(s['energy_per_atom'] for s in lithia.stages)
-    assert len(far.stages) == 1 and far.stages[0]['e_above_hull'] > STAGED.free_within and far.kept_spacegroup is None
+    assert len(far.stages) == 1 and far.stages[0]['e_above_hull'] > settings.free_within and far.kept_spacegroup is None
     assert far.spacegroup_final == 221
 
 
