@@ -19,6 +19,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -103,7 +104,7 @@ def shipped_prior() -> WyckoffPrior:
 
 
 def training_sources(
-    num_elements: int, data_dir: str | None = None, max_sites: int = 20, max_e_above_hull: float = 0.05
+    num_elements: int, data_dir: str | Path | None = None, max_sites: int = 20, max_e_above_hull: float = 0.05
 ) -> list[tuple[str, int, Structure]]:
     """Training-split crystals with ``num_elements`` elements, at most ``max_sites`` sites and at most
     ``max_e_above_hull`` eV/atom above MP's hull, as ``(material_id, space group, structure)``: the sources of

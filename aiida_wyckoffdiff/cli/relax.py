@@ -41,8 +41,9 @@ def _starting_structures(
         records[position]['realization_failure'] = choice.reason
     grouped = [position for position, item in enumerate(inputs) if alternatives.get(item)]
     groups = [[item, *alternatives[item]] for item in (inputs[position] for position in grouped)]
-    choices = choose_among([[read_structure(Path(f)) for f in group] for group in groups], potential,
-                           workers=workers) if groups else []
+    starts = [[structures[position], *(read_structure(Path(f)) for f in alternatives[inputs[position]])]
+              for position in grouped]  # the input itself was read above
+    choices = choose_among(starts, potential, workers=workers) if groups else []
     for position, group, choice in zip(grouped, groups, choices):
         structures[position] = choice.structure
         records[position].update(candidate_scores=choice.scores, candidates=[Path(f).stem for f in group],

@@ -33,7 +33,8 @@ REFERENCE_PREFIX = 'reference_'
 RELAX_JOB_GIB = 3.5
 """Memory one relax job is counted at: a 64-structure CHGNet job with two workers peaked at 3.1 GiB in all
 (docs/relaxation.md), the command's process with the model and its structures plus each worker's model and the one
-structure it relaxes; it does not grow with the structures per job, since each worker holds one at a time."""
+structure it relaxes; it does not grow with the structures per job, since each worker holds one at a time. The
+one-worker default peaked at 1.9 GiB on the same 64, so the count is on the safe side."""
 
 
 RANDOM_LIST = 'random'
