@@ -31,8 +31,8 @@ def phase_diagram_builder(
     """``PhaseDiagramWorkChain.get_builder_from_protocol`` with the common overrides as keywords (``None``: the
     protocol's value).
 
-    :param relax_settings: over the protocol's staged relaxation; ``{'fix_symmetry': False, 'prune_above': None}`` is
-        the free relaxation without pruning.
+    :param relax_settings: over the protocol's staged relaxation; ``{'optimizer': 'FIRE', 'fix_symmetry': False,
+        'prune_above': None}`` is the free relaxation without pruning of earlier versions.
     :param structures_per_job: structures per relax job; the work chain runs as many jobs at once as its memory
         setting holds.
     """
@@ -74,14 +74,14 @@ def run_phase_diagram_example(
     parser.add_argument('--steps', type=int, help="Optimizer steps at most per structure and stage (protocol: 150).")
     parser.add_argument('--fmax', type=float, help="Force criterion in eV/Å (protocol: 0.1).")
     parser.add_argument('--free', action='store_true',
-                        help='Relax freely, without pruning, as before the staged protocol (docs/relaxation.md).')
+                        help='Relax freely with FIRE, without pruning, as before the staged protocol (docs/relaxation.md).')
     parser.add_argument('--structures-per-job', type=int, help="Structures per relax job (protocol: 64).")
     parser.add_argument('--seed', type=int)
     parser.add_argument('--output', type=Path, default=results / chemsys)
     options = parser.parse_args(argv)
     settings = {key: value for key, value in (('steps', options.steps), ('fmax', options.fmax)) if value is not None}
     if options.free:
-        settings.update(fix_symmetry=False, prune_above=None)
+        settings.update(optimizer='FIRE', fix_symmetry=False, prune_above=None)
     builder = phase_diagram_builder(
         chemsys,
         protocol=options.protocol,

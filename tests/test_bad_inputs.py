@@ -36,7 +36,7 @@ def _li() -> orm.StructureData:
         ({'realize_attempts': -1}, "realize_attempts must be positive, not -1"),
         ({'spacegroups_per_job': 0}, "spacegroups_per_job must be positive, not 0"),
         ({'structures_per_job': 0}, "structures_per_job must be positive, not 0"),
-        ({'relax': {'settings': {'optimizer': 'LBFGS'}}}, "optimizer must be FIRE or BFGS, not 'LBFGS'"),
+        ({'relax': {'settings': {'optimizer': 'LBFGS'}}}, "optimizer must be BFGS or FIRE, not 'LBFGS'"),
         ({'relax': {'relaxer': 'mace'}}, "unknown relaxer 'mace'; choose one of mattersim, chgnet, sevenn"),
     ],
 )
@@ -59,7 +59,7 @@ def test_relax_job_needs_a_structure(code) -> None:
 
     with pytest.raises(ValueError, match='give at least one structure to relax'):
         run_get_node(RelaxCalculation, code=code, structures={})
-    with pytest.raises(ValueError, match="optimizer must be FIRE or BFGS, not 'GD'"):
+    with pytest.raises(ValueError, match="optimizer must be BFGS or FIRE, not 'GD'"):
         run_get_node(RelaxCalculation, code=code, structures={'li': _li()}, settings={'optimizer': 'GD'})
 
 

@@ -45,7 +45,7 @@ def test_protocols_scale_the_samples_and_keep_the_measured_defaults() -> None:
         inputs = PhaseDiagramWorkChain.get_protocol_inputs(name)
         assert inputs['guidance'] == SamplingConfig.guidance_scale
         assert tuple(inputs['generate']['guided']) == SamplingConfig.guided
-        assert inputs['relax']['settings'] == {'optimizer': 'FIRE', **STAGED_SETTINGS}
+        assert inputs['relax']['settings'] == STAGED_SETTINGS
 
 
 def test_overrides_change_single_inputs_nested_ones_merged(code) -> None:

@@ -39,6 +39,27 @@ def test_outcome_energy_is_the_potential_energy_of_the_final_structure(relaxed, 
     assert all(o.checkpoint_sha256 == file_sha256(chgnet.checkpoint) for o in relaxed)
 
 
+def test_chgnet_one_backward_pass_equals_chgnet_own_prediction(chgnet, li2o, rutile, spinel):  # noqa: F811
+    """Our single gradient pass gives CHGNet's own energies, forces and stresses, alone and in one batch."""
+    from ase.units import GPa
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    rattled = spinel.copy().perturb(0.05, min_distance=0.01)  # non-zero forces on every atom
+    structures = [li2o, rutile, rattled]
+    atoms = [AseAtomsAdaptor.get_atoms(structure) for structure in structures]
+    chgnet.model.requires_grad_(True)  # as CHGNet's own path runs it
+    try:
+        expected = chgnet.model.predict_structure(structures, task='efs', batch_size=3)
+    finally:
+        chgnet.model.requires_grad_(False)
+    for ours in (chgnet.evaluate(atoms), [chgnet.evaluate([a])[0] for a in atoms]):
+        for evaluation, prediction, structure in zip(ours, expected, structures, strict=True):
+            assert evaluation.energy == pytest.approx(float(prediction['e']) * len(structure), abs=1e-4)
+            assert np.abs(evaluation.forces - prediction['f']).max() < 1e-4
+            assert np.abs(evaluation.stress - prediction['s'] * GPa).max() < 1e-5  # eV/Å³ (~2 MPa)
+    assert np.abs(ours[2].forces).max() > 0.1
+
+
 def test_batch_equals_one_by_one(relaxed, chgnet, li2o, rutile):  # noqa: F811
     """Lockstep batching must not couple the structures: relaxing each alone gives the same trajectory."""
     alone = [relax_structures([s], chgnet)[0] for s in (li2o, rutile)]

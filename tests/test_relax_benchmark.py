@@ -21,5 +21,5 @@ def test_quick_benchmark_compares_the_three_runs(tmp_path) -> None:
     assert all(run['finished'] == 3 and run['cpu_s'] > 0 for run in runs.values())
     assert runs['today']['pruned'] == runs['staged']['pruned'] == 0
     assert all(row['stage_1_steps'] <= 12 for row in runs['staged']['rows'])
-    assert len(document['prune_grid']) == 9
+    assert len(document['prune_grid']) == 12  # 3 prune_after x 4 prune_above
     assert 'false prunes against staged' in result.stdout

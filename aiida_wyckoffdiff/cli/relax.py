@@ -92,7 +92,7 @@ def _trajectory_name(item: str, position: int) -> str:
     '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxed.jsonl', show_default=True,
     help='Results, one JSON line per finished structure.',
 )
-@click.option('--optimizer', type=click.Choice(OPTIMIZERS), default='FIRE', show_default=True)
+@click.option('--optimizer', type=click.Choice(OPTIMIZERS), default='BFGS', show_default=True)
 @click.option('--fmax', type=float, default=0.05, show_default=True, help='Force criterion in eV/Å.')
 @click.option('--steps', type=click.IntRange(min=0), default=300, show_default=True, help='Optimizer steps at most, per stage.')
 @click.option(
