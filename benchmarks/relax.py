@@ -122,6 +122,8 @@ def summarize(name: str, outcomes: list, elemental: dict, entries: list, wall: f
             'crystal_system_kept': found is not None
             and spacegroup_info(found).crystal_system == spacegroup_info(requested).crystal_system,
             'kept_spacegroup_free_stage': outcome.kept_spacegroup,
+            'stages': [{key: stage[key] for key in ('fix_symmetry', 'steps', 'energy_per_atom', 'spacegroup')}
+                       for stage in outcome.stages],
         })
     near = [r for r in rows if r['e_above_hull'] is not None and r['e_above_hull'] <= NEAR]
     return {

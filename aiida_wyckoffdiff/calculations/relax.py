@@ -15,14 +15,14 @@ __all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'al
 
 RELAX_SETTINGS_DEFAULTS = {
     'optimizer': 'BFGS', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'free_within': None,
-    'prune_above': None, 'prune_after': 20, 'workers': None, 'device': 'cpu',
+    'prune_above': None, 'prune_after': 10, 'workers': None, 'device': 'cpu',
 }
 """What ``settings`` may hold, with the values used for keys it leaves out: a free relaxation. ``workers`` None:
 as many as the cores the job gets. The staged protocol is ``STAGED_SETTINGS``."""
 
 STAGED_SETTINGS = {
-    'optimizer': STAGED.optimizer, 'fmax': STAGED.fmax, 'steps': STAGED.steps, 'fix_symmetry': STAGED.fix_symmetry, 'free_within': STAGED.free_within,
-    'prune_above': STAGED.prune_above, 'prune_after': STAGED.prune_after,
+    'optimizer': STAGED.optimizer, 'fmax': STAGED.fmax, 'steps': STAGED.steps, 'fix_symmetry': STAGED.fix_symmetry,
+    'free_within': STAGED.free_within, 'prune_above': STAGED.prune_above, 'prune_after': STAGED.prune_after,
 }
 """``relax.STAGED`` as settings: the phase-diagram workflow's default."""
 
