@@ -23,3 +23,14 @@ def test_quick_benchmark_compares_the_three_runs(tmp_path) -> None:
     assert all(row['stage_1_steps'] <= 12 for row in runs['staged']['rows'])
     assert len(document['prune_grid']) == 12  # 3 prune_after x 4 prune_above
     assert 'false prunes against staged' in result.stdout
+
+
+def test_optimizer_comparison_runs_both_optimizers_on_the_same_cell() -> None:
+    script = BENCHMARK.parent / 'relax_optimizers.py'
+    result = subprocess.run([sys.executable, str(script), '--offset', '0', '--every', '64', '--threads', '1'],
+                            capture_output=True, text=True, timeout=600, cwd=BENCHMARK.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(' FIRE:') and lines[1].startswith(' BFGS:') and 'of 1 converged' in lines[1]
+    atoms, fire_steps, bfgs_steps, difference = lines[-1].split()
+    assert int(atoms) == 5 and int(fire_steps) > 0 and int(bfgs_steps) > 0 and abs(float(difference)) < 1000
