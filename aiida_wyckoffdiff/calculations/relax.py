@@ -15,7 +15,7 @@ __all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'al
 
 RELAX_SETTINGS_DEFAULTS = {
     'optimizer': 'BFGS', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'free_within': None,
-    'prune_above': None, 'prune_after': 10, 'workers': None, 'device': 'cpu',
+    'prune_above': None, 'prune_after': 20, 'workers': None, 'device': 'cpu',
 }
 """What ``settings`` may hold, with the values used for keys it leaves out: a free relaxation. ``workers`` None:
 as many as the cores the job gets. The staged protocol is ``STAGED_SETTINGS``."""

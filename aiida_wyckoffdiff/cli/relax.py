@@ -100,7 +100,7 @@ def _trajectory_name(item: str, position: int) -> str:
 )
 @click.option('--free-within', type=float, help='After --fix-symmetry, relax freely those within this many eV/atom of the hull.')
 @click.option('--prune-above', type=float, help='Stop structures more than this many eV/atom above the hull ...')
-@click.option('--prune-after', type=click.IntRange(min=0), default=10, show_default=True, help='... after this many steps.')
+@click.option('--prune-after', type=click.IntRange(min=0), default=20, show_default=True, help='... after this many steps.')
 @click.option(
     '--elemental-energies', type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='JSON {element: eV/atom} to measure the hull against; default: relax the MP ground states first.',
@@ -150,7 +150,7 @@ def relax(
     One bad input (overlapping atoms, an element the potential lacks, a failed realization) gets a reason in the
     output; the others are relaxed. Each finished structure is appended to the output as one line, which ends with a
     ``complete`` line, so a job killed midway leaves every finished structure behind. The staged protocol:
-    ``--fix-symmetry --free-within 0.5 --prune-above 1.5`` (docs/relaxation.md).
+    ``--fix-symmetry --free-within 0.5 --prune-above 2.0`` (docs/relaxation.md).
     """
     from tqdm import tqdm
 
