@@ -8,7 +8,8 @@ reason in its own ``RelaxOutcome``; the rest of the batch carries on.
 The staged protocol (``STAGED``) first relaxes each structure in its own space group (``FixSymmetry``), stops
 (prunes) those still far above the hull after a few steps, and relaxes freely from the symmetric minimum only the
 ones that ended near the hull. ``relax_all`` runs it one structure at a time on each of several worker processes:
-on CPU one structure per model call is cheaper than lockstep batches (measured, docs/relaxation.md).
+on CPU one structure per model call is as fast as lockstep batches and lets each structure stop on its own
+(measured, docs/relaxation.md).
 """
 
 from __future__ import annotations
