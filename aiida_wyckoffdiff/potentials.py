@@ -221,7 +221,7 @@ class CHGNetPotential(LoadedPotential):
             Evaluation(
                 float(energy),
                 -position_gradient.cpu().numpy(),
-                (strain_gradient / volume).cpu().numpy().astype(np.float64),
+                (strain_gradient / volume).cpu().numpy(),
             )
             for energy, position_gradient, strain_gradient, volume in zip(
                 energies.detach(), gradients[:count], gradients[count:], batch.volumes, strict=True

@@ -13,17 +13,16 @@ from .base import WyckoffDiffCalculation
 
 __all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'alternative_of', 'failed_structures']
 
-RELAX_SETTINGS_DEFAULTS = {
-    'optimizer': 'BFGS', 'fmax': 0.05, 'steps': 300, 'fix_symmetry': False, 'free_within': None,
-    'prune_above': None, 'prune_after': 20, 'workers': None, 'device': 'cpu',
-}
-"""What ``settings`` may hold, with the values used for keys it leaves out: a free relaxation. ``workers`` None:
-as many as the cores the job gets. The staged protocol is ``STAGED_SETTINGS``."""
+_RELAX_SETTING_NAMES = ('optimizer', 'fmax', 'steps', 'fix_symmetry', 'free_within', 'prune_above', 'prune_after')
+"""The ``RelaxSettings`` fields a job's ``settings`` may set; the others keep their defaults."""
 
-STAGED_SETTINGS = {
-    'optimizer': STAGED.optimizer, 'fmax': STAGED.fmax, 'steps': STAGED.steps, 'fix_symmetry': STAGED.fix_symmetry,
-    'free_within': STAGED.free_within, 'prune_above': STAGED.prune_above, 'prune_after': STAGED.prune_after,
+RELAX_SETTINGS_DEFAULTS = {
+    **{name: getattr(RelaxSettings(), name) for name in _RELAX_SETTING_NAMES}, 'workers': None, 'device': 'cpu',
 }
+"""What ``settings`` may hold, with the values used for keys it leaves out: ``RelaxSettings()``, a free relaxation.
+``workers`` None: as many as the cores the job gets. The staged protocol is ``STAGED_SETTINGS``."""
+
+STAGED_SETTINGS = {name: getattr(STAGED, name) for name in _RELAX_SETTING_NAMES}
 """``relax.STAGED`` as settings: the phase-diagram workflow's default."""
 
 

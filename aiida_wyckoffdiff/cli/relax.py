@@ -11,7 +11,7 @@ import click
 
 from ..files import verify_sha256
 from ..potentials import DEFAULT_RELAXER, RELAXERS
-from ..relax import OPTIMIZERS, default_workers
+from ..relax import OPTIMIZERS, RelaxSettings, default_workers
 from .base import SHA256_OPTION, main
 
 
@@ -92,15 +92,15 @@ def _trajectory_name(item: str, position: int) -> str:
     '--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxed.jsonl', show_default=True,
     help='Results, one JSON line per finished structure.',
 )
-@click.option('--optimizer', type=click.Choice(OPTIMIZERS), default='BFGS', show_default=True)
-@click.option('--fmax', type=float, default=0.05, show_default=True, help='Force criterion in eV/Å.')
-@click.option('--steps', type=click.IntRange(min=0), default=300, show_default=True, help='Optimizer steps at most, per stage.')
+@click.option('--optimizer', type=click.Choice(OPTIMIZERS), default=RelaxSettings.optimizer, show_default=True)
+@click.option('--fmax', type=float, default=RelaxSettings.fmax, show_default=True, help='Force criterion in eV/Å.')
+@click.option('--steps', type=click.IntRange(min=0), default=RelaxSettings.steps, show_default=True, help='Optimizer steps at most, per stage.')
 @click.option(
     '--fix-symmetry/--free', default=False, show_default=True, help='Keep the starting space group (ASE FixSymmetry).'
 )
 @click.option('--free-within', type=float, help='After --fix-symmetry, relax freely those within this many eV/atom of the hull.')
 @click.option('--prune-above', type=float, help='Stop structures more than this many eV/atom above the hull ...')
-@click.option('--prune-after', type=click.IntRange(min=0), default=20, show_default=True, help='... after this many steps.')
+@click.option('--prune-after', type=click.IntRange(min=0), default=RelaxSettings.prune_after, show_default=True, help='... after this many steps.')
 @click.option(
     '--elemental-energies', type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='JSON {element: eV/atom} to measure the hull against; default: relax the MP ground states first.',
@@ -155,7 +155,7 @@ def relax(
     from tqdm import tqdm
 
     from ..potentials import load_potential
-    from ..relax import RelaxOutcome, RelaxSettings, quiet_cell_filter_warnings, relax_all, single_threaded_linear_algebra
+    from ..relax import RelaxOutcome, quiet_cell_filter_warnings, relax_all, single_threaded_linear_algebra
     from ..results_file import ResultsWriter
 
     quiet_cell_filter_warnings()
