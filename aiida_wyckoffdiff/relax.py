@@ -454,7 +454,11 @@ def quiet_cell_filter_warnings() -> None:
 
 def single_threaded_linear_algebra() -> None:
     """One BLAS thread for this process: the cell filter, FixSymmetry and FIRE work on 3x3 to 3N-sized arrays, where
-    OpenBLAS threads only spin; on 2 busy cores they doubled the CPU time of a CHGNet relaxation (docs/relaxation.md)."""
+    OpenBLAS threads only spin; on 2 busy cores they doubled the CPU time of a CHGNet relaxation (docs/relaxation.md).
+
+    scipy ships its own OpenBLAS, loaded with ``scipy.linalg`` (the cell filter's ``logm``); a limit only reaches the
+    libraries already loaded, so scipy's is loaded first, or its threads would spin beside every relaxation."""
+    import scipy.linalg  # noqa: F401 - loads scipy's OpenBLAS so that the limit below reaches it
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api='blas')

@@ -113,8 +113,11 @@ class Context:
         from aiida_wyckoffdiff.baselines import WyckoffPrior
         from aiida_wyckoffdiff.data import build_dataset, default_dataset_path, find_data_dir, load_dataset
         from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, shipped_checkpoint_path
+        from aiida_wyckoffdiff.relax import quiet_cell_filter_warnings, single_threaded_linear_algebra
 
         torch.set_num_threads(1)
+        single_threaded_linear_algebra()  # as in a relax job: OpenBLAS threads only spin on 3x3 algebra
+        quiet_cell_filter_warnings()
         self.seed = seed
         self.data_dir = find_data_dir(data_dir)
         dataset = dataset or default_dataset_path(self.data_dir)
@@ -251,6 +254,17 @@ def generation_level(context: Context, generator: Generator, requests: list, per
 # --- outcome level: realize here, relax with the pipeline's own relax_all on worker processes ---------------
 
 
+def _distinct(candidates: list) -> list:
+    """The candidates with repeated labels dropped, as the workflow realizes only distinct protostructures."""
+    seen, distinct = set(), []
+    for candidate in candidates:
+        label = _label(candidate)
+        if label is None or label not in seen:
+            distinct.append(candidate)
+            seen.add(label)
+    return distinct
+
+
 def _realized(candidates: list, seed: int, potential: Any, per_protostructure: int, workers: int) -> tuple[list, Counter]:
     """Structures of the candidates (protostructures realized with PyXtal, best of ``per_protostructure`` after a
     pre-relaxation where that is above 1; structures as they are) and why others could not be realized."""
@@ -322,7 +336,8 @@ def outcome_level(
     wall = time.perf_counter()
     candidates, _ = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
     generate_seconds = cpu_seconds() - started
-    structures, failures = _realized(candidates, context.seed, potential, generator.candidates, workers)
+    distinct = _distinct(candidates)
+    structures, failures = _realized(distinct, context.seed, potential, generator.candidates, workers)
     run = relax_all(structures, potential, settings, workers=workers, elemental=elemental) if structures else None
     outcomes = [o for o in run.outcomes if o.ok] if run else []
     for outcome in (run.outcomes if run else []):
@@ -352,6 +367,7 @@ def outcome_level(
         'generator': generator.name,
         'chemsys': '-'.join(chemsys),
         'samples': len(candidates),
+        'distinct': len(distinct),
         'relaxed': len(energies),
         'pruned': sum(o.pruned is not None for o in outcomes),
         'duplicates': sum(row.duplicate_of is not None for row in rows),
@@ -556,10 +572,10 @@ def main() -> None:
                 arguments.output.write_text(json.dumps(document, indent=1) + '\n')
         protocol = 'free' if arguments.free else 'staged, pruned'
         print(f'\n## Outcome level: {arguments.samples} samples per system, CHGNet {protocol}, '
-              f'{arguments.relax_steps} FIRE steps a stage\n')
+              f'{arguments.relax_steps} steps a stage\n')
         print_table(
             rows,
-            ['chemsys', 'generator', 'samples', 'relaxed', 'pruned', 'hits', 'hits_interval_90', 'hits_per_100_samples',
+            ['chemsys', 'generator', 'samples', 'distinct', 'relaxed', 'pruned', 'hits', 'hits_interval_90', 'hits_per_100_samples',
              'core_minutes', 'hits_per_core_minute', 'median_e_above_hull', 'hull_phases_found', 'hit_formulas'],
         )
     document['load_average_end'] = os.getloadavg()
