@@ -66,7 +66,7 @@ def run_phase_diagram_example(
     parser = argparse.ArgumentParser(description=f'{chemsys} phase diagram with aiida-wyckoffdiff')
     parser.add_argument('--protocol', choices=list(PhaseDiagramWorkChain.get_available_protocols()),
                         default=PhaseDiagramWorkChain.get_default_protocol(),
-                        help='fast (2 per space group), balanced (16) or paper (64: 1280 in all); default fast.')
+                        help='fast (2 per space group), balanced (16), paper (64: 1280 in all) or discovery (the paper budget split between model, random search and substitution); default fast.')
     parser.add_argument('--samples', type=int, help="Protostructures per space group (default: the protocol's).")
     parser.add_argument('--spacegroup', type=int, action='append', help='Scan these space groups (default: top 20).')
     parser.add_argument('--relaxer', help='mattersim, chgnet or sevenn (protocol: chgnet, which works offline).')

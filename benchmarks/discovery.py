@@ -346,7 +346,7 @@ def outcome_level(
     rows = hull_rows(outcomes, elemental, apply_mp2020=not potential.includes_mp2020)
     merge_duplicates(rows, [o.structure for o in outcomes], [str(i) for i in range(len(outcomes))])
     core_minutes = (cpu_seconds() - started) / 60
-    relaxed_labels, hits = set(), set()
+    relaxed_labels, hits = set(), {}
     energies = []
     for outcome, row in zip(outcomes, rows, strict=True):
         if row.e_above_hull is None:
@@ -358,7 +358,7 @@ def outcome_level(
             label = f'{row.formula}#{row.index}'
         relaxed_labels.add(label)
         if row.e_above_hull <= 0.1:
-            hits.add(label)
+            hits.setdefault(label, (round(row.e_above_hull, 3), row.formula))
     generated_labels = {_label(candidate) for candidate in candidates}
     phases = hull_phases(chemsys)
     found = [p for p in phases if p['label'] and (p['label'] in relaxed_labels or p['label'] in generated_labels)]
@@ -380,7 +380,8 @@ def outcome_level(
         'wall_seconds': round(time.perf_counter() - wall, 1),
         'hits_per_core_minute': round(len(hits) / core_minutes, 3) if core_minutes else None,
         'median_e_above_hull': round(float(np.median(energies)), 3) if energies else None,
-        'hit_formulas': sorted(Counter(label.split('_')[0] for label in hits).elements()),
+        'hit_formulas': [formula for _, formula in sorted(hits.values())],
+        'hit_labels': sorted(hits),
         'best': sorted(
             (round(r.e_above_hull, 3), r.formula) for r in rows if r.e_above_hull is not None
         )[:3],
@@ -388,6 +389,28 @@ def outcome_level(
         'hull_phases_found': [f'{p["formula"]} ({p["material_id"]}, {p["split"]})' for p in found],
         'hull_phases_train_found': sum(p['split'] == 'train' for p in found),
         'hull_phases_test_found': sum(p['split'] == 'test' for p in found),
+    }
+
+
+def all_sources(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's generators together, as a scan that used every source would be: distinct hits (a structure two
+    sources found counts once), samples and core-minutes summed."""
+    hits = set().union(*(row['hit_labels'] for row in rows))
+    core_minutes = sum(row['core_minutes'] for row in rows)
+    low, high = poisson_interval(len(hits))
+    return {
+        'generator': 'all sources',
+        'chemsys': rows[0]['chemsys'],
+        **{key: sum(row[key] for row in rows) for key in ('samples', 'distinct', 'relaxed', 'pruned')},
+        'hits': len(hits),
+        'hits_interval_90': [round(low, 1), round(high, 1)],
+        'hits_per_100_samples': round(100 * len(hits) / max(1, sum(row['samples'] for row in rows)), 2),
+        'core_minutes': round(core_minutes, 2),
+        'hits_per_core_minute': round(len(hits) / core_minutes, 3) if core_minutes else None,
+        'hits_in_more_than_one_source': sum(hits_by_source > 1 for hits_by_source in
+                                            Counter(label for row in rows for label in row['hit_labels']).values()),
+        'hit_labels': sorted(hits),
+        'hull_phases_found': sorted({phase for row in rows for phase in row['hull_phases_found']}),
     }
 
 
@@ -570,6 +593,9 @@ def main() -> None:
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 document['outcome'] = rows
                 arguments.output.write_text(json.dumps(document, indent=1) + '\n')
+            if len(outcome) > 1:
+                rows.append(all_sources(rows[-len(outcome):]))
+        document['outcome'] = rows
         protocol = 'free' if arguments.free else 'staged, pruned'
         print(f'\n## Outcome level: {arguments.samples} samples per system, CHGNet {protocol}, '
               f'{arguments.relax_steps} steps a stage\n')

@@ -1,6 +1,6 @@
 """Li-O phase diagram: generate, realize, relax (CHGNet, offline) and place on the Materials Project hull.
 
-    verdi run examples/phase_diagram_li_o.py [--protocol fast|balanced|paper] [--samples N] [--steps 150] [--relaxer chgnet]
+    verdi run examples/phase_diagram_li_o.py [--protocol fast|balanced|paper|discovery] [--samples N] [--steps 150] [--relaxer chgnet]
 
 Needs a profile with the wyckoffdiff code: `verdi presto` then `wyckoffdiff setup`.
 """

@@ -145,4 +145,9 @@ def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
         assert row['relaxed'] <= row['distinct'] <= row['samples'], 'only distinct candidates are relaxed'
         assert row['core_minutes'] > 0 or not row['relaxed'], 'relaxing costs CPU time'
         assert row['hits_interval_90'][0] <= row['hits'] <= row['hits_interval_90'][1]
+    combined = outcome[-1]
+    assert combined['generator'] == 'all sources'
+    singles = outcome[:-1]
+    assert max(r['hits'] for r in singles) <= combined['hits'] <= sum(r['hits'] for r in singles)
+    assert combined['samples'] == sum(r['samples'] for r in singles)
     assert '| Li-O | random |' in completed.stdout

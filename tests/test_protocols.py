@@ -39,13 +39,27 @@ def test_protocols_scale_the_samples_and_keep_the_measured_defaults() -> None:
     sampling (docs/discovery.md) and the staged relaxation (docs/relaxation.md)."""
     samples = {name: PhaseDiagramWorkChain.get_protocol_inputs(name)['num_samples']
                for name in PhaseDiagramWorkChain.get_available_protocols()}
-    assert samples == {'fast': 2, 'balanced': 16, 'paper': 64}
+    assert samples == {'fast': 2, 'balanced': 16, 'paper': 64, 'discovery': 32}
     assert PhaseDiagramWorkChain.get_default_protocol() == 'fast'
     for name in samples:
         inputs = PhaseDiagramWorkChain.get_protocol_inputs(name)
         assert inputs['guidance'] == SamplingConfig.guidance_scale
         assert tuple(inputs['generate']['guided']) == SamplingConfig.guided
         assert inputs['relax']['settings'] == STAGED_SETTINGS
+
+
+def test_only_the_discovery_protocol_adds_the_baselines_as_sources(code) -> None:
+    """``discovery`` spends the ``paper`` budget on the model and random protostructures alike and adds substitution;
+    the other protocols are the model alone, as in the paper."""
+    for name in PhaseDiagramWorkChain.get_available_protocols():
+        builder = PhaseDiagramWorkChain.get_builder_from_protocol(code, 'Li-O', name)
+        sources = (builder.random_samples.value, builder.substitution_samples.value)
+        if name == 'discovery':
+            paper = PhaseDiagramWorkChain.get_protocol_inputs('paper')['num_samples']
+            assert builder.num_samples.value + builder.random_samples.value == paper
+            assert builder.substitution_samples.value > 0
+        else:
+            assert sources == (0, 0), name
 
 
 def test_overrides_change_single_inputs_nested_ones_merged(code) -> None:
@@ -67,7 +81,7 @@ def test_phase_diagram_builder_keywords_are_overrides(code) -> None:
 @pytest.mark.parametrize(
     ('protocol', 'overrides', 'message'),
     [
-        ('precise', None, "unknown protocol 'precise' of PhaseDiagramWorkChain; choose one of fast, balanced, paper"),
+        ('precise', None, "unknown protocol 'precise' of PhaseDiagramWorkChain; choose one of fast, balanced, paper, discovery"),
         ('fast', {'num_sample': 3}, "PhaseDiagramWorkChain has no input 'num_sample'; valid: .*num_samples"),
         ('fast', {'relax': {'setting': {}}}, "PhaseDiagramWorkChain.relax has no input 'setting'; valid: .*settings"),
         ('fast', {'relax': {'settings': {'fmaxx': 0.1}}}, r"unknown relax settings \['fmaxx'\]"),

@@ -1,6 +1,6 @@
 """The paper's phase-diagram scans: a chemical system over the 20 most frequent space groups at e_above_hull = 0.
 
-    verdi run examples/paper/scan.py CHEMSYS [--protocol fast|balanced|paper] [--samples N] [--free] [--steps 150]
+    verdi run examples/paper/scan.py CHEMSYS [--protocol fast|balanced|paper|discovery] [--samples N] [--free] [--steps 150]
 
 CHEMSYS is Li-O or Ti-O (binary hulls), Al-Mg-O (ternary) or Ba-Ta-In-O (quaternary), or any other system
 of the model's elements. The default protocol ``fast`` draws 2 samples per space group; ``--protocol paper`` the paper's 64

@@ -1,6 +1,6 @@
 """Does the requested symmetry survive relaxation? One scan relaxed freely and with the staged protocol.
 
-    verdi run examples/paper/symmetry_heatmap.py CHEMSYS [--protocol fast|balanced|paper] [--samples N] [--steps 150]
+    verdi run examples/paper/symmetry_heatmap.py CHEMSYS [--protocol fast|balanced|paper|discovery] [--samples N] [--steps 150]
 
 The paper's Figure 2: rows are the requested space groups, columns the crystal system after relaxation. Both
 runs use the same seed, so they generate and realize the same structures and differ only in the relaxation: free
