@@ -254,15 +254,24 @@ def generation_level(context: Context, generator: Generator, requests: list, per
 # --- outcome level: realize here, relax with the pipeline's own relax_all on worker processes ---------------
 
 
-def _distinct(candidates: list) -> list:
+def _distinct(candidates: list, labels: list[str | None]) -> list:
     """The candidates with repeated labels dropped, as the workflow realizes only distinct protostructures."""
-    seen, distinct = set(), []
-    for candidate in candidates:
-        label = _label(candidate)
-        if label is None or label not in seen:
-            distinct.append(candidate)
-            seen.add(label)
-    return distinct
+    by_label: dict[Any, Any] = {}
+    for index, (candidate, label) in enumerate(zip(candidates, labels, strict=True)):
+        by_label.setdefault(label or index, candidate)  # an unlabelled candidate is its own
+    return list(by_label.values())
+
+
+def _hit_rates(hits: int, samples: int, core_minutes: float) -> dict[str, Any]:
+    """The hit count with its Poisson 90 % interval, per 100 samples and per core-minute."""
+    low, high = poisson_interval(hits)
+    return {
+        'hits': hits,
+        'hits_interval_90': [round(low, 1), round(high, 1)],
+        'hits_per_100_samples': round(100 * hits / max(1, samples), 2),
+        'core_minutes': round(core_minutes, 2),
+        'hits_per_core_minute': round(hits / core_minutes, 3) if core_minutes else None,
+    }
 
 
 def _realized(candidates: list, seed: int, potential: Any, per_protostructure: int, workers: int) -> tuple[list, Counter]:
@@ -336,7 +345,8 @@ def outcome_level(
     wall = time.perf_counter()
     candidates, _ = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
     generate_seconds = cpu_seconds() - started
-    distinct = _distinct(candidates)
+    labels = [_label(candidate) for candidate in candidates]
+    distinct = _distinct(candidates, labels)
     structures, failures = _realized(distinct, context.seed, potential, generator.candidates, workers)
     run = relax_all(structures, potential, settings, workers=workers, elemental=elemental) if structures else None
     outcomes = [o for o in run.outcomes if o.ok] if run else []
@@ -359,10 +369,9 @@ def outcome_level(
         relaxed_labels.add(label)
         if row.e_above_hull <= 0.1:
             hits.setdefault(label, (round(row.e_above_hull, 3), row.formula))
-    generated_labels = {_label(candidate) for candidate in candidates}
+    generated_labels = set(labels)
     phases = hull_phases(chemsys)
     found = [p for p in phases if p['label'] and (p['label'] in relaxed_labels or p['label'] in generated_labels)]
-    low, high = poisson_interval(len(hits))
     return {
         'generator': generator.name,
         'chemsys': '-'.join(chemsys),
@@ -372,13 +381,9 @@ def outcome_level(
         'pruned': sum(o.pruned is not None for o in outcomes),
         'duplicates': sum(row.duplicate_of is not None for row in rows),
         'failures': dict(failures),
-        'hits': len(hits),
-        'hits_interval_90': [round(low, 1), round(high, 1)],
-        'hits_per_100_samples': round(100 * len(hits) / max(1, num_samples), 2),
-        'core_minutes': round(core_minutes, 2),
+        **_hit_rates(len(hits), num_samples, core_minutes),
         'generate_core_seconds': round(generate_seconds, 1),
         'wall_seconds': round(time.perf_counter() - wall, 1),
-        'hits_per_core_minute': round(len(hits) / core_minutes, 3) if core_minutes else None,
         'median_e_above_hull': round(float(np.median(energies)), 3) if energies else None,
         'hit_formulas': [formula for _, formula in sorted(hits.values())],
         'hit_labels': sorted(hits),
@@ -396,19 +401,14 @@ def all_sources(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One system's generators together, as a scan that used every source would be: distinct hits (a structure two
     sources found counts once), samples and core-minutes summed."""
     hits = set().union(*(row['hit_labels'] for row in rows))
-    core_minutes = sum(row['core_minutes'] for row in rows)
-    low, high = poisson_interval(len(hits))
+    totals = {key: sum(row[key] for row in rows) for key in ('samples', 'distinct', 'relaxed', 'pruned')}
+    found_by = Counter(label for row in rows for label in row['hit_labels'])
     return {
         'generator': 'all sources',
         'chemsys': rows[0]['chemsys'],
-        **{key: sum(row[key] for row in rows) for key in ('samples', 'distinct', 'relaxed', 'pruned')},
-        'hits': len(hits),
-        'hits_interval_90': [round(low, 1), round(high, 1)],
-        'hits_per_100_samples': round(100 * len(hits) / max(1, sum(row['samples'] for row in rows)), 2),
-        'core_minutes': round(core_minutes, 2),
-        'hits_per_core_minute': round(len(hits) / core_minutes, 3) if core_minutes else None,
-        'hits_in_more_than_one_source': sum(hits_by_source > 1 for hits_by_source in
-                                            Counter(label for row in rows for label in row['hit_labels']).values()),
+        **totals,
+        **_hit_rates(len(hits), totals['samples'], sum(row['core_minutes'] for row in rows)),
+        'hits_in_more_than_one_source': sum(count > 1 for count in found_by.values()),
         'hit_labels': sorted(hits),
         'hull_phases_found': sorted({phase for row in rows for phase in row['hull_phases_found']}),
     }

@@ -123,6 +123,27 @@ def test_generate_cli_refuses_an_unknown_guided_condition(tmp_path) -> None:
     assert "cannot guide on 'colour'" in result.output
 
 
+def test_all_sources_counts_a_hit_two_sources_found_once(monkeypatch) -> None:
+    """The combined row of a system: hits are the union of the sources' hit labels, costs and samples add up."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('discovery_benchmark', ROOT / 'benchmarks' / 'discovery.py')
+    benchmark = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, benchmark)  # its dataclasses look their module up there
+    spec.loader.exec_module(benchmark)
+    row = {'chemsys': 'Li-O', 'distinct': 3, 'relaxed': 3, 'pruned': 0, 'hull_phases_found': []}
+    rows = [
+        {**row, 'samples': 4, 'core_minutes': 1.0, 'hit_labels': ['A2B_cF12_225_c_a:Li-O', 'AB_hP8_194_ac_f:Li-O']},
+        {**row, 'samples': 4, 'core_minutes': 3.0, 'hit_labels': ['A2B_cF12_225_c_a:Li-O'],
+         'hull_phases_found': ['Li2O (mp-1960, test)']},
+    ]
+    combined = benchmark.all_sources(rows)
+    assert combined['hits'] == 2 and combined['hits_in_more_than_one_source'] == 1
+    assert combined['samples'] == 8 and combined['relaxed'] == 6 and combined['core_minutes'] == 4.0
+    assert combined['hits_per_core_minute'] == 0.5 and combined['hits_per_100_samples'] == 25.0
+    assert combined['hull_phases_found'] == ['Li2O (mp-1960, test)']
+
+
 def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
     """The benchmark's CI-size path on the committed sample rows: both levels, every kind of generator."""
     output = tmp_path / 'discovery.json'

@@ -367,6 +367,7 @@ def test_cli_relaxes_the_lowest_of_a_structure_and_its_alternatives(tmp_path, li
 def test_single_threaded_linear_algebra_reaches_scipys_own_blas():
     """scipy ships a second OpenBLAS (the cell filter's ``logm``), whose threads spun beside every relaxation when the
     limit ran before it was loaded; a fresh interpreter sees the libraries in the order a relax job loads them."""
+    import json
     import subprocess
     import sys
 
@@ -375,10 +376,11 @@ def test_single_threaded_linear_algebra_reaches_scipys_own_blas():
         'single_threaded_linear_algebra()\n'
         'import ase.filters, scipy.linalg\n'
         'from threadpoolctl import threadpool_info\n'
-        "print(sorted({(i['filepath'].rsplit('/', 1)[-1], i['num_threads']) for i in threadpool_info()"
-        " if i['user_api'] == 'blas'}))\n"
+        'import json\n'
+        "print(json.dumps([(i['filepath'].rsplit('/', 1)[-1], i['num_threads']) for i in threadpool_info()"
+        " if i['user_api'] == 'blas']))\n"
     )
     output = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, check=True).stdout
-    libraries = eval(output)  # noqa: S307 - our own printed list of tuples
+    libraries = json.loads(output)
     assert any('scipy_openblas-' in name for name, _ in libraries), libraries  # scipy's own copy is among them
     assert {threads for _, threads in libraries} == {1}, libraries
