@@ -43,16 +43,17 @@ def choose_among(
     potential: LoadedPotential,
     prerelax: RelaxSettings | None = PRERELAX,
     workers: int = 1,
+    cores: int | None = None,
 ) -> list[Choice]:
     """The lowest-energy structure of each group of candidates, after a short pre-relaxation of all of them
-    (``prerelax``, one structure per model call on ``workers`` processes as ``relax_all`` does; ``None``: batched
+    (``prerelax``, one structure per model call on ``workers`` processes sharing ``cores`` as ``relax_all`` does; ``None``: batched
     single-point energies). The chosen structure is the pre-relaxed one."""
     pool = [(i, structure) for i, group in enumerate(groups) for structure in group]
     structures = [structure for _, structure in pool]
     if prerelax is None:
         scores = evaluate_structures(structures, potential)
     else:
-        outcomes = relax_all(structures, potential, prerelax, workers=workers).outcomes if structures else []
+        outcomes = relax_all(structures, potential, prerelax, workers=workers, cores=cores).outcomes if structures else []
         scores = [o.energy_per_atom for o in outcomes]
         structures = [o.structure if o.structure is not None else s for o, s in zip(outcomes, structures)]
     choices = [Choice() for _ in groups]
@@ -76,6 +77,7 @@ def choose_realizations(
     prerelax: RelaxSettings | None = PRERELAX,
     attempts: int = 100,
     workers: int = 1,
+    cores: int | None = None,
 ) -> list[Choice]:
     """Realize ``candidates`` structures per protostructure and keep the lowest-energy one.
 
@@ -86,6 +88,7 @@ def choose_realizations(
     :param prerelax: settings of the pre-relaxation; ``None`` scores by single-point energy instead.
     :param attempts: realization attempts per candidate.
     :param workers: processes of the pre-relaxation.
+    :param cores: the cores they share (default: all this process may run on).
     """
     from .realize import realize
 
@@ -99,7 +102,7 @@ def choose_realizations(
                 groups[i].append(result.structure)
             else:
                 reasons[i] = result.reason or 'realization failed'
-    choices = choose_among(groups, potential, prerelax, workers)
+    choices = choose_among(groups, potential, prerelax, workers, cores)
     for i, (protostructure, choice) in enumerate(zip(protostructures, choices)):
         choice.protostructure = protostructure
         if not groups[i]:

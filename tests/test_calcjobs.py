@@ -112,8 +112,10 @@ def test_relax_staged_settings_reach_the_command_line(code, tmp_path) -> None:
     li2o = Structure.from_spacegroup('Fm-3m', Lattice.cubic(4.61), ['Li', 'O'], [[0.25, 0.25, 0.25], [0, 0, 0]])
     structures = {'li2o': orm.StructureData(pymatgen=li2o)}
     for settings, present, absent in [
-        ({**STAGED_SETTINGS, 'workers': 2}, ['--fix-symmetry', '--free-within', '--prune-above', '--workers'], ['--free']),
-        ({**STAGED_SETTINGS, 'fix_symmetry': False, 'prune_above': None}, ['--free'], ['--prune-above', '--workers']),
+        ({**STAGED_SETTINGS, 'workers': 2, 'cores': 1},
+         ['--fix-symmetry', '--free-within', '--prune-above', '--workers', '--cores'], ['--free']),
+        ({**STAGED_SETTINGS, 'fix_symmetry': False, 'prune_above': None}, ['--free'],
+         ['--prune-above', '--workers', '--cores']),
     ]:
         _, calcinfo = prepare('wyckoffdiff.relax', {'code': code, 'structures': structures, 'settings': settings}, tmp_path)
         params = calcinfo.codes_info[0].cmdline_params
@@ -125,6 +127,7 @@ def test_relax_staged_settings_reach_the_command_line(code, tmp_path) -> None:
 @pytest.mark.parametrize(
     ('settings', 'message'),
     [({'prune_above': 'far'}, 'invalid relax settings'), ({'workers': 0}, 'workers must be a positive integer'),
+     ({'cores': True}, 'cores must be a positive integer'),
      ({'fmax': -1}, 'fmax must be a positive')],
 )
 def test_relax_refuses_bad_staged_settings(code, tmp_path, settings, message) -> None:

@@ -35,3 +35,13 @@ def test_optimizer_comparison_runs_both_optimizers_on_the_same_cell() -> None:
     assert 'of 1 converged' in fire and '1 of 1 converged' in bfgs
     atoms, fire_steps, bfgs_steps, difference = lines[-1].split()
     assert int(atoms) == 5 and int(fire_steps) > 0 and int(bfgs_steps) > 0 and abs(float(difference)) < 1000
+
+
+def test_relax_jobs_benchmark_relaxes_every_structure_in_each_layout() -> None:
+    script = BENCHMARK.parent / 'relax_jobs.py'
+    result = subprocess.run([sys.executable, str(script), '--quick'], capture_output=True, text=True, timeout=600,
+                            cwd=BENCHMARK.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if ' jobs x ' in line]
+    assert [line.split(':')[0] for line in lines] == ['1 jobs x 2 threads', '2 jobs x 1 threads']
+    assert all('2 of 2 relaxed' in line for line in lines), lines

@@ -11,6 +11,7 @@ from aiida_wyckoffdiff.data import build_dataset, load_dataset
 from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.provenance import lineage, potential_e_above_hull, structures_of
+from aiida_wyckoffdiff.relax import available_cores
 from aiida_wyckoffdiff.reporting import format_report, scan_report
 from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB
 
@@ -42,6 +43,8 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert len(relax_batches) == -(-realized // 4)  # 4 structures per job, each job with the Li and O references
     jobs = sorted(relax_batches, key=lambda job: job.ctime)
     assert len(jobs) > 1 and all(later.ctime > earlier.mtime for earlier, later in zip(jobs, jobs[1:]))
+    # One job at a time on this machine (direct scheduler, local transport): each may use all its cores.
+    assert {job.inputs.relax.settings['cores'] for job in jobs} == {available_cores()}
     hull = node.outputs.hull_structures
     tolerance = node.inputs.hull_tolerance.value
     assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance and not row['duplicate_of']}

@@ -17,10 +17,12 @@ _RELAX_SETTING_NAMES = ('optimizer', 'fmax', 'steps', 'fix_symmetry', 'free_with
 """The ``RelaxSettings`` fields a job's ``settings`` may set; the others keep their defaults."""
 
 RELAX_SETTINGS_DEFAULTS = {
-    **{name: getattr(RelaxSettings(), name) for name in _RELAX_SETTING_NAMES}, 'workers': None, 'device': 'cpu',
+    **{name: getattr(RelaxSettings(), name) for name in _RELAX_SETTING_NAMES},
+    'cores': None, 'workers': None, 'device': 'cpu',
 }
 """What ``settings`` may hold, with the values used for keys it leaves out: ``RelaxSettings()``, a free relaxation.
-``workers`` None: as many as the cores the job gets. The staged protocol is ``STAGED_SETTINGS``."""
+``cores`` None: all the job may run on (the phase-diagram workflow gives each job its share of a machine its jobs
+share); ``workers`` None: one per core. The staged protocol is ``STAGED_SETTINGS``."""
 
 STAGED_SETTINGS = {name: getattr(STAGED, name) for name in _RELAX_SETTING_NAMES}
 """``relax.STAGED`` as settings: the phase-diagram workflow's default."""
@@ -32,9 +34,10 @@ def validate_settings(value: orm.Dict, _: object) -> str | None:
     unknown = set(settings) - set(RELAX_SETTINGS_DEFAULTS)
     if unknown:
         return f'unknown relax settings {sorted(unknown)}; known: {sorted(RELAX_SETTINGS_DEFAULTS)}'
-    workers = settings.get('workers')
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        return f'workers must be a positive integer or None, not {workers!r}'
+    for name in ('cores', 'workers'):
+        count = settings.get(name)
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            return f'{name} must be a positive integer or None, not {count!r}'
     merged = {**RELAX_SETTINGS_DEFAULTS, **settings}
     try:
         RelaxSettings(**{key: merged[key] for key in RelaxSettings.__dataclass_fields__ if key in merged})
@@ -149,7 +152,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
             with folder.open(self.FILENAME_ALTERNATIVES, 'w') as handle:
                 json.dump(alternatives, handle)
             params += ['--alternatives', self.FILENAME_ALTERNATIVES]
-        params += [item for key in ('free_within', 'prune_above', 'workers') if settings[key] is not None
+        params += [item for key in ('free_within', 'prune_above', 'cores', 'workers') if settings[key] is not None
                    for item in (f'--{key.replace("_", "-")}', str(settings[key]))]
         copies = []
         if 'checkpoint' in self.inputs:

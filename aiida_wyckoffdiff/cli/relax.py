@@ -16,7 +16,8 @@ from .base import SHA256_OPTION, main
 
 
 def _starting_structures(
-    inputs: tuple[str, ...], potential: Any, candidates: int, seed: int, alternatives: dict[str, list[str]], workers: int
+    inputs: tuple[str, ...], potential: Any, candidates: int, seed: int, alternatives: dict[str, list[str]],
+    workers: int, cores: int | None,
 ) -> tuple[list, list[dict[str, Any]]]:
     """Read the files; realize the labels (best of ``candidates``); choose between a file and its ``alternatives``
     (the lowest after the same pre-relaxation). Returns structures and a record per input."""
@@ -34,7 +35,7 @@ def _starting_structures(
             structures.append(None)
             records.append({'input': item, 'label_requested': labels[position].label})
     choices = choose_realizations(list(labels.values()), potential, candidates=candidates, seed=seed,
-                                  workers=workers) if labels else []
+                                  workers=workers, cores=cores) if labels else []
     for position, choice in zip(labels, choices):
         structures[position] = choice.structure
         records[position]['candidate_scores'] = choice.scores
@@ -43,7 +44,7 @@ def _starting_structures(
     groups = [[item, *alternatives[item]] for item in (inputs[position] for position in grouped)]
     starts = [[structures[position], *(read_structure(Path(f)) for f in alternatives[inputs[position]])]
               for position in grouped]  # the input itself was read above
-    choices = choose_among(starts, potential, workers=workers) if groups else []
+    choices = choose_among(starts, potential, workers=workers, cores=cores) if groups else []
     for position, group, choice in zip(grouped, groups, choices):
         structures[position] = choice.structure
         records[position].update(candidate_scores=choice.scores, candidates=[Path(f).stem for f in group],
@@ -106,7 +107,11 @@ def _trajectory_name(item: str, position: int) -> str:
     help='JSON {element: eV/atom} to measure the hull against; default: relax the MP ground states first.',
 )
 @click.option(
-    '--workers', type=click.IntRange(min=1), default=default_workers, show_default='half the cores available',
+    '--cores', type=click.IntRange(min=1), show_default='all this process may run on',
+    help='Cores this job may use (torch threads in all): fewer than the machine\'s where relax jobs share it.',
+)
+@click.option(
+    '--workers', type=click.IntRange(min=1), show_default='one per core',
     help='Processes relaxing one structure at a time each, sharing the cores as torch threads.',
 )
 @click.option(
@@ -138,7 +143,8 @@ def relax(
     prune_above: float | None,
     prune_after: int,
     elemental_energies: Path | None,
-    workers: int,
+    cores: int | None,
+    workers: int | None,
     candidates: int,
     alternatives: Path | None,
     seed: int,
@@ -160,6 +166,7 @@ def relax(
 
     quiet_cell_filter_warnings()
     single_threaded_linear_algebra()
+    workers = workers or default_workers(cores)
     try:
         settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry,
                                  free_within=free_within, prune_above=prune_above, prune_after=prune_after)
@@ -172,9 +179,9 @@ def relax(
             raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
         verify_sha256(checkpoint, checkpoint_sha256)
     potential = load_potential(relaxer, checkpoint, device=device)
-    structures, records = _starting_structures(inputs, potential, candidates, seed, choose_from, workers)
+    structures, records = _starting_structures(inputs, potential, candidates, seed, choose_from, workers, cores)
     positions = [position for position, structure in enumerate(structures) if structure is not None]
-    header = {'settings': asdict(settings), 'device': device, 'workers': workers, 'inputs': len(inputs),
+    header = {'settings': asdict(settings), 'device': device, 'workers': workers, 'cores': cores, 'inputs': len(inputs),
               **potential.describe()}
     writer = ResultsWriter(output, header)
     failed = 0
@@ -200,7 +207,7 @@ def relax(
             failed += not outcome.ok
             bar.update(1)
 
-        run = relax_all([structures[p] for p in positions], potential, settings, workers=workers, device=device,
+        run = relax_all([structures[p] for p in positions], potential, settings, workers=workers, cores=cores, device=device,
                         elemental=elemental, on_finished=record, trajectories=trajectories)
     if run.references or elemental is not None:
         references = {element: outcome.as_dict() | {'structure': None} for element, outcome in run.references.items()}

@@ -153,6 +153,41 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
+def balanced_jobs(sizes: dict[str, int], per_job: int) -> list[list[str]]:
+    """Keys in as few jobs of at most ``per_job`` as hold them, each largest cell to the job with the fewest atoms so
+    far that has room, so that the jobs of a wave run at once end together."""
+    count = -(-len(sizes) // per_job)
+    jobs: list[list[str]] = [[] for _ in range(count)]
+    atoms = [0] * count
+    for key in sorted(sizes, key=lambda key: (-sizes[key], key)):
+        job = min((j for j in range(count) if len(jobs[j]) < per_job), key=lambda j: atoms[j])
+        jobs[job].append(key)
+        atoms[job] += sizes[key]
+    return [sorted(job) for job in jobs]
+
+
+def relax_layout(jobs: int, memory_gib: float, cores: int | None) -> tuple[int, int | None]:
+    """How many relax jobs run at once, and the cores each may use: as many as the memory holds, and where the jobs
+    share this machine's ``cores``, no more than those, each on its share. Six two-thread jobs on 2 cores took 5x the
+    time of one (torch threads spin when they outnumber the cores); two one-thread jobs took 0.7x (docs/relaxation.md)."""
+    at_once = max(1, min(jobs, int(memory_gib // RELAX_JOB_GIB)))
+    if cores is None:
+        return at_once, None
+    at_once = min(at_once, cores)
+    return at_once, cores // at_once
+
+
+def shared_cores(code: orm.AbstractCode) -> int | None:
+    """The cores the relax jobs share: this machine's where they run on it as plain processes (a direct scheduler
+    over a local transport); None where a scheduler gives each job its own."""
+    from ..relax import available_cores
+
+    computer = getattr(code, 'computer', None)
+    if computer is None or computer.scheduler_type != 'core.direct' or computer.transport_type != 'core.local':
+        return None
+    return available_cores()
+
+
 def load_code(code: orm.AbstractCode | str) -> orm.AbstractCode:
     """A code node, or the one a label names, with the set-up command to run when it is not in the profile."""
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
@@ -238,6 +273,10 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.input('relax_memory_gib', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
                    validator=validate_memory,
                    help=f'GiB the relax jobs may use together, {RELAX_JOB_GIB} GiB each; default: this machine\'s memory.')
+        spec.input('relax_cores', valid_type=orm.Int, serializer=orm.to_aiida_type, required=False,
+                   validator=validate_positive,
+                   help='Cores the relax jobs share: no more jobs run at once, each on its share. Default: this '
+                        'machine\'s where the jobs run on it (direct scheduler, local transport), else no limit.')
         spec.expose_inputs(
             GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'guided', 'plausible', 'metadata')
         )
@@ -322,17 +361,20 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def prepare_relax(self) -> None:
-        """Batches of ``structures_per_job`` realized structures, run as many at once as ``relax_memory_gib`` holds.
+        """Jobs of at most ``structures_per_job`` realized structures, like mixes of cell sizes, run as many at once
+        as ``relax_memory_gib`` holds and, where they share a machine, ``relax_cores`` allows.
 
         Every job relaxes the elemental references too: the staged protocol prunes and picks the structures for
         its free stage by their distance to the hull.
         """
         self.ctx.references = elemental_reference_structures(self.inputs.chemsys)
-        self.ctx.relax_queue = _chunks(sorted(self.ctx.realized), self.inputs.structures_per_job.value)
+        sizes = {key: len(node.sites) for key, node in self.ctx.realized.items()}
+        self.ctx.relax_queue = balanced_jobs(sizes, self.inputs.structures_per_job.value)
         memory = self.inputs.relax_memory_gib.value if 'relax_memory_gib' in self.inputs else default_relax_memory_gib()
-        self.ctx.relax_at_once = max(1, int(memory // RELAX_JOB_GIB))
-        if len(self.ctx.relax_queue) > self.ctx.relax_at_once:
-            self.report(f'{len(self.ctx.relax_queue)} relax jobs, {self.ctx.relax_at_once} at a time ({memory:.0f} GiB)')
+        cores = self.inputs.relax_cores.value if 'relax_cores' in self.inputs else shared_cores(self.inputs.relax.code)
+        self.ctx.relax_at_once, self.ctx.relax_job_cores = relax_layout(len(self.ctx.relax_queue), memory, cores)
+        share = '' if cores is None else f', {self.ctx.relax_job_cores} of {cores} cores each'
+        self.report(f'{len(self.ctx.relax_queue)} relax jobs, {self.ctx.relax_at_once} at a time ({memory:.0f} GiB{share})')
 
     def relax_pending(self) -> bool:
         return bool(self.ctx.relax_queue)
@@ -344,7 +386,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         # The staged protocol under the given settings: {'fix_symmetry': False, 'prune_above': None} is the free
         # relaxation without pruning of earlier versions.
         given = inputs['settings'].get_dict() if 'settings' in inputs else {}
-        inputs['settings'] = orm.Dict({**STAGED_SETTINGS, **given})
+        share = {} if self.ctx.relax_job_cores is None else {'cores': self.ctx.relax_job_cores}
+        inputs['settings'] = orm.Dict({**STAGED_SETTINGS, **share, **given})
         # Progress in the report while a job runs: ``relaxed 17 of 36 (3 pruned, 1 failed)``.
         inputs['monitors'] = {'progress': orm.Dict({'entry_point': 'wyckoffdiff.relax_progress'})}
         batches, self.ctx.relax_queue = self.ctx.relax_queue[: self.ctx.relax_at_once], self.ctx.relax_queue[self.ctx.relax_at_once :]
