@@ -274,14 +274,17 @@ def _hit_rates(hits: int, samples: int, core_minutes: float) -> dict[str, Any]:
     }
 
 
-def _realized(candidates: list, seed: int, potential: Any, per_protostructure: int, workers: int) -> tuple[list, Counter]:
+def _realized(
+    candidates: list, seed: int, potential: Any, per_protostructure: int, workers: int
+) -> tuple[list, list[str | None], Counter]:
     """Structures of the candidates (protostructures realized with PyXtal, best of ``per_protostructure`` after a
-    pre-relaxation where that is above 1; structures as they are) and why others could not be realized."""
+    pre-relaxation where that is above 1; structures as they are), the label of the candidate each came from, and
+    why others could not be realized."""
     from aiida_wyckoffdiff.candidates import choose_realizations
     from aiida_wyckoffdiff.realize import realize
     from aiida_wyckoffdiff.symmetry import Protostructure
 
-    structures, failures = [], Counter()
+    structures, requests, failures = [], [], Counter()
     protostructures = [c for c in candidates if isinstance(c, Protostructure)]
     if per_protostructure > 1 and protostructures:
         choices = choose_realizations(protostructures, potential, per_protostructure, seed=seed, workers=workers)
@@ -289,13 +292,15 @@ def _realized(candidates: list, seed: int, potential: Any, per_protostructure: i
     else:
         results = iter((r.structure, r.reason) for r in (realize(p, seed=seed + i) for i, p in enumerate(protostructures)))
     for candidate in candidates:
+        request = _label(candidate)
         if isinstance(candidate, Protostructure):
             candidate, reason = next(results)
             if candidate is None:
                 failures[(reason or 'failed').split(' (')[0][:60]] += 1
                 continue
         structures.append(candidate)
-    return structures, failures
+        requests.append(request)
+    return structures, requests, failures
 
 
 def hull_phases(chemsys: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -347,9 +352,10 @@ def outcome_level(
     generate_seconds = cpu_seconds() - started
     labels = [_label(candidate) for candidate in candidates]
     distinct = _distinct(candidates, labels)
-    structures, failures = _realized(distinct, context.seed, potential, generator.candidates, workers)
+    structures, requests, failures = _realized(distinct, context.seed, potential, generator.candidates, workers)
     run = relax_all(structures, potential, settings, workers=workers, elemental=elemental) if structures else None
     outcomes = [o for o in run.outcomes if o.ok] if run else []
+    requests = [request for request, o in zip(requests, run.outcomes if run else [], strict=True) if o.ok]
     for outcome in (run.outcomes if run else []):
         if not outcome.ok:
             failures[(outcome.reason or 'failed').split(' (')[0][:60]] += 1
@@ -357,11 +363,13 @@ def outcome_level(
     merge_duplicates(rows, [o.structure for o in outcomes], [str(i) for i in range(len(outcomes))])
     core_minutes = (cpu_seconds() - started) / 60
     relaxed_labels, hits = set(), {}
-    energies = []
-    for outcome, row in zip(outcomes, rows, strict=True):
+    energies, by_request = [], {}
+    for outcome, row, request in zip(outcomes, rows, requests, strict=True):
         if row.e_above_hull is None:
             continue
         energies.append(row.e_above_hull)
+        if request:
+            by_request[request] = round(row.e_above_hull, 4)
         try:
             label = structure_label(outcome.structure)
         except Exception:  # noqa: BLE001 - a collapsed cell has no label; it still has an energy
@@ -394,6 +402,38 @@ def outcome_level(
         'hull_phases_found': [f'{p["formula"]} ({p["material_id"]}, {p["split"]})' for p in found],
         'hull_phases_train_found': sum(p['split'] == 'train' for p in found),
         'hull_phases_test_found': sum(p['split'] == 'test' for p in found),
+        'e_above_hull_by_request': by_request,
+    }
+
+
+PAIRED_TIE = 0.005
+"""eV/atom: paired end points closer than this count as the same (the relaxation's own spread)."""
+
+
+def paired_comparison(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | None:
+    """Two generators on the protostructures both relaxed (by requested label): how much lower ``second`` ends.
+
+    Far less noisy than comparing hit counts when two settings differ only in how a protostructure becomes a relaxed
+    structure (the realizations per protostructure, K): each pair shares its composition and symmetry."""
+    common = sorted(set(first['e_above_hull_by_request']) & set(second['e_above_hull_by_request']))
+    if not common:
+        return None
+    differences = [second['e_above_hull_by_request'][k] - first['e_above_hull_by_request'][k] for k in common]
+    hit = 0.1
+    return {
+        'chemsys': first['chemsys'],
+        'generator': second['generator'],
+        'against': first['generator'],
+        'pairs': len(common),
+        'median_difference': round(float(np.median(differences)), 4),
+        'mean_difference': round(float(np.mean(differences)), 4),
+        'lower': sum(d < -PAIRED_TIE for d in differences),
+        'higher': sum(d > PAIRED_TIE for d in differences),
+        'hits_only_second': sum(second['e_above_hull_by_request'][k] <= hit < first['e_above_hull_by_request'][k]
+                                for k in common),
+        'hits_only_first': sum(first['e_above_hull_by_request'][k] <= hit < second['e_above_hull_by_request'][k]
+                               for k in common),
+        'core_minutes_ratio': round(second['core_minutes'] / first['core_minutes'], 2) if first['core_minutes'] else None,
     }
 
 
@@ -594,7 +634,10 @@ def main() -> None:
                 document['outcome'] = rows
                 arguments.output.write_text(json.dumps(document, indent=1) + '\n')
             if len(outcome) > 1:
-                rows.append(all_sources(rows[-len(outcome):]))
+                system_rows = rows[-len(outcome):]
+                rows.append(all_sources(system_rows))
+                pairs = [paired_comparison(system_rows[0], row) for row in system_rows[1:]]
+                document.setdefault('paired', []).extend(pair for pair in pairs if pair)
         document['outcome'] = rows
         protocol = 'free' if arguments.free else 'staged, pruned'
         print(f'\n## Outcome level: {arguments.samples} samples per system, CHGNet {protocol}, '
@@ -604,6 +647,14 @@ def main() -> None:
             ['chemsys', 'generator', 'samples', 'distinct', 'relaxed', 'pruned', 'hits', 'hits_interval_90', 'hits_per_100_samples',
              'core_minutes', 'hits_per_core_minute', 'median_e_above_hull', 'hull_phases_found', 'hit_formulas'],
         )
+        if document.get('paired'):
+            print(f'\n## Paired: the same protostructures against the first generator of each system (eV/atom; '
+                  f'lower/higher by more than {PAIRED_TIE})\n')
+            print_table(
+                document['paired'],
+                ['chemsys', 'generator', 'against', 'pairs', 'median_difference', 'mean_difference', 'lower', 'higher',
+                 'hits_only_second', 'hits_only_first', 'core_minutes_ratio'],
+            )
     document['load_average_end'] = os.getloadavg()
     arguments.output.write_text(json.dumps(document, indent=1) + '\n')
     print(f'\nwrote {arguments.output}; load average at end: {document["load_average_end"]}')

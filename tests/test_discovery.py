@@ -123,14 +123,19 @@ def test_generate_cli_refuses_an_unknown_guided_condition(tmp_path) -> None:
     assert "cannot guide on 'colour'" in result.output
 
 
-def test_all_sources_counts_a_hit_two_sources_found_once(monkeypatch) -> None:
-    """The combined row of a system: hits are the union of the sources' hit labels, costs and samples add up."""
+@pytest.fixture
+def benchmark(monkeypatch):  # noqa: ANN201 - the benchmark script as a module
     import importlib.util
 
     spec = importlib.util.spec_from_file_location('discovery_benchmark', ROOT / 'benchmarks' / 'discovery.py')
-    benchmark = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, benchmark)  # its dataclasses look their module up there
-    spec.loader.exec_module(benchmark)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_all_sources_counts_a_hit_two_sources_found_once(benchmark) -> None:
+    """The combined row of a system: hits are the union of the sources' hit labels, costs and samples add up."""
     row = {'chemsys': 'Li-O', 'distinct': 3, 'relaxed': 3, 'pruned': 0, 'hull_phases_found': []}
     rows = [
         {**row, 'samples': 4, 'core_minutes': 1.0, 'hit_labels': ['A2B_cF12_225_c_a:Li-O', 'AB_hP8_194_ac_f:Li-O']},
@@ -142,6 +147,20 @@ def test_all_sources_counts_a_hit_two_sources_found_once(monkeypatch) -> None:
     assert combined['samples'] == 8 and combined['relaxed'] == 6 and combined['core_minutes'] == 4.0
     assert combined['hits_per_core_minute'] == 0.5 and combined['hits_per_100_samples'] == 25.0
     assert combined['hull_phases_found'] == ['Li2O (mp-1960, test)']
+
+
+def test_paired_comparison_of_the_same_protostructures(benchmark) -> None:
+    """K = 4 against K = 1 on the protostructures both relaxed: differences per label, ties within 5 meV/atom."""
+    one = {'chemsys': 'Li-O', 'generator': 'model:k=1', 'core_minutes': 2.0,
+           'e_above_hull_by_request': {'a': 0.30, 'b': 0.12, 'c': 0.05, 'd': 0.50}}
+    four = {'chemsys': 'Li-O', 'generator': 'model:k=4', 'core_minutes': 3.0,
+            'e_above_hull_by_request': {'a': 0.20, 'b': 0.08, 'c': 0.052, 'e': 0.0}}
+    pair = benchmark.paired_comparison(one, four)
+    assert pair['pairs'] == 3 and pair['lower'] == 2 and pair['higher'] == 0  # c differs by 2 meV: a tie
+    assert pair['median_difference'] == pytest.approx(-0.04) and pair['mean_difference'] == pytest.approx(-0.046)
+    assert pair['hits_only_second'] == 1 and pair['hits_only_first'] == 0  # b crosses 0.1 eV/atom
+    assert pair['core_minutes_ratio'] == 1.5
+    assert benchmark.paired_comparison(one, {**four, 'e_above_hull_by_request': {'e': 0.0}}) is None
 
 
 def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
