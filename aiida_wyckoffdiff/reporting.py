@@ -14,7 +14,7 @@ from aiida import orm
 
 from .metrics import STABILITY, scan_metrics
 
-__all__ = ['format_report', 'scan_report']
+__all__ = ['by_source', 'format_report', 'scan_report']
 
 
 def _called(workchain: orm.WorkChainNode, process_label: str) -> list[orm.ProcessNode]:
@@ -48,6 +48,24 @@ def _label_or_none(structure: Any) -> str | None:
         return structure_label(structure)
     except ProtostructureError:
         return None
+
+
+def by_source(rows: list[dict[str, Any]], relaxed_labels: dict[str, str | None], stability: float,
+              known_labels: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """What each source of candidates (``model``, ``random``, ``model,random`` where both proposed a protostructure,
+    ``substitution``) gave: structures relaxed, distinct ones within ``stability`` of the hull (duplicates merged),
+    and the Materials Project phases (``known_labels``: label -> material id) among its relaxed structures."""
+    sources: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get('source') is None or row['e_above_hull'] is None:
+            continue
+        summary = sources.setdefault(row['source'], {'relaxed': 0, 'near_hull': 0, 'known_phases': []})
+        summary['relaxed'] += 1
+        summary['near_hull'] += row['e_above_hull'] <= stability and not row.get('duplicate_of')
+        material = known_labels.get(relaxed_labels.get(row['key']) or '')
+        if material and material not in summary['known_phases']:
+            summary['known_phases'].append(material)
+    return dict(sorted(sources.items()))
 
 
 def scan_report(workchain: orm.WorkChainNode, stability: float = STABILITY, dataset: Any = None) -> dict[str, Any]:
@@ -100,6 +118,7 @@ def scan_report(workchain: orm.WorkChainNode, stability: float = STABILITY, data
         'metrics': metrics.as_dict(),
         'known_phases': sorted(known, key=lambda r: r['e_above_hull']),
         'new_near_hull': sorted(new, key=lambda r: r['e_above_hull']),
+        'by_source': by_source(rows, relaxed_labels, stability, {label: e.material_id for label, e in by_label.items()}),
     }
 
 
@@ -122,4 +141,9 @@ def format_report(report: dict[str, Any]) -> str:
     stream.write(f"  new structures within {metrics['stability']} eV/atom of the hull: {len(report['new_near_hull'])}\n")
     for record in report['new_near_hull']:
         stream.write(f"    {record['formula']:>8} {record['label']:<28} {record['e_above_hull']:+.3f} eV/atom\n")
+    if len(report.get('by_source', {})) > 1:
+        stream.write(f"  by source: relaxed, distinct within {metrics['stability']} eV/atom, MP phases regenerated\n")
+        for source, summary in report['by_source'].items():
+            stream.write(f"    {source:<14} {summary['relaxed']:5d} {summary['near_hull']:5d}  "
+                         f"{', '.join(summary['known_phases']) or '-'}\n")
     return stream.getvalue()

@@ -115,3 +115,22 @@ def test_metrics_command_names_what_it_cannot_score() -> None:
     result = CliRunner().invoke(main, ['metrics', '987654321'])
     assert result.exit_code == 1
     assert 'no single node' in result.output
+
+
+def test_by_source_counts_each_sources_relaxed_near_hull_and_known_phases() -> None:
+    from aiida_wyckoffdiff.reporting import by_source
+
+    def row(key: str, source: str | None, e: float | None, duplicate_of: str | None = None) -> dict:
+        return {'key': key, 'source': source, 'e_above_hull': e, 'duplicate_of': duplicate_of}
+
+    rows = [
+        row('s1', 'model', 0.05), row('s2', 'model', 0.40), row('s3', 'model', None),  # not relaxed
+        row('s4', 'random', 0.02), row('s5', 'random', 0.03, duplicate_of='s4'),  # one structure twice
+        row('s6', 'model,random', 0.09), row('sub1', 'substitution', 0.035), row('reference_Li', None, 0.0),
+    ]
+    labels = {'s1': 'AB_hP8_194_ac_f:Li-O', 'sub1': 'A2B_cF12_225_c_a:Li-O', 's6': 'A2B_cF12_225_c_a:Li-O'}
+    summary = by_source(rows, labels, 0.1, {'A2B_cF12_225_c_a:Li-O': 'mp-1960'})
+    assert list(summary) == ['model', 'model,random', 'random', 'substitution']
+    assert summary['model'] == {'relaxed': 2, 'near_hull': 1, 'known_phases': []}
+    assert summary['random'] == {'relaxed': 2, 'near_hull': 1, 'known_phases': []}
+    assert summary['model,random']['known_phases'] == summary['substitution']['known_phases'] == ['mp-1960']
