@@ -3,7 +3,8 @@
 The phase-diagram workflow splits a scan's structures into relax jobs of ``structures_per_job`` and runs several at
 once; on the direct scheduler they share the machine's cores. This runs the committed generated cells
 (``benchmarks/data/relax_inputs.json``) through the relax command in several layouts, one after the other: ``NxT``
-is N jobs at once, each on T torch threads (``OMP_NUM_THREADS``), the structures dealt round-robin between the jobs.
+is N jobs at once, each on T cores (``--cores T``, as the workflow gives each job its share), the structures dealt
+round-robin between the jobs.
 Every structure takes a fixed number of FixSymmetry BFGS steps (fmax 0.01, so none stops early) against fixed
 elemental energies, so every layout does the same work.
 
@@ -49,20 +50,18 @@ def run_layout(files: list[Path], jobs: int, threads: int, steps: int, workdir: 
     elemental = workdir / 'elemental.json'
     elemental.write_text(json.dumps(ELEMENTAL))
     command = [str(Path(sys.executable).parent / 'wyckoffdiff'), 'relax', '--fix-symmetry', '--fmax', '0.01',
-               '--steps', str(steps), '--elemental-energies', str(elemental), '--workers', '1']
-    env = {**os.environ, 'OMP_NUM_THREADS': str(threads)}
+               '--steps', str(steps), '--elemental-energies', str(elemental), '--cores', str(threads), '--workers', '1']
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     outputs = [workdir / f'job{job}_{jobs}x{threads}.jsonl' for job in range(jobs)]
-    processes = [
-        subprocess.Popen([*command, '--output', str(output), *map(str, files[job::jobs])],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for job, output in enumerate(outputs)
-    ]
-    for process in processes:
-        _, stderr = process.communicate()
-        if process.returncode:
-            raise SystemExit(f'a relax job failed ({process.returncode}):\n{stderr[-2000:]}')
+    processes = []
+    for job, output in enumerate(outputs):
+        with output.with_suffix('.err').open('w') as stderr:  # a file, not a pipe that fills while another job is waited on
+            processes.append(subprocess.Popen([*command, '--output', str(output), *map(str, files[job::jobs])],
+                                              stdout=subprocess.DEVNULL, stderr=stderr))
+    for process, output in zip(processes, outputs):
+        if process.wait():
+            raise SystemExit(f'a relax job failed ({process.returncode}):\n{output.with_suffix(".err").read_text()[-2000:]}')
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     relaxed = sum(
