@@ -33,8 +33,8 @@ def phase_diagram_builder(
 
     :param relax_settings: over the protocol's staged relaxation; ``{'optimizer': 'FIRE', 'fix_symmetry': False,
         'prune_above': None}`` is the free relaxation without pruning of earlier versions.
-    :param structures_per_job: structures per relax job; the work chain runs as many jobs at once as its memory
-        setting holds.
+    :param structures_per_job: structures per relax job; ``None``: as many as fill this machine's cores in one wave
+        of jobs (64 on a cluster). The work chain runs as many jobs at once as its memory and cores allow.
     """
     from .workchains.phase_diagram import PhaseDiagramWorkChain
 
@@ -75,7 +75,7 @@ def run_phase_diagram_example(
     parser.add_argument('--fmax', type=float, help="Force criterion in eV/Å (protocol: 0.1).")
     parser.add_argument('--free', action='store_true',
                         help='Relax freely with FIRE, without pruning, as before the staged protocol (docs/relaxation.md).')
-    parser.add_argument('--structures-per-job', type=int, help="Structures per relax job (protocol: 64).")
+    parser.add_argument('--structures-per-job', type=int, help="Structures per relax job (default: one wave of jobs over this machine's cores; 64 on a cluster).")
     parser.add_argument('--seed', type=int)
     parser.add_argument('--output', type=Path, default=results / chemsys)
     options = parser.parse_args(argv)

@@ -32,6 +32,7 @@ def test_every_protocol_gives_a_builder_with_all_its_inputs(code, protocol) -> N
     assert builder.generate.code.pk == builder.relax.code.pk == code.pk
     assert builder.generate.checkpoint.kind == 'wyckoffdiff'
     assert 'spacegroups' not in builder  # the 20 most frequent groups, chosen by the work chain
+    assert 'structures_per_job' not in builder  # chosen by the work chain from where the relax jobs run
 
 
 def test_protocols_scale_the_samples_and_keep_the_measured_defaults() -> None:

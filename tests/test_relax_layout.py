@@ -6,7 +6,13 @@ import pytest
 from aiida import orm
 
 from aiida_wyckoffdiff.relax import available_cores
-from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB, balanced_jobs, relax_layout, shared_cores
+from aiida_wyckoffdiff.workchains.phase_diagram import (
+    RELAX_JOB_GIB,
+    balanced_jobs,
+    default_structures_per_job,
+    relax_layout,
+    shared_cores,
+)
 
 
 @pytest.mark.parametrize(
@@ -22,6 +28,22 @@ from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB, balanced_j
 )
 def test_relax_layout_bounds_jobs_by_memory_and_shared_cores(jobs, memory, cores, expected) -> None:
     assert relax_layout(jobs, memory, cores) == expected
+
+
+@pytest.mark.parametrize(
+    ('structures', 'cores', 'per_job', 'layout'),
+    [
+        (725, 2, 725, (1, 2)),  # this project's machine: one job, one queue for both cores' workers
+        (725, 1, 725, (1, 1)),
+        (725, 16, 91, (8, 2)),  # eight jobs of two cores, one wave where the memory holds them
+        (3, 16, 1, (3, 5)),
+        (725, None, 64, (6, None)),  # a cluster: jobs of 64, as many at once as the memory holds
+    ],
+)
+def test_default_structures_per_job_fills_the_shared_cores_in_one_wave(structures, cores, per_job, layout) -> None:
+    assert default_structures_per_job(structures, cores) == per_job
+    jobs = len(balanced_jobs({f'structure_{i:05d}': 10 for i in range(structures)}, per_job))
+    assert relax_layout(jobs, 24.0 if cores is None else 64.0, cores) == layout
 
 
 def test_balanced_jobs_hold_every_key_once_and_like_mixes_of_sizes() -> None:

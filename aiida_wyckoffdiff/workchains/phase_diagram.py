@@ -35,6 +35,10 @@ RELAX_JOB_GIB = 3.5
 (docs/relaxation.md), the command's process with the model and its structures plus each worker's model and the one
 structure it relaxes; it does not grow with the structures per job, since each worker holds one at a time. The
 one-worker default peaked at 1.9 GiB on the same 64, so the count is on the safe side."""
+WORKERS_PER_JOB = 2
+"""Workers (one per core) of a relax job on a machine the jobs share: the job size ``RELAX_JOB_GIB`` was measured at."""
+CLUSTER_STRUCTURES_PER_JOB = 64
+"""Structures per relax job where a scheduler gives each job its own cores: jobs run side by side, so many small ones."""
 
 
 RANDOM_LIST = 'random'
@@ -166,6 +170,16 @@ def balanced_jobs(sizes: dict[str, int], per_job: int) -> list[list[str]]:
     return [sorted(job) for job in jobs]
 
 
+def default_structures_per_job(structures: int, cores: int | None) -> int:
+    """Where the jobs share this machine's ``cores``, so many structures that the jobs fill those cores in one wave,
+    ``WORKERS_PER_JOB`` cores each: a job's workers take the structures from one queue, so no core waits for another
+    job of its wave to end (jobs of 64 left 6.5 % of the cores idle, docs/relaxation.md). On a cluster, 64."""
+    if cores is None:
+        return CLUSTER_STRUCTURES_PER_JOB
+    jobs = -(-cores // WORKERS_PER_JOB)
+    return max(1, -(-structures // jobs))
+
+
 def relax_layout(jobs: int, memory_gib: float, cores: int | None) -> tuple[int, int | None]:
     """How many relax jobs run at once, and the cores each may use: as many as the memory holds, and where the jobs
     share this machine's ``cores``, no more than those, each on its share. Six two-thread jobs on 2 cores took 5x the
@@ -269,7 +283,10 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.input('hull_tolerance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.1),
                    help='Structures within this many eV/atom of the reference hull are hull structures.')
         spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20), validator=validate_positive)
-        spec.input('structures_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(64), validator=validate_positive)
+        spec.input('structures_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, required=False,
+                   validator=validate_positive,
+                   help='Structures per relax job. Default: where the jobs share this machine, one wave of jobs of '
+                        f'{WORKERS_PER_JOB} cores each; on a cluster {CLUSTER_STRUCTURES_PER_JOB}.')
         spec.input('relax_memory_gib', valid_type=orm.Float, serializer=orm.to_aiida_type, required=False,
                    validator=validate_memory,
                    help=f'GiB the relax jobs may use together, {RELAX_JOB_GIB} GiB each; default: this machine\'s memory.')
@@ -361,17 +378,22 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def prepare_relax(self) -> None:
-        """Jobs of at most ``structures_per_job`` realized structures, like mixes of cell sizes, run as many at once
-        as ``relax_memory_gib`` holds and, where they share a machine, ``relax_cores`` allows.
+        """Jobs of at most ``structures_per_job`` realized structures (default: ``default_structures_per_job``), like
+        mixes of cell sizes, run as many at once as ``relax_memory_gib`` holds and, where they share a machine,
+        ``relax_cores`` allows.
 
         Every job relaxes the elemental references too: the staged protocol prunes and picks the structures for
         its free stage by their distance to the hull.
         """
         self.ctx.references = elemental_reference_structures(self.inputs.chemsys)
         sizes = {key: len(node.sites) for key, node in self.ctx.realized.items()}
-        self.ctx.relax_queue = balanced_jobs(sizes, self.inputs.structures_per_job.value)
         memory = self.inputs.relax_memory_gib.value if 'relax_memory_gib' in self.inputs else default_relax_memory_gib()
         cores = self.inputs.relax_cores.value if 'relax_cores' in self.inputs else shared_cores(self.inputs.relax.code)
+        if 'structures_per_job' in self.inputs:
+            per_job = self.inputs.structures_per_job.value
+        else:
+            per_job = default_structures_per_job(len(sizes), cores)
+        self.ctx.relax_queue = balanced_jobs(sizes, per_job)
         self.ctx.relax_at_once, self.ctx.relax_job_cores = relax_layout(len(self.ctx.relax_queue), memory, cores)
         share = '' if cores is None else f', {self.ctx.relax_job_cores} of {cores} cores each'
         self.report(f'{len(self.ctx.relax_queue)} relax jobs, {self.ctx.relax_at_once} at a time ({memory:.0f} GiB{share})')
