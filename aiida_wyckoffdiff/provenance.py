@@ -12,6 +12,8 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
+from .calculations.relax import alternative_of
+
 __all__ = ['computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'structures_of']
 
 
@@ -67,8 +69,12 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             current = creator.inputs.alternatives[chosen] if chosen != key else creator.inputs.structures[key]
         elif name == 'wyckoffdiff.realize':
             report = {entry.get('output'): entry for entry in creator.outputs.report.get_list()}
-            entry = report.get(link_label, {})
-            step.update(seed=_value(creator.inputs.seed), attempts=_value(creator.inputs.attempts), label=entry.get('label'))
+            # Candidate k of a protostructure (``structure_NNNNN_c<k>``) shares its report entry; its draw's seed is seed + k.
+            first = alternative_of(link_label)
+            candidate = int(link_label.rpartition('_c')[2]) if first else 0
+            entry = report.get(first or link_label, {})
+            step.update(seed=_value(creator.inputs.seed) + candidate, attempts=_value(creator.inputs.attempts),
+                        label=entry.get('label'))
             sources = entry.get('sources') or []
             current = _incoming(creator, sources[0]) if sources else None
         elif name == 'wyckoffdiff.generate':

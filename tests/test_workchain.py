@@ -60,16 +60,20 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert set(node.outputs.cifs.base.repository.list_object_names()) == {f"{row['key']}.cif" for row in relaxed}
     group = orm.load_group('wyckoffdiff/Li-O')
     assert {n.pk for n in group.nodes} == {n.pk for n in hull.values()}
-    # Every relaxed structure traces back to its conditions, seed and checkpoint.
-    key = relaxed[0]['key']
-    structure = next(job.outputs.relaxed[key] for job in node.called if 'relaxed' in job.outputs and key in job.outputs.relaxed)
-    steps = {step['process']: step for step in lineage(structure)}
-    chosen = generated[key].get('chosen', key)
-    assert steps['wyckoffdiff.realize']['output'] == chosen  # the lineage goes through the candidate relaxed
-    assert steps['wyckoffdiff.relax'].get('chosen', key) == chosen
-    assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
-    assert steps['wyckoffdiff.realize']['label'] == relaxed[0]['label_requested']
-    generate = steps['wyckoffdiff.generate']
+    # Every relaxed structure traces back to its conditions, seed and checkpoint, through whichever candidate its job kept.
+    relaxed_nodes = {key: structure for job in node.called if 'relaxed' in job.outputs for key, structure in job.outputs.relaxed.items()}
+    for row in relaxed:
+        key = row['key']
+        steps = {step['process']: step for step in lineage(relaxed_nodes[key])}
+        chosen = generated[key].get('chosen', key)
+        assert steps['wyckoffdiff.realize']['output'] == chosen  # the lineage goes through the candidate relaxed
+        assert steps['wyckoffdiff.realize']['seed'] == (1 if chosen.endswith('_c1') else 0)  # candidate k: seed + k
+        assert steps['wyckoffdiff.relax'].get('chosen', key) == chosen
+        assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
+        assert steps['wyckoffdiff.realize']['label'] == row['label_requested']
+        assert 'wyckoffdiff.generate' in steps, steps
+    structure = relaxed_nodes[relaxed[0]['key']]
+    generate = {step['process']: step for step in lineage(structure)}['wyckoffdiff.generate']
     assert generate['chemsys'] == 'Li-O'
     assert generate['checkpoint_sha256'] == builder.generate.checkpoint.sha256
     assert generate['seed'] == 0
