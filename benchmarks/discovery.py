@@ -56,6 +56,7 @@ class Generator:
     name: str
     config: Any = None
     candidates: int = 1
+    checkpoint: str | None = None
 
     @property
     def kind(self) -> str:
@@ -64,7 +65,8 @@ class Generator:
 
 
 def model_generator(name: str) -> Generator:
-    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1,k=1``: any omitted key keeps the default."""
+    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1,k=1,ckpt=PATH``: any omitted key keeps the default
+    (``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
     settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
@@ -76,7 +78,9 @@ def model_generator(name: str) -> Generator:
         plausible=settings.get('plausible', '0') == '1',
         max_draws=10,
     )
-    return Generator(name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)))
+    return Generator(
+        name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None
+    )
 
 
 def as_generator(name: str) -> Generator:
@@ -125,11 +129,20 @@ class Context:
             print(f'building the dataset {dataset} from {self.data_dir} (once)', flush=True)
             build_dataset(self.data_dir, output=dataset)
         self.checkpoint = load_checkpoint(shipped_checkpoint_path(), 'cpu')
+        self._checkpoints = {None: self.checkpoint}
         self.frame = load_dataset(dataset)
         self.train = self.frame[self.frame['split'] == 'train']
         self.train_labels = set(self.train['label'])
         self.prior = WyckoffPrior.from_dataset(self.frame)
         self._structures: dict[int, list] = {}
+
+    def model(self, generator: Generator) -> Any:
+        """The network a model generator samples from: the shipped checkpoint or its ``ckpt=`` file, loaded once."""
+        from aiida_wyckoffdiff.model.checkpoint import load_checkpoint
+
+        if generator.checkpoint not in self._checkpoints:
+            self._checkpoints[generator.checkpoint] = load_checkpoint(generator.checkpoint, 'cpu')
+        return self._checkpoints[generator.checkpoint].model
 
     def training_structures(self, num_elements: int, spacegroup: int | None = None) -> list:
         """The sources of the substitution baseline (``baselines.training_sources``), of one space group if given."""
@@ -158,7 +171,7 @@ class Context:
         else:
             config, energy = self._sampling(generator)
             request = GenerationRequest(chemsys, tuple(spacegroups), energy, num_samples)
-            result = generate(self.checkpoint.model, request, config, torch.Generator().manual_seed(seed))
+            result = generate(self.model(generator), request, config, torch.Generator().manual_seed(seed))
             samples = [sample.protostructure for sample in result.samples]
         return samples, num_samples - len(samples)
 
@@ -180,7 +193,7 @@ class Context:
 
         config, energy = self._sampling(generator)
         batch = [GenerationRequest(chemsys, tuple(groups), energy, num_samples) for chemsys, groups in requests]
-        results = generate_many(self.checkpoint.model, batch, config, torch.Generator().manual_seed(self.seed))
+        results = generate_many(self.model(generator), batch, config, torch.Generator().manual_seed(self.seed))
         return [([s.protostructure for s in r.samples], r.num_failed) for r in results]
 
 
@@ -403,6 +416,7 @@ def outcome_level(
         'hull_phases_train_found': sum(p['split'] == 'train' for p in found),
         'hull_phases_test_found': sum(p['split'] == 'test' for p in found),
         'e_above_hull_by_request': by_request,
+        'e_above_hull_values': [round(e, 4) for e in energies],
     }
 
 
@@ -434,6 +448,28 @@ def paired_comparison(first: dict[str, Any], second: dict[str, Any]) -> dict[str
         'hits_only_first': sum(first['e_above_hull_by_request'][k] <= hit < second['e_above_hull_by_request'][k]
                                for k in common),
         'core_minutes_ratio': round(second['core_minutes'] / first['core_minutes'], 2) if first['core_minutes'] else None,
+    }
+
+
+def distribution_comparison(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | None:
+    """Two generators' relaxed e_above_hull distributions, whatever protostructures each proposed: does ``second``
+    end lower (the paper's claim for its energy condition)? A two-sided Mann-Whitney U test uses every relaxed
+    structure, so it separates settings that hit counts (a few per hundred) cannot."""
+    from scipy.stats import mannwhitneyu
+
+    ours, theirs = first.get('e_above_hull_values'), second.get('e_above_hull_values')
+    if not ours or not theirs:
+        return None
+    test = mannwhitneyu(theirs, ours, alternative='two-sided')
+    return {
+        'chemsys': first['chemsys'],
+        'generator': second['generator'],
+        'against': first['generator'],
+        'relaxed': f'{len(theirs)} / {len(ours)}',
+        'median': f'{np.median(theirs):.3f} / {np.median(ours):.3f}',
+        'within_0.2': f'{np.mean(np.asarray(theirs) <= 0.2):.3f} / {np.mean(np.asarray(ours) <= 0.2):.3f}',
+        'p_lower_or_higher': round(float(test.pvalue), 4),
+        'probability_lower': round(1 - float(test.statistic) / (len(theirs) * len(ours)), 3),
     }
 
 
@@ -638,6 +674,8 @@ def main() -> None:
                 rows.append(all_sources(system_rows))
                 pairs = [paired_comparison(system_rows[0], row) for row in system_rows[1:]]
                 document.setdefault('paired', []).extend(pair for pair in pairs if pair)
+                shifts = [distribution_comparison(system_rows[0], row) for row in system_rows[1:]]
+                document.setdefault('distributions', []).extend(shift for shift in shifts if shift)
         document['outcome'] = rows
         protocol = 'free' if arguments.free else 'staged, pruned'
         print(f'\n## Outcome level: {arguments.samples} samples per system, CHGNet {protocol}, '
@@ -654,6 +692,14 @@ def main() -> None:
                 document['paired'],
                 ['chemsys', 'generator', 'against', 'pairs', 'median_difference', 'mean_difference', 'lower', 'higher',
                  'hits_only_second', 'hits_only_first', 'core_minutes_ratio'],
+            )
+        if document.get('distributions'):
+            print('\n## Relaxed e_above_hull distributions against the first generator of each system (this / first; '
+                  'probability_lower: that a structure of this generator ends below one of the first)\n')
+            print_table(
+                document['distributions'],
+                ['chemsys', 'generator', 'against', 'relaxed', 'median', 'within_0.2', 'p_lower_or_higher',
+                 'probability_lower'],
             )
     document['load_average_end'] = os.getloadavg()
     arguments.output.write_text(json.dumps(document, indent=1) + '\n')

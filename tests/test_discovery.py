@@ -163,6 +163,27 @@ def test_paired_comparison_of_the_same_protostructures(benchmark) -> None:
     assert benchmark.paired_comparison(one, {**four, 'e_above_hull_by_request': {'e': 0.0}}) is None
 
 
+def test_distribution_comparison_of_relaxed_energies(benchmark) -> None:
+    """Every relaxed structure of one generator below every one of the other: probability 1 of ending lower, a small
+    p-value; the same values on both sides: probability one half, p = 1."""
+    first = {'chemsys': 'Li-O', 'generator': 'model:e=0', 'e_above_hull_values': [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}
+    lower = {'chemsys': 'Li-O', 'generator': 'model:e=0.3', 'e_above_hull_values': [0.0, 0.05, 0.1, 0.15, 0.2, 0.25]}
+    shift = benchmark.distribution_comparison(first, lower)
+    assert shift['probability_lower'] == 1.0 and shift['p_lower_or_higher'] < 0.01
+    assert shift['median'] == '0.125 / 0.550' and shift['within_0.2'] == '0.833 / 0.000'
+    same = benchmark.distribution_comparison(first, {**first, 'generator': 'again'})
+    assert same['probability_lower'] == 0.5 and same['p_lower_or_higher'] == 1.0
+    assert benchmark.distribution_comparison(first, {**lower, 'e_above_hull_values': []}) is None
+
+
+def test_model_generator_takes_another_checkpoint(benchmark) -> None:
+    """``ckpt=`` names a checkpoint file beside the sampling settings; without it the shipped one is used."""
+    generator = benchmark.as_generator('model:g=1,guided=all,ckpt=/tmp/longer.pt,k=2')
+    assert generator.checkpoint == '/tmp/longer.pt' and generator.candidates == 2
+    assert generator.config[0].guidance_scale == 1.0
+    assert benchmark.as_generator('model:g=2').checkpoint is None
+
+
 def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
     """The benchmark's CI-size path on the committed sample rows: both levels, every kind of generator."""
     output = tmp_path / 'discovery.json'
