@@ -9,6 +9,7 @@ that cache back. The data folder is found from an explicit path, ``$WYCKOFFDIFF_
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -221,7 +222,10 @@ def build_dataset(
     report.splits = dict(Counter(table['split']))
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + '.partial')
-    table.to_json(partial, orient='records', lines=True, compression='gzip', double_precision=15)
+    text = table.to_json(orient='records', lines=True, double_precision=15)
+    # No time or file name in the gzip header: the same rows always give the same file, so the dataset_hash a
+    # checkpoint records (and `--resume` checks) survives rebuilding the cache.
+    partial.write_bytes(gzip.compress(text.encode(), mtime=0))
     partial.replace(path)  # never leave a half-written cache where load_dataset would find it
     return report
 

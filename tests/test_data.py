@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -102,6 +103,16 @@ def test_dataset_hash_changes_with_content(sample_dir, tmp_path) -> None:
     shutil.copy(one.path, tmp_path / 'c.jsonl.gz')
     assert dataset_hash(one.path) == dataset_hash(tmp_path / 'c.jsonl.gz')
     assert dataset_hash(one.path) != dataset_hash(two.path)
+
+
+def test_rebuilt_dataset_keeps_its_hash(sample_dir, tmp_path) -> None:
+    """The same rows built again, later and under another name, give the same file: a checkpoint's dataset_hash
+    (what `--resume` checks) does not change when the cache is rebuilt."""
+    one = build_dataset(sample_dir, output=tmp_path / 'a.jsonl.gz', processes=1, limit=20, progress=False)
+    time.sleep(1.1)  # gzip stores whole seconds
+    again = build_dataset(sample_dir, output=tmp_path / 'b.jsonl.gz', processes=1, limit=20, progress=False)
+    assert dataset_hash(one.path) == dataset_hash(again.path)
+    assert load_dataset(again.path).equals(load_dataset(one.path))
 
 
 @pytest.mark.slow
