@@ -238,6 +238,8 @@ class HullRow:
     """Why the relaxation stopped early (``RelaxOutcome.pruned``); its energy is that of the step it stopped at."""
     kept_spacegroup: bool | None = None
     """Whether the free stage kept the symmetric stage's space group; ``None`` where there was no free stage."""
+    stage_spacegroups: list[int | None] = field(default_factory=list)
+    """The space group after each relaxation stage (the symmetric one, then the free one where it ran)."""
     duplicate_of: str | None = None
     """Name of the row whose relaxed structure this one matches (``merge_duplicates``): one candidate, not two."""
     duplicates: list[str] = field(default_factory=list)
@@ -320,6 +322,7 @@ def hull_rows(
             reason=outcome.reason,
             pruned=outcome.pruned,
             kept_spacegroup=outcome.kept_spacegroup,
+            stage_spacegroups=[stage['spacegroup'] for stage in outcome.stages],
         )
         if structure is not None and outcome.energy is not None:
             if missing := sorted(set(chemsys.split('-')) - set(elemental)):

@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING
 from .hull import HullRow, phase_diagram
 
 if TYPE_CHECKING:
+    import numpy as np
     from pymatgen.analysis.phase_diagram import PhaseDiagram
 
-__all__ = ['CRYSTAL_SYSTEMS', 'energy_distribution', 'plot_energy_distribution', 'plot_hull', 'plot_symmetry_heatmap']
+__all__ = [
+    'CRYSTAL_SYSTEMS',
+    'energy_distribution',
+    'plot_energy_distribution',
+    'plot_hull',
+    'plot_stage_heatmap',
+    'plot_symmetry_heatmap',
+    'symmetry_fractions',
+]
 
 CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
 REFERENCE_COLOUR = '#1f77b4'
@@ -197,6 +206,84 @@ def _tie_lines(diagram: PhaseDiagram) -> set[tuple[object, object]]:
     return lines
 
 
+def symmetry_fractions(
+    requested: Sequence[int],
+    found: Sequence[int | None],
+    groups: Sequence[int],
+    by: str = 'crystal_system',
+    categories: list[str] | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Rows (crystal systems or space groups found, then ``failed``), counts and column fractions of a heatmap:
+    each column one requested space group, normalised so it shows where that group ended up.
+
+    :param found: the space group found for each requested one, ``None`` where the relaxation failed.
+    :param categories: the rows, where several heatmaps must share them [default: those found].
+    """
+    import numpy as np
+
+    from .symmetry import spacegroup_info
+
+    if by not in ('crystal_system', 'spacegroup'):
+        raise ValueError(f'by must be crystal_system or spacegroup, not {by}')
+    names = [
+        'failed' if group is None else spacegroup_info(group).crystal_system if by == 'crystal_system' else str(group)
+        for group in found
+    ]
+    if categories is None and by == 'crystal_system':
+        categories = [*CRYSTAL_SYSTEMS, 'failed']
+    elif categories is None:
+        categories = sorted(set(names) - {'failed'}, key=int) + ['failed']
+    counts = np.zeros((len(categories), len(groups)))
+    for group, name in zip(requested, names, strict=True):
+        counts[categories.index(name), list(groups).index(group)] += 1
+    return categories, counts, counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
+
+
+def _heatmap_panels(
+    panels: Sequence[tuple[str, list[int], list[int | None]]], output: Path, by: str
+) -> list[Path]:
+    """One heatmap per ``(title, requested, found)`` side by side, on the same requested groups, as PNG and HTML."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    groups = sorted({group for _, requested, _ in panels for group in requested})
+    shared = None
+    if by == 'spacegroup':  # the same rows in every panel
+        shared = sorted({str(g) for _, _, found in panels for g in found if g is not None}, key=int) + ['failed']
+    tables = [(title, *symmetry_fractions(requested, found, groups, by, shared)) for title, requested, found in panels]
+    label = 'crystal system' if by == 'crystal_system' else 'space group'
+    categories = tables[0][1]
+    width = max(4.0, 0.35 * len(groups) + 2)
+    fig, axes = plt.subplots(1, len(tables), figsize=(width * len(tables), max(4.0, 0.25 * len(categories) + 1)),
+                             dpi=150, squeeze=False)
+    for ax, (title, rows, _, fractions) in zip(axes[0], tables, strict=True):
+        image = ax.imshow(fractions, cmap='viridis', vmin=0, vmax=1, aspect='auto', origin='lower')
+        ax.set_xticks(range(len(groups)), [str(g) for g in groups], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_xlabel('requested space group')
+        if len(tables) > 1:
+            ax.set_title(title, fontsize=10)
+    axes[0][0].set_ylabel(f'{label} after relaxation')
+    fig.colorbar(image, ax=axes[0].tolist(), label='fraction of requested')
+    png = output.with_suffix('.png')
+    fig.savefig(png, bbox_inches='tight')
+    plt.close(fig)
+    figure = make_subplots(rows=1, cols=len(tables), subplot_titles=[t[0] for t in tables] if len(tables) > 1 else None)
+    for column, (_, rows, counts, fractions) in enumerate(tables, start=1):
+        heatmap = go.Heatmap(z=fractions, x=[str(g) for g in groups], y=rows, text=counts, colorscale='Viridis',
+                             zmin=0, zmax=1, showscale=column == len(tables))
+        figure.add_trace(heatmap, row=1, col=column)
+        figure.update_xaxes(title_text='requested space group', type='category', row=1, col=column)
+        figure.update_yaxes(title_text=f'{label} after relaxation', type='category', row=1, col=column)
+    html = output.with_suffix('.html')
+    figure.write_html(html, include_plotlyjs=True)
+    return [png, html]
+
+
 def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path, by: str = 'crystal_system') -> list[Path]:
     """Requested space group against the crystal system (or space group) found after relaxation, as in Fig. 2.
 
@@ -205,51 +292,28 @@ def plot_symmetry_heatmap(rows: Sequence[HullRow], output: Path, by: str = 'crys
 
     :param by: ``crystal_system`` or ``spacegroup``, the quantity on the vertical axis.
     """
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import plotly.graph_objects as go
-
-    if by not in ('crystal_system', 'spacegroup'):
-        raise ValueError(f'by must be crystal_system or spacegroup, not {by}')
     requested = [r for r in rows if r.spacegroup_requested]
-    found = [
-        str((r.crystal_system_found if by == 'crystal_system' else r.spacegroup_found) or 'failed') for r in requested
-    ]
-    groups = sorted({r.spacegroup_requested for r in requested})
-    if by == 'crystal_system':
-        categories = [*CRYSTAL_SYSTEMS, 'failed']
-    else:
-        categories = sorted(set(found) - {'failed'}, key=int) + ['failed']
-    counts = np.zeros((len(categories), len(groups)))
-    for row, category in zip(requested, found):
-        counts[categories.index(category), groups.index(row.spacegroup_requested)] += 1
-    fractions = counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
-    label = 'crystal system' if by == 'crystal_system' else 'space group'
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(groups) + 2), max(4.0, 0.25 * len(categories) + 1)), dpi=150)
-    image = ax.imshow(fractions, cmap='viridis', vmin=0, vmax=1, aspect='auto', origin='lower')
-    ax.set_xticks(range(len(groups)), [str(g) for g in groups], rotation=90, fontsize=7)
-    ax.set_yticks(range(len(categories)), categories, fontsize=8)
-    ax.set_xlabel('requested space group')
-    ax.set_ylabel(f'{label} after relaxation')
-    fig.colorbar(image, ax=ax, label='fraction of requested')
-    fig.tight_layout()
-    png = output.with_suffix('.png')
-    fig.savefig(png)
-    plt.close(fig)
-    heatmap = go.Heatmap(z=fractions, x=[str(g) for g in groups], y=categories, text=counts, colorscale='Viridis')
-    figure = go.Figure(heatmap)
-    figure.update_layout(
-        xaxis_title='requested space group',
-        yaxis_title=f'{label} after relaxation',
-        xaxis_type='category',
-        yaxis_type='category',
+    found = [r.spacegroup_found for r in requested]
+    return _heatmap_panels([('', [r.spacegroup_requested for r in requested], found)], output, by)
+
+
+def plot_stage_heatmap(rows: Sequence[HullRow], output: Path) -> list[Path]:
+    """Fig. 2 before and after free relaxation: the crystal system after the symmetric stage (every structure that
+    finished it) beside the crystal system after the free stage (the structures near enough the hull to get one)."""
+    staged = [r for r in rows if r.spacegroup_requested]  # a relaxation that failed has no stage: ``failed``
+    free = [r for r in staged if len(r.stage_spacegroups) == 2]
+    if not free:
+        raise ValueError('no generated structure had a free stage: nothing to show after it')
+    return _heatmap_panels(
+        [
+            (f'after the symmetric stage ({len(staged)})', [r.spacegroup_requested for r in staged],
+             [r.stage_spacegroups[0] if r.stage_spacegroups else None for r in staged]),
+            (f'after the free stage ({len(free)})', [r.spacegroup_requested for r in free],
+             [r.stage_spacegroups[1] for r in free]),
+        ],
+        output,
+        'crystal_system',
     )
-    html = output.with_suffix('.html')
-    figure.write_html(html, include_plotlyjs=True)
-    return [png, html]
 
 
 ENERGY_BIN_WIDTH = 0.1
@@ -334,6 +398,8 @@ def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_di
     if any(row.spacegroup_requested for row in rows):
         written += plot_symmetry_heatmap(rows, output_dir / 'symmetry_heatmap')
         written += plot_symmetry_heatmap(rows, output_dir / 'spacegroup_heatmap', by='spacegroup')
+    if any(row.spacegroup_requested and len(row.stage_spacegroups) == 2 for row in rows):
+        written += plot_stage_heatmap(rows, output_dir / 'symmetry_heatmap_stages')
     if any(row.spacegroup_requested and row.e_above_hull is not None for row in rows):
         written += plot_energy_distribution(rows, output_dir / 'energy_distribution')
     return written

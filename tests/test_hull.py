@@ -153,6 +153,36 @@ def test_energy_distribution_splits_by_charge_balance(tmp_path) -> None:
         assert path.stat().st_size > 5_000, path
 
 
+def test_stage_heatmap_counts_each_stage(tmp_path) -> None:
+    """Fig. 2 before and after the free stage: each panel counts its own structures by requested group."""
+    from dataclasses import replace
+
+    from aiida_wyckoffdiff.hull import HullRow
+    from aiida_wyckoffdiff.plots import plot_stage_heatmap, symmetry_fractions
+
+    row = HullRow(0, 'Li2O', 'Li-O', 'A2B_cF12_225_c_a:Li-O', 225, 225, 'cubic', -4.0, -2.0, 0.05, True, True,
+                  'chgnet', 'sha', None, stage_spacegroups=[225])
+    rows = [
+        row,  # no free stage: only in the first panel
+        replace(row, stage_spacegroups=[225, 12]),  # kept its group in the first stage, monoclinic after the second
+        replace(row, label_requested='A2B_oP12_62_2c_c:Li-O', spacegroup_requested=62, stage_spacegroups=[62, 62]),
+        replace(row, spacegroup_requested=62, stage_spacegroups=[None]),  # failed in the first stage
+        replace(row, label_requested=None, spacegroup_requested=None, stage_spacegroups=[229, 229]),  # a reference
+    ]
+    categories, counts, fractions = symmetry_fractions([225, 225, 62], [225, 12, None], [62, 225])
+    assert categories[-1] == 'failed' and counts.sum() == 3
+    assert counts[categories.index('cubic'), 1] == 1 and counts[categories.index('monoclinic'), 1] == 1
+    assert fractions[categories.index('failed'), 0] == 1.0 and fractions[:, 1].sum() == pytest.approx(1.0)
+    written = plot_stage_heatmap(rows, tmp_path / 'stages')
+    assert [path.suffix for path in written] == ['.png', '.html']
+    html = written[1].read_text()
+    assert 'after the symmetric stage (4)' in html and 'after the free stage (2)' in html
+    with pytest.raises(ValueError, match='no generated structure had a free stage'):
+        plot_stage_heatmap(rows[:1], tmp_path / 'none')
+    with pytest.raises(ValueError, match='crystal_system or spacegroup'):
+        symmetry_fractions([225], [225], [225], by='lattice')
+
+
 def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     """Files and labels in, failures reported per input, then the table and plots from the relaxed file."""
     import pandas as pd
