@@ -320,7 +320,8 @@ def finetune(
     """Add zero-initialised adapters to a base checkpoint and train the whole network with conditions.
 
     Fine-tuning updates all weights (as MatterGen does by default); crystals whose conditions are all
-    dropped still train the unconditional path that classifier-free guidance needs.
+    dropped still train the unconditional path that classifier-free guidance needs. A ``base`` that is fine-tuned
+    already is trained further, from its last epoch to ``epochs`` (the shipped checkpoint's 15 + 15 epochs).
     """
     output = Path(output)
     chosen = select_device(device)
@@ -329,7 +330,14 @@ def finetune(
     if checkpoint is None:
         checkpoint = load_checkpoint(base, chosen)
         if checkpoint.stage != 'base':
-            raise CheckpointError(f'{base} is already fine-tuned: fine-tune a base checkpoint from `wyckoffdiff train`')
+            if epochs is None or epochs <= checkpoint.epoch:
+                raise CheckpointError(
+                    f'{base} is already fine-tuned for {checkpoint.epoch} epochs: pass --epochs above '
+                    f'{checkpoint.epoch} to fine-tune it further, or fine-tune a base checkpoint from `wyckoffdiff train`'
+                )
+            # Further fine-tuning: the epochs it lacks, with its optimizer state where it kept one (an exported
+            # checkpoint did not: AdamW starts afresh), each epoch's batches as an uninterrupted run would draw them.
+            start, optimizer_state = checkpoint.epoch, checkpoint.optimizer_state
         if checkpoint.dataset_hash != dataset_hash:
             LOGGER.warning(
                 'fine-tuning on dataset %s, the base model saw %s', dataset_hash[:12], checkpoint.dataset_hash[:12]

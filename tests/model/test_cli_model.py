@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from aiida_wyckoffdiff.cli import main
@@ -85,10 +86,22 @@ def test_corrupt_checkpoint_fails_cleanly(tmp_path) -> None:
     assert not (tmp_path / 'g.json').exists()
 
 
-def test_finetuning_a_finetuned_checkpoint_is_refused(cli_checkpoints, sample_dataset_path, tmp_path) -> None:
-    result = CliRunner().invoke(main, ['finetune', '--base', str(cli_checkpoints[1]), '--output', str(tmp_path / 'x.pt'),
-                                       '--dataset', str(sample_dataset_path)])  # fmt: skip
-    assert result.exit_code == 1 and 'already fine-tuned' in result.output
+def test_finetuning_a_finetuned_checkpoint_needs_more_epochs(cli_checkpoints, sample_dataset_path, tmp_path) -> None:
+    """Without more epochs than it has, a fine-tuned checkpoint is refused; with them it is trained further, from its
+    last epoch on, and its history goes on."""
+    arguments = ['finetune', '--base', str(cli_checkpoints[1]), '--dataset', str(sample_dataset_path)]
+    for epochs in ([], ['--epochs', '1']):
+        result = CliRunner().invoke(main, [*arguments, *epochs, '--output', str(tmp_path / 'x.pt')])
+        assert result.exit_code == 1 and 'already fine-tuned for 1 epochs: pass --epochs above 1' in result.output
+    assert not (tmp_path / 'x.pt').exists()
+    result = CliRunner().invoke(main, [*arguments, '--epochs', '2', '--output', str(tmp_path / 'further.pt')])
+    assert result.exit_code == 0, result.output
+    before, after = load_checkpoint(cli_checkpoints[1], 'cpu'), load_checkpoint(tmp_path / 'further.pt', 'cpu')
+    assert after.stage == 'finetuned' and after.epoch == 2
+    assert [r['epoch'] for r in after.history['finetune']] == [1, 2]
+    assert after.history['finetune'][0] == before.history['finetune'][0]
+    changed = [not torch.equal(a, b) for a, b in zip(before.model.parameters(), after.model.parameters(), strict=True)]
+    assert any(changed)
 
 
 @pytest.mark.parametrize(('chemsys', 'spacegroups'), [('Li-O', ('225', '194')), ('O-Ti', ('136', '141'))])
