@@ -233,9 +233,10 @@ def symmetry_fractions(
         categories = [*CRYSTAL_SYSTEMS, 'failed']
     elif categories is None:
         categories = sorted(set(names) - {'failed'}, key=int) + ['failed']
+    rows, columns = {name: i for i, name in enumerate(categories)}, {group: i for i, group in enumerate(groups)}
     counts = np.zeros((len(categories), len(groups)))
     for group, name in zip(requested, names, strict=True):
-        counts[categories.index(name), list(groups).index(group)] += 1
+        counts[rows[name], columns[group]] += 1
     return categories, counts, counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
-from .calculations.relax import alternative_of
+from .calculations.relax import candidate_of
 
 __all__ = ['computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'structures_of']
 
@@ -70,9 +70,8 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
         elif name == 'wyckoffdiff.realize':
             report = {entry.get('output'): entry for entry in creator.outputs.report.get_list()}
             # Candidate k of a protostructure (``structure_NNNNN_c<k>``) shares its report entry; its draw's seed is seed + k.
-            first = alternative_of(link_label)
-            candidate = int(link_label.rpartition('_c')[2]) if first else 0
-            entry = report.get(first or link_label, {})
+            first, candidate = candidate_of(link_label)
+            entry = report.get(first, {})
             step.update(seed=_value(creator.inputs.seed) + candidate, attempts=_value(creator.inputs.attempts),
                         label=entry.get('label'))
             sources = entry.get('sources') or []

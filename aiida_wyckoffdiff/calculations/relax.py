@@ -11,7 +11,7 @@ from ..nodes import CheckpointData, validate_checkpoint
 from ..relax import STAGED, RelaxSettings
 from .base import WyckoffDiffCalculation
 
-__all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'alternative_of', 'failed_structures']
+__all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'alternative_of', 'candidate_of', 'failed_structures']
 
 _RELAX_SETTING_NAMES = ('optimizer', 'fmax', 'steps', 'fix_symmetry', 'free_within', 'prune_above', 'prune_after')
 """The ``RelaxSettings`` fields a job's ``settings`` may set; the others keep their defaults."""
@@ -63,10 +63,17 @@ def validate_structures(value: dict, _: object) -> str | None:
     return None if value else 'give at least one structure to relax'
 
 
+def candidate_of(key: str) -> tuple[str, int]:
+    """A structure key and its candidate number: ``structure_00012_c2`` -> (``structure_00012``, 2); a key that is
+    not an alternative is candidate 0 of itself."""
+    head, _, tail = key.rpartition('_c')
+    return (head, int(tail)) if head and tail.isdigit() else (key, 0)
+
+
 def alternative_of(key: str) -> str:
     """The structure key an ``alternatives`` key belongs to: ``structure_00012_c2`` -> ``structure_00012``."""
-    head, _, tail = key.rpartition('_c')
-    return head if head and tail.isdigit() else ''
+    head, _ = candidate_of(key)
+    return head if head != key else ''
 
 
 def validate_inputs(inputs: dict, _: object) -> str | None:
