@@ -6,6 +6,7 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_wyckoffdiff.calculations.relax import candidate_of
 from aiida_wyckoffdiff.codes import get_or_create_code
 from aiida_wyckoffdiff.data import build_dataset, load_dataset
 from aiida_wyckoffdiff.launch import phase_diagram_builder
@@ -62,18 +63,18 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert {n.pk for n in group.nodes} == {n.pk for n in hull.values()}
     # Every relaxed structure traces back to its conditions, seed and checkpoint, through whichever candidate its job kept.
     relaxed_nodes = {key: structure for job in node.called if 'relaxed' in job.outputs for key, structure in job.outputs.relaxed.items()}
+    lineages = {row['key']: {step['process']: step for step in lineage(relaxed_nodes[row['key']])} for row in relaxed}
     for row in relaxed:
-        key = row['key']
-        steps = {step['process']: step for step in lineage(relaxed_nodes[key])}
+        key, steps = row['key'], lineages[row['key']]
         chosen = generated[key].get('chosen', key)
         assert steps['wyckoffdiff.realize']['output'] == chosen  # the lineage goes through the candidate relaxed
-        assert steps['wyckoffdiff.realize']['seed'] == (1 if chosen.endswith('_c1') else 0)  # candidate k: seed + k
+        assert steps['wyckoffdiff.realize']['seed'] == candidate_of(chosen)[1]  # candidate k of seed 0: seed k
         assert steps['wyckoffdiff.relax'].get('chosen', key) == chosen
         assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
         assert steps['wyckoffdiff.realize']['label'] == row['label_requested']
         assert 'wyckoffdiff.generate' in steps, steps
     structure = relaxed_nodes[relaxed[0]['key']]
-    generate = {step['process']: step for step in lineage(structure)}['wyckoffdiff.generate']
+    generate = lineages[relaxed[0]['key']]['wyckoffdiff.generate']
     assert generate['chemsys'] == 'Li-O'
     assert generate['checkpoint_sha256'] == builder.generate.checkpoint.sha256
     assert generate['seed'] == 0
