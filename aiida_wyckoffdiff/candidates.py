@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .potentials import LoadedPotential
     from .symmetry import Protostructure
+    from .templates import TemplateLibrary
 
 __all__ = ['Choice', 'choose_among', 'choose_realizations']
 
@@ -78,6 +79,7 @@ def choose_realizations(
     attempts: int = 100,
     workers: int = 1,
     cores: int | None = None,
+    templates: TemplateLibrary | None = None,
 ) -> list[Choice]:
     """Realize ``candidates`` structures per protostructure and keep the lowest-energy one.
 
@@ -89,6 +91,8 @@ def choose_realizations(
     :param attempts: realization attempts per candidate.
     :param workers: processes of the pre-relaxation.
     :param cores: the cores they share (default: all this process may run on).
+    :param templates: candidate ``k`` takes the ``k``-th most similar template of the protostructure's prototype
+        where there is one, PyXtal (volume predicted) where there is none; ``None``: PyXtal always.
     """
     from .realize import realize
 
@@ -96,8 +100,10 @@ def choose_realizations(
     reasons: dict[int, str] = {}
     for i, protostructure in enumerate(protostructures):
         groups.append([])
+        own = templates.templates_for(protostructure, candidates) if templates is not None else []
         for k in range(candidates):
-            result = realize(protostructure, attempts=attempts, seed=seed + i * candidates + k)
+            result = realize(protostructure, attempts=attempts, seed=seed + i * candidates + k,
+                             template=own[k] if k < len(own) else None, scale_volume=templates is not None)
             if result.ok:
                 groups[i].append(result.structure)
             else:

@@ -12,6 +12,7 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
+from .calculations.realize import template_input
 from .calculations.relax import candidate_of
 
 __all__ = ['computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'structures_of']
@@ -69,11 +70,21 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             current = creator.inputs.alternatives[chosen] if chosen != key else creator.inputs.structures[key]
         elif name == 'wyckoffdiff.realize':
             report = {entry.get('output'): entry for entry in creator.outputs.report.get_list()}
-            # Candidate k of a protostructure (``structure_NNNNN_c<k>``) shares its report entry; its draw's seed is seed + k.
+            # Candidate k of a protostructure (``structure_NNNNN_c<k>``) shares its report entry.
             first, candidate = candidate_of(link_label)
             entry = report.get(first, {})
-            step.update(seed=_value(creator.inputs.seed) + candidate, attempts=_value(creator.inputs.attempts),
-                        label=entry.get('label'))
+            step.update(attempts=_value(creator.inputs.attempts), label=entry.get('label'))
+            realized_by = (entry.get('realized_by') or {}).get(link_label)
+            if realized_by is None:  # reports written before templates: draw k's seed was seed + k
+                realized_by = {'seed': _value(creator.inputs.seed) + candidate}
+            if 'template' in realized_by:
+                template = creator.base.links.get_incoming(link_label_filter=template_input(realized_by['template']))
+                node = template.one().node
+                split = node.base.attributes.get('split')
+                step.update(realized=f'from {realized_by["template"]} ({split} split)', template=realized_by['template'],
+                            template_pk=node.pk, data_sha256=node.base.attributes.get('data_sha256'))
+            else:
+                step.update(realized=f'by PyXtal, seed {realized_by["seed"]}', seed=realized_by['seed'])
             sources = entry.get('sources') or []
             current = _incoming(creator, sources[0]) if sources else None
         elif name == 'wyckoffdiff.generate':

@@ -1,10 +1,13 @@
-"""Protostructure -> 3D structure with PyXtal, keeping only candidates whose symmetry comes out as asked.
+"""Protostructure -> 3D structure, from a real crystal's geometry or PyXtal's, keeping only candidates whose symmetry
+comes out as asked.
 
-PyXtal places atoms on the requested Wyckoff sites with random free coordinates and a random
-lattice. A candidate can still come out with higher symmetry (a free coordinate landing on a
-special value) or with atoms too close, so each candidate's protostructure is detected again and
-compared with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same
-protostructure and seed give the same structure.
+Given a template (a training crystal of the same prototype, :mod:`.templates`), its geometry with the new elements
+is the candidate. Otherwise PyXtal places atoms on the requested Wyckoff sites with random free coordinates and a
+random lattice (with ``scale_volume``, rescaled to the volume pymatgen predicts). A candidate can still come out with
+higher symmetry (a free coordinate landing on a special value) or with atoms too close (far below the sum of their
+covalent radii: :func:`.templates.bond_problem`), so each candidate's protostructure is detected again and compared
+with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same protostructure and seed
+give the same structure.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import numpy as np
 
 from .exceptions import ProtostructureError
 from .symmetry import Protostructure, structure_label
+from .templates import bond_problem, predicted_volume, substitute
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
+
+    from .templates import Template
 
 __all__ = ['RealizationResult', 'realize', 'realize_many']
 
@@ -45,6 +51,8 @@ class RealizationResult:
     """How many candidates were rejected, by cause."""
     reason: str | None = None
     """Why realization failed; ``None`` on success."""
+    template: str | None = None
+    """Material id of the training crystal whose geometry the structure has; ``None``: PyXtal's."""
 
     @property
     def ok(self) -> bool:
@@ -56,12 +64,17 @@ def realize(
     attempts: int = DEFAULT_ATTEMPTS,
     seed: int | None = None,
     min_distance: float = DEFAULT_MIN_DISTANCE,
+    template: Template | None = None,
+    scale_volume: bool = False,
 ) -> RealizationResult:
     """Realize a protostructure (or label) as a structure whose protostructure is the requested one.
 
     :param attempts: candidates drawn at most.
     :param seed: seeds PyXtal's random lattice and coordinates; ``None`` draws fresh entropy.
     :param min_distance: reject candidates with two atoms closer than this, in Å.
+    :param template: a training crystal of the same prototype whose geometry is tried first; PyXtal draws only if
+        it fails (the reason is among the rejections).
+    :param scale_volume: rescale PyXtal's cells to the predicted volume (``templates.predicted_volume``).
     """
     from pyxtal import pyxtal
     from pyxtal.tolerance import Tol_matrix
@@ -76,6 +89,16 @@ def realize(
     tolerances = Tol_matrix(prototype='atomic')  # PyXtal would rebuild this table for every candidate
     result = RealizationResult(protostructure, seed)
     rejections: Counter[str] = Counter()
+    if template is not None:
+        try:
+            candidate = substitute(protostructure, template)
+            problem = bond_problem(candidate)
+        except ProtostructureError as error:
+            problem = str(error)
+        if problem is None:
+            result.structure, result.template, result.attempts = candidate, template.material_id, 1
+            return result
+        rejections[f'template {template.material_id}: {problem}'] += 1
     placement_failures = 0
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
@@ -92,8 +115,14 @@ def realize(
             continue
         placement_failures = 0
         candidate = crystal.to_pymatgen()
+        volume = predicted_volume(candidate) if scale_volume else None
+        if volume is not None:
+            candidate.scale_lattice(volume)
         if not candidate.is_valid(tol=min_distance):
             rejections[f'atoms closer than {min_distance} Å'] += 1
+            continue
+        if bond_problem(candidate) is not None:
+            rejections['atoms far closer than their covalent radii'] += 1
             continue
         try:
             found = structure_label(candidate, method='moyopy')
@@ -114,9 +143,10 @@ def realize(
     return result
 
 
-def _realize_job(job: tuple[str, int, int, float]) -> RealizationResult:
-    label, attempts, seed, min_distance = job
-    return realize(label, attempts=attempts, seed=seed, min_distance=min_distance)
+def _realize_job(job: tuple[str, int, int, float, Template | None, bool]) -> RealizationResult:
+    label, attempts, seed, min_distance, template, scale_volume = job
+    return realize(label, attempts=attempts, seed=seed, min_distance=min_distance, template=template,
+                   scale_volume=scale_volume)
 
 
 def realize_many(
@@ -126,17 +156,23 @@ def realize_many(
     min_distance: float = DEFAULT_MIN_DISTANCE,
     processes: int | None = None,
     progress: bool = True,
+    templates: Sequence[Template | None] | None = None,
+    scale_volume: bool = False,
 ) -> list[RealizationResult]:
     """Realize many protostructures on all cores, results in input order.
 
     Each protostructure gets its own seed spawned from ``seed``, so a result does not depend on the
     number of processes or on the other entries' position in the batch.
+
+    :param templates: per protostructure, a template to try first (or ``None``); see :func:`realize`.
     """
     from tqdm.auto import tqdm
 
     labels = [p.label if isinstance(p, Protostructure) else Protostructure.from_label(p).label for p in protostructures]
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(len(labels))]
-    jobs = [(label, attempts, item_seed, min_distance) for label, item_seed in zip(labels, seeds, strict=True)]
+    templates = list(templates) if templates is not None else [None] * len(labels)
+    jobs = [(label, attempts, item_seed, min_distance, template, scale_volume)
+            for label, item_seed, template in zip(labels, seeds, templates, strict=True)]
     processes = min(processes or os.cpu_count() or 1, len(jobs)) or 1
     bar = tqdm(total=len(jobs), desc='realize', unit='structure', disable=not progress)
     if processes == 1:

@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -57,6 +58,8 @@ class Generator:
     config: Any = None
     candidates: int = 1
     checkpoint: str | None = None
+    realization: str = 'pyxtal'
+    """``real=template``: realized from training crystals where one has the prototype (``templates``), PyXtal else."""
 
     @property
     def kind(self) -> str:
@@ -65,8 +68,9 @@ class Generator:
 
 
 def model_generator(name: str) -> Generator:
-    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1,k=1,ckpt=PATH``: any omitted key keeps the default
-    (``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run)."""
+    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1,k=1,ckpt=PATH,real=template``: any omitted key keeps
+    the default (``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run;
+    ``real``: the realization method, ``pyxtal`` by default)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
     settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
@@ -79,18 +83,21 @@ def model_generator(name: str) -> Generator:
         max_draws=10,
     )
     return Generator(
-        name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None
+        name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,
+        settings.get('real', 'pyxtal'),
     )
 
 
 def as_generator(name: str) -> Generator:
-    """A generator by name: ``model:...``, ``base``, ``random`` (``random:k=2``) or ``substitution``."""
+    """A generator by name: ``model:...``, ``base``, ``random`` (``random:k=2,real=template``) or ``substitution``."""
     if name.startswith('model:'):
         return model_generator(name)
     kind, _, options = name.partition(':')
-    if kind not in ('base', 'random', 'substitution') or (options and not options.startswith('k=')):
-        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K] or substitution')
-    return Generator(name, candidates=int(options.removeprefix('k=')) if options else 1)
+    settings = dict(item.split('=', 1) for item in options.split(',') if '=' in item)
+    if kind not in ('base', 'random', 'substitution') or len(settings) != len([o for o in options.split(',') if o]) \
+            or set(settings) - {'k', 'real'} or settings.get('real', 'pyxtal') not in ('pyxtal', 'template'):
+        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template] or substitution')
+    return Generator(name, candidates=int(settings.get('k', 1)), realization=settings.get('real', 'pyxtal'))
 
 
 def cpu_seconds() -> float:
@@ -133,6 +140,7 @@ class Context:
         self.frame = load_dataset(dataset)
         self.train = self.frame[self.frame['split'] == 'train']
         self.train_labels = set(self.train['label'])
+        self.train_prototypes = {label.split(':')[0] for label in self.train_labels}
         self.prior = WyckoffPrior.from_dataset(self.frame)
         self._structures: dict[int, list] = {}
 
@@ -288,22 +296,28 @@ def _hit_rates(hits: int, samples: int, core_minutes: float) -> dict[str, Any]:
 
 
 def _realized(
-    candidates: list, seed: int, potential: Any, per_protostructure: int, workers: int
+    candidates: list, seed: int, potential: Any, per_protostructure: int, workers: int, realization: str = 'pyxtal'
 ) -> tuple[list, list[str | None], Counter]:
-    """Structures of the candidates (protostructures realized with PyXtal, best of ``per_protostructure`` after a
-    pre-relaxation where that is above 1; structures as they are), the label of the candidate each came from, and
-    why others could not be realized."""
+    """Structures of the candidates (protostructures realized with PyXtal or, with ``realization`` ``template``, from
+    training crystals where they can be; best of ``per_protostructure`` after a pre-relaxation where that is above 1;
+    structures as they are), the label of the candidate each came from, and why others could not be realized."""
     from aiida_wyckoffdiff.candidates import choose_realizations
     from aiida_wyckoffdiff.realize import realize
     from aiida_wyckoffdiff.symmetry import Protostructure
+    from aiida_wyckoffdiff.templates import shipped_templates
 
+    library = shipped_templates() if realization == 'template' else None
     structures, requests, failures = [], [], Counter()
     protostructures = [c for c in candidates if isinstance(c, Protostructure)]
     if per_protostructure > 1 and protostructures:
-        choices = choose_realizations(protostructures, potential, per_protostructure, seed=seed, workers=workers)
+        choices = choose_realizations(protostructures, potential, per_protostructure, seed=seed, workers=workers,
+                                      templates=library)
         results = iter((choice.structure, choice.reason) for choice in choices)
     else:
-        results = iter((r.structure, r.reason) for r in (realize(p, seed=seed + i) for i, p in enumerate(protostructures)))
+        templates = [library.templates_for(p, 1) if library else [] for p in protostructures]
+        draws = (realize(p, seed=seed + i, template=own[0] if own else None, scale_volume=library is not None)
+                 for i, (p, own) in enumerate(zip(protostructures, templates, strict=True)))
+        results = iter((r.structure, r.reason) for r in draws)
     for candidate in candidates:
         request = _label(candidate)
         if isinstance(candidate, Protostructure):
@@ -314,6 +328,12 @@ def _realized(
         structures.append(candidate)
         requests.append(request)
     return structures, requests, failures
+
+
+def _crystal_system(label: str) -> str:
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    return Protostructure.from_label(label).info.crystal_system
 
 
 def hull_phases(chemsys: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -356,6 +376,7 @@ def outcome_level(
     """
     from aiida_wyckoffdiff.data import training_spacegroups
     from aiida_wyckoffdiff.hull import hull_rows, merge_duplicates
+    from aiida_wyckoffdiff.references import reference_entries
     from aiida_wyckoffdiff.relax import relax_all
     from aiida_wyckoffdiff.symmetry import structure_label
 
@@ -365,7 +386,9 @@ def outcome_level(
     generate_seconds = cpu_seconds() - started
     labels = [_label(candidate) for candidate in candidates]
     distinct = _distinct(candidates, labels)
-    structures, requests, failures = _realized(distinct, context.seed, potential, generator.candidates, workers)
+    structures, requests, failures = _realized(
+        distinct, context.seed, potential, generator.candidates, workers, generator.realization
+    )
     run = relax_all(structures, potential, settings, workers=workers, elemental=elemental) if structures else None
     outcomes = [o for o in run.outcomes if o.ok] if run else []
     requests = [request for request, o in zip(requests, run.outcomes if run else [], strict=True) if o.ok]
@@ -375,14 +398,15 @@ def outcome_level(
     rows = hull_rows(outcomes, elemental, apply_mp2020=not potential.includes_mp2020)
     merge_duplicates(rows, [o.structure for o in outcomes], [str(i) for i in range(len(outcomes))])
     core_minutes = (cpu_seconds() - started) / 60
-    relaxed_labels, hits = set(), {}
-    energies, by_request = [], {}
+    relaxed_labels, hits, kept_system = set(), {}, {}
+    energies, by_request, steps_by_request = [], {}, {}
     for outcome, row, request in zip(outcomes, rows, requests, strict=True):
         if row.e_above_hull is None:
             continue
         energies.append(row.e_above_hull)
         if request:
             by_request[request] = round(row.e_above_hull, 4)
+            steps_by_request[request] = outcome.steps
         try:
             label = structure_label(outcome.structure)
         except Exception:  # noqa: BLE001 - a collapsed cell has no label; it still has an energy
@@ -390,7 +414,10 @@ def outcome_level(
         relaxed_labels.add(label)
         if row.e_above_hull <= 0.1:
             hits.setdefault(label, (round(row.e_above_hull, 3), row.formula))
+            if request and '#' not in label:
+                kept_system.setdefault(label, _crystal_system(label) == _crystal_system(request))
     generated_labels = set(labels)
+    known = set(reference_entries(chemsys)['label'].dropna())
     phases = hull_phases(chemsys)
     found = [p for p in phases if p['label'] and (p['label'] in relaxed_labels or p['label'] in generated_labels)]
     return {
@@ -406,6 +433,11 @@ def outcome_level(
         'generate_core_seconds': round(generate_seconds, 1),
         'wall_seconds': round(time.perf_counter() - wall, 1),
         'median_e_above_hull': round(float(np.median(energies)), 3) if energies else None,
+        'relax_steps_median': float(np.median([o.steps for o in outcomes])) if outcomes else None,
+        'relax_steps_mean': round(float(np.mean([o.steps for o in outcomes])), 1) if outcomes else None,
+        'hits_crystal_system_kept': round(float(np.mean(list(kept_system.values()))), 3) if kept_system else None,
+        'hits_new': sum(label not in context.train_labels and label not in known for label in hits),
+        'hits_new_prototype': sum(label.split(':')[0] not in context.train_prototypes for label in hits),
         'hit_formulas': [formula for _, formula in sorted(hits.values())],
         'hit_labels': sorted(hits),
         'best': sorted(
@@ -416,6 +448,7 @@ def outcome_level(
         'hull_phases_train_found': sum(p['split'] == 'train' for p in found),
         'hull_phases_test_found': sum(p['split'] == 'test' for p in found),
         'e_above_hull_by_request': by_request,
+        'relax_steps_by_request': steps_by_request,
         'e_above_hull_values': [round(e, 4) for e in energies],
     }
 
@@ -448,7 +481,31 @@ def paired_comparison(first: dict[str, Any], second: dict[str, Any]) -> dict[str
         'hits_only_first': sum(first['e_above_hull_by_request'][k] <= hit < second['e_above_hull_by_request'][k]
                                for k in common),
         'core_minutes_ratio': round(second['core_minutes'] / first['core_minutes'], 2) if first['core_minutes'] else None,
+        **_paired_steps(first, second, common),
     }
+
+
+def _paired_steps(first: dict[str, Any], second: dict[str, Any], common: list[str]) -> dict[str, Any]:
+    """Relaxation steps of the same protostructures (median of each, over the pairs both report), and the same over
+    the pairs whose protostructure has a template: where the template method differs from PyXtal at all."""
+    from aiida_wyckoffdiff.templates import shipped_templates
+
+    library = shipped_templates()
+    ours, theirs = first.get('relax_steps_by_request', {}), second.get('relax_steps_by_request', {})
+    pairs = [k for k in common if k in ours and k in theirs]
+    templated = [k for k in pairs if library.templates_for(k, 1)]
+    result: dict[str, Any] = {}
+    for name, keys in (('steps', pairs), ('steps_with_template', templated)):
+        if keys:
+            result[name] = f'{np.median([theirs[k] for k in keys]):.0f} / {np.median([ours[k] for k in keys]):.0f}'
+    result['pairs_with_template'] = len(templated)
+    return result
+
+
+def _baseline_of(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a row is paired against: its PyXtal twin for a ``real=template`` generator, else the system's first."""
+    twin = row['generator'].replace(',real=template', '').replace(':real=template', '')
+    return next((other for other in rows if other['generator'] == twin and other is not row), rows[0])
 
 
 def distribution_comparison(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | None:
@@ -572,12 +629,17 @@ def main() -> None:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--dataset', type=Path, help='Dataset file [default: the cache; built when absent].')
     parser.add_argument('--data-dir', type=Path, help='The shared MP data folder [default: ../shared/data].')
-    parser.add_argument('--output', type=Path, default=ROOT / 'benchmarks' / 'discovery_results.json')
+    parser.add_argument('--output', type=Path, help='Results file [default: benchmarks/discovery_results.json; with '
+                        '--quick discovery_quick.json in the temporary folder, so a quick run never overwrites the '
+                        'committed results].')
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.requests, arguments.per_request, arguments.samples, arguments.size_samples = 3, 2, 4, 4
         arguments.systems, arguments.test_only_systems, arguments.relax_steps = ['Li-O'], 0, 5
         arguments.workers = 1
+    if arguments.output is None:
+        quick = Path(tempfile.gettempdir()) / 'discovery_quick.json'
+        arguments.output = quick if arguments.quick else ROOT / 'benchmarks' / 'discovery_results.json'
     generation = arguments.generation or (
         ['model:g=2,guided=e_above_hull', TODAY, 'random', 'substitution']
         if arguments.quick
@@ -600,7 +662,7 @@ def main() -> None:
         ]
     )
     outcome = arguments.outcome or (
-        ['model:g=2,guided=e_above_hull', 'random', 'substitution']
+        ['model:g=2,guided=e_above_hull', 'model:g=2,guided=e_above_hull,real=template', 'random', 'substitution']
         if arguments.quick
         else [TODAY, 'model:g=2,guided=e_above_hull', 'model:g=2,guided=e_above_hull,plausible=1', 'random', 'substitution']
     )
@@ -671,8 +733,12 @@ def main() -> None:
                 arguments.output.write_text(json.dumps(document, indent=1) + '\n')
             if len(outcome) > 1:
                 system_rows = rows[-len(outcome):]
+                substitution = [set(row['hit_labels']) for row in system_rows if row['generator'] == 'substitution']
+                for row in system_rows:
+                    if substitution and row['generator'] != 'substitution':
+                        row['hits_not_by_substitution'] = len(set(row['hit_labels']) - substitution[0])
                 rows.append(all_sources(system_rows))
-                pairs = [paired_comparison(system_rows[0], row) for row in system_rows[1:]]
+                pairs = [paired_comparison(_baseline_of(row, system_rows), row) for row in system_rows[1:]]
                 document.setdefault('paired', []).extend(pair for pair in pairs if pair)
                 shifts = [distribution_comparison(system_rows[0], row) for row in system_rows[1:]]
                 document.setdefault('distributions', []).extend(shift for shift in shifts if shift)
@@ -683,7 +749,8 @@ def main() -> None:
         print_table(
             rows,
             ['chemsys', 'generator', 'samples', 'distinct', 'relaxed', 'pruned', 'hits', 'hits_interval_90', 'hits_per_100_samples',
-             'core_minutes', 'hits_per_core_minute', 'median_e_above_hull', 'hull_phases_found', 'hit_formulas'],
+             'core_minutes', 'hits_per_core_minute', 'median_e_above_hull', 'relax_steps_mean', 'hits_crystal_system_kept',
+             'hits_new', 'hits_new_prototype', 'hits_not_by_substitution', 'hull_phases_found', 'hit_formulas'],
         )
         if document.get('paired'):
             print(f'\n## Paired: the same protostructures against the first generator of each system (eV/atom; '
@@ -691,7 +758,8 @@ def main() -> None:
             print_table(
                 document['paired'],
                 ['chemsys', 'generator', 'against', 'pairs', 'median_difference', 'mean_difference', 'lower', 'higher',
-                 'hits_only_second', 'hits_only_first', 'core_minutes_ratio'],
+                 'hits_only_second', 'hits_only_first', 'core_minutes_ratio', 'steps', 'pairs_with_template',
+                 'steps_with_template'],
             )
         if document.get('distributions'):
             print('\n## Relaxed e_above_hull distributions against the first generator of each system (this / first; '

@@ -1,18 +1,26 @@
-"""``wyckoffdiff.realize``: PyXtal realization of batches of protostructures as one calcfunction.
+"""``wyckoffdiff.realize``: realization of batches of protostructures as one calcfunction.
 
 Realization is cheap (about 0.1 s a structure) and runs where the workflow runs, so it is a
-calcfunction: its inputs (the label lists, seed, attempts) and outputs (one StructureData per
-realized protostructure plus a report of every rejection) are in the graph, without a job's
+calcfunction: its inputs (the label lists, seed, attempts, method and the template crystals) and outputs (one
+StructureData per realized protostructure plus a report of every rejection) are in the graph, without a job's
 overhead. Several lists (one per generate job) can be passed; their labels are deduplicated so
-each distinct protostructure is realized once.
+each distinct protostructure is realized once. With the ``template`` method, the training crystals whose geometry
+a structure may take are inputs too (``template_<material id>``, made by :func:`template_nodes`), so the graph says
+which crystal each structure was realized from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiida import orm
 from aiida.engine import calcfunction
 
-__all__ = ['output_label', 'realize_protostructures']
+from ..templates import Template, TemplateLibrary
+
+__all__ = ['TEMPLATE_PREFIX', 'output_label', 'realize_protostructures', 'template_nodes']
+
+TEMPLATE_PREFIX = 'template_'
 
 
 def output_label(index: int) -> str:
@@ -20,26 +28,72 @@ def output_label(index: int) -> str:
     return f'structure_{index:05d}'
 
 
+def template_input(material_id: str) -> str:
+    """Input name of a template crystal (link labels allow no ``-``)."""
+    return TEMPLATE_PREFIX + material_id.replace('-', '_')
+
+
+def template_nodes(labels: Iterable[str], count: int, library: TemplateLibrary) -> dict[str, orm.StructureData]:
+    """The template crystals the realization of ``labels`` may use (the ``count`` most similar of each label's
+    prototype), as inputs of :func:`realize_protostructures`. A crystal stored before (same material id and data
+    sha256) is reused, so scans share one node per template."""
+    chosen = {t.material_id: t for label in dict.fromkeys(labels) for t in library.templates_for(label, count)}
+    if not chosen:
+        return {}
+    query = orm.QueryBuilder().append(orm.StructureData, project=['attributes.material_id', '*'], filters={
+        'attributes.material_id': {'in': list(chosen)}, 'attributes.data_sha256': library.data_sha256})
+    stored = dict(query.all())
+    nodes = {}
+    for material_id, template in chosen.items():
+        node = stored.get(material_id)
+        if node is None:
+            node = orm.StructureData(pymatgen=template.structure)
+            node.base.attributes.set_many({'material_id': material_id, 'protostructure': template.label,
+                                           'split': 'train', 'data_sha256': library.data_sha256})
+            node.label = f'{material_id} (template)'
+            node.store()
+        nodes[template_input(material_id)] = node
+    return nodes
+
+
+def _templates_of(nodes: dict[str, orm.StructureData]) -> TemplateLibrary:
+    templates = [Template.from_structure(node.base.attributes.get('material_id'),
+                                         node.base.attributes.get('protostructure'), node.get_pymatgen_structure())
+                 for node in nodes.values()]
+    return TemplateLibrary(templates)
+
+
 @calcfunction
 def realize_protostructures(
-    seed: orm.Int, attempts: orm.Int, candidates: orm.Int | None = None, **protostructures: orm.List
+    seed: orm.Int, attempts: orm.Int, candidates: orm.Int | None = None, method: orm.Str | None = None,
+    **inputs: orm.Data,
 ) -> dict[str, orm.Data]:
-    """Realize each distinct label of the ``protostructures`` lists, each with its own seed spawned from ``seed``.
+    """Realize each distinct label of the protostructure lists (every ``List`` input), each with its own seed
+    spawned from ``seed``.
 
     Outputs ``structure_NNNNN`` per success (NNNNN: position among the distinct labels) and ``report``: in that
-    order, ``{label, ok, attempts, rejections, output | reason, sources}``; ``sources`` names the input lists
-    that held the label. With ``candidates`` K > 1, each label is realized K times (base seeds ``seed + k``):
-    the first success is ``structure_NNNNN``, the others ``structure_NNNNN_c<k>``, listed in ``alternatives``.
+    order, ``{label, ok, attempts, rejections, output | reason, sources, realized_by}``; ``sources`` names the input
+    lists that held the label, ``realized_by`` per output ``{template: material id}`` or ``{seed: PyXtal's}``. With
+    ``candidates`` K > 1, each label is realized K times: the first success is ``structure_NNNNN``, the others
+    ``structure_NNNNN_c<k>``, listed in ``alternatives``. ``method`` ``template`` (default ``pyxtal``): draw k takes
+    the k-th most similar of the ``template_*`` inputs of the label's prototype and PyXtal (base seed ``seed + k``,
+    volume predicted) where there is none; ``pyxtal``: base seeds ``seed + k``.
     """
     from ..realize import realize_many
 
+    templates = _templates_of({k: v for k, v in inputs.items() if k.startswith(TEMPLATE_PREFIX)})
+    use_templates = method is not None and method.value == 'template'
     sources: dict[str, list[str]] = {}
-    for name, labels in sorted(protostructures.items()):
-        for label in dict.fromkeys(labels.get_list()):
-            sources.setdefault(label, []).append(name)
+    for name, labels in sorted(inputs.items()):
+        if isinstance(labels, orm.List):
+            for label in dict.fromkeys(labels.get_list()):
+                sources.setdefault(label, []).append(name)
     distinct = list(sources)
-    draws = [realize_many(distinct, attempts=attempts.value, seed=seed.value + k, progress=False)
-             for k in range(candidates.value if candidates is not None else 1)]
+    count = candidates.value if candidates is not None else 1
+    chosen = [templates.templates_for(label, count) if use_templates else [] for label in distinct]
+    draws = [realize_many(distinct, attempts=attempts.value, seed=seed.value + k, progress=False,
+                          templates=[own[k] if k < len(own) else None for own in chosen], scale_volume=use_templates)
+             for k in range(count)]
     outputs: dict[str, orm.Data] = {}
     report = []
     for index, label in enumerate(distinct):
@@ -49,12 +103,14 @@ def realize_protostructures(
         entry = {'label': label, 'ok': first.ok, 'attempts': first.attempts, 'rejections': first.rejections,
                  'sources': sources[label]}
         if realized:
-            entry['output'] = output_label(index)
-            outputs[entry['output']] = orm.StructureData(pymatgen=first.structure)
+            names = [output_label(index)] + [f'{output_label(index)}_c{k}' for k in range(1, len(realized))]
+            entry['output'] = names[0]
             if len(draws) > 1:
-                entry['alternatives'] = [f'{entry["output"]}_c{k}' for k in range(1, len(realized))]
-                for name, result in zip(entry['alternatives'], realized[1:]):
-                    outputs[name] = orm.StructureData(pymatgen=result.structure)
+                entry['alternatives'] = names[1:]
+            entry['realized_by'] = {name: {'template': result.template} if result.template else {'seed': result.seed}
+                                    for name, result in zip(names, realized)}
+            for name, result in zip(names, realized):
+                outputs[name] = orm.StructureData(pymatgen=result.structure)
         else:
             entry['reason'] = first.reason
         report.append(entry)

@@ -27,3 +27,20 @@ def build(data_dir: Path | None, include_extra: bool, output: Path | None, proce
 
     report = build_dataset(data_dir, include_extra=include_extra, output=output, processes=processes, limit=limit)
     click.echo(report.summary())
+
+
+@data.command()
+@click.option('--data-dir', type=click.Path(file_okay=False, path_type=Path), envvar=DATA_DIR_VARIABLE, help=f'Folder with mp_structures.csv.gz [env: {DATA_DIR_VARIABLE}; default: ../shared/data].')
+@click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help='Where to write the library (the package ships aiida_wyckoffdiff/resources/templates.jsonl.gz).')
+def templates(data_dir: Path | None, output: Path) -> None:
+    """Write the library of template crystals: every training-split crystal, for realization from real geometry."""
+    from ..data import build_dataset, default_dataset_path, find_data_dir, load_dataset
+    from ..templates import build_template_library
+
+    data_dir = find_data_dir(data_dir)
+    dataset = default_dataset_path(data_dir)
+    if not dataset.is_file():
+        build_dataset(data_dir, output=dataset)
+    library = build_template_library(data_dir, load_dataset(dataset), output)
+    click.echo(f'wrote {len(library)} templates of {len(library.by_prototype)} prototypes to {output}')

@@ -44,15 +44,26 @@ def label(files: tuple[Path, ...], symprec: float) -> None:
 @click.option('--attempts', default=100, show_default=True, type=click.IntRange(min=1), help='Candidates drawn at most.')
 @click.option('--seed', type=int, default=None, help='Random seed; the same seed gives the same structure.')
 @click.option('--min-distance', default=0.5, show_default=True, help='Reject candidates with atoms closer than this (Å).')
+@click.option('--method', type=click.Choice(['template', 'pyxtal']), default='template', show_default=True,
+              help='template: the geometry of the most similar training crystal of the same prototype, with the volume '
+                   'predicted for the new elements (PyXtal where no training crystal has the prototype); pyxtal: a '
+                   'random PyXtal draw.')
 @click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=Path), help='Write the structure here (CIF by default; format from the suffix).')
-def realize(protostructure_label: str, attempts: int, seed: int | None, min_distance: float, output: Path | None) -> None:
+def realize(protostructure_label: str, attempts: int, seed: int | None, min_distance: float, method: str,
+            output: Path | None) -> None:
     """Realize a protostructure LABEL as a 3D structure whose symmetry is the requested one."""
     from ..realize import realize as realize_protostructure
+    from ..symmetry import Protostructure
+    from ..templates import shipped_templates
 
-    result = realize_protostructure(protostructure_label, attempts=attempts, seed=seed, min_distance=min_distance)
+    protostructure = Protostructure.from_label(protostructure_label)
+    templates = shipped_templates().templates_for(protostructure, 1) if method == 'template' else []
+    result = realize_protostructure(protostructure, attempts=attempts, seed=seed, min_distance=min_distance,
+                                    template=templates[0] if templates else None, scale_volume=method == 'template')
     if not result.ok:
         raise click.ClickException(result.reason or 'realization failed')
-    click.echo(f'realized {result.protostructure.label} in {result.attempts} attempt(s)', err=True)
+    how = f'from {result.template} (train split)' if result.template else f'by PyXtal in {result.attempts} attempt(s)'
+    click.echo(f'realized {result.protostructure.label} {how}', err=True)
     structure = result.structure
     if output is None:
         click.echo(structure.to(fmt='cif'))

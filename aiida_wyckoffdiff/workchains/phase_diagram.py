@@ -20,10 +20,11 @@ from ..calculations.generate import (
     validate_positive,
     validate_spacegroups,
 )
-from ..calculations.realize import realize_protostructures
+from ..calculations.realize import realize_protostructures, template_nodes
 from ..calculations.sources import random_protostructures_source, substitution_source
 from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation, alternative_of
 from ..model.config import SamplingConfig
+from ..templates import REALIZATION_METHODS, shipped_templates
 from .protocols import ProtocolMixin
 from .relax import RelaxBaseWorkChain
 
@@ -58,6 +59,12 @@ def candidate_sources(realize_report: list[dict], substitution_report: list[dict
             sources[entry['output']] = ','.join(sorted(kinds))
     sources.update({entry['output']: 'substitution' for entry in substitution_report})
     return sources
+
+
+def validate_realize_method(value: orm.Str, _: object) -> str | None:
+    if value.value not in REALIZATION_METHODS:
+        return f'realize_method must be one of {", ".join(REALIZATION_METHODS)}, not {value.value!r}'
+    return None
 
 
 def validate_memory(value: orm.Float, _: object) -> str | None:
@@ -277,6 +284,10 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.input('substitution_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0),
                    validator=validate_non_negative,
                    help='Structures by ionic substitution into training-split crystals, at most this many.')
+        spec.input('realize_method', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('pyxtal'),
+                   validator=validate_realize_method,
+                   help='template: the geometry of a training crystal of the same prototype where one exists, PyXtal '
+                        'for the rest; pyxtal: always a random PyXtal draw.')
         spec.input('candidates', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(1),
                    validator=validate_positive,
                    help='Realizations per protostructure; the relax job keeps the lowest after a 30-step pre-relaxation.')
@@ -361,7 +372,11 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
             lists[RANDOM_LIST] = self.ctx.random
         if self.inputs.candidates.value > 1:
             lists['candidates'] = self.inputs.candidates
-        realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts, **lists)
+        if self.inputs.realize_method.value == 'template':
+            labels = [label for node in lists.values() if isinstance(node, orm.List) for label in node.get_list()]
+            lists.update(template_nodes(labels, self.inputs.candidates.value, shipped_templates()))
+        realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts,
+                                           method=self.inputs.realize_method, **lists)
         self.ctx.realize_report = realized['report']
         self.out('realization', realized['report'])  # attached now: it stays even if nothing could be realized
         structures = {key: node for key, node in realized.items() if key != 'report'}

@@ -1,0 +1,263 @@
+"""Realization from real crystals: the geometry of a training crystal with the same Wyckoff arrangement.
+
+A protostructure fixes the space group and which elements sit on which Wyckoff orbits, but not the free coordinates
+or the lattice. Most real crystals reuse an element-free prototype (the label before ``:``) of an earlier one, so
+where a *training-split* crystal has the protostructure's prototype, its lattice and coordinates are a far better
+start than PyXtal's random draw: its elements are replaced by the protostructure's (the i-th element of one
+label's chemical system by the i-th of the other's, which keeps every element on its orbits) and the cell is scaled
+to the volume pymatgen's data-mined bond lengths predict (``DLSVolumePredictor``). Only training-split crystals are
+templates, never validation or test ones: held-out checks would otherwise read their answers.
+
+The library of templates ships in the package (``resources/templates.jsonl.gz``, written by
+:func:`build_template_library` from the shared MP data), so realization needs neither the data folder nor a
+dataset build; its header records the data file's sha256.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import ProtostructureError
+from .symmetry import Protostructure, structure_label
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pymatgen.core import Structure
+
+__all__ = [
+    'REALIZATION_METHODS',
+    'Template',
+    'TemplateLibrary',
+    'bond_problem',
+    'build_template_library',
+    'fit_element_volumes',
+    'fitted_volume',
+    'predicted_volume',
+    'prototype_of',
+    'shipped_templates',
+    'substitute',
+]
+
+TEMPLATES_FILE = 'templates.jsonl.gz'
+REALIZATION_METHODS = ('template', 'pyxtal')
+"""``template``: a training crystal's geometry where one has the prototype, PyXtal for the rest; ``pyxtal``: always
+PyXtal's random draw."""
+BOND_FACTOR = 0.6
+"""A candidate with two atoms closer than this fraction of the sum of their covalent radii (ASE's table, Cordero et
+al. 2008) has overlapping atoms; real crystals keep above ~0.7 of it, even for short polar bonds."""
+
+
+def prototype_of(label: str) -> str:
+    """The element-free prototype of a protostructure label: the part before ``:``."""
+    return label.split(':', 1)[0]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A training-split crystal: its material id, protostructure label and geometry (as its CIF gave it; the
+    structure is built when first asked for, so a library of thousands loads in a moment)."""
+
+    material_id: str
+    label: str
+    lattice: tuple[tuple[float, ...], ...]
+    species: tuple[str, ...]
+    coords: tuple[tuple[float, ...], ...]
+
+    @classmethod
+    def from_structure(cls, material_id: str, label: str, structure: Structure) -> Template:
+        return cls(material_id, label, tuple(map(tuple, structure.lattice.matrix.tolist())),
+                   tuple(site.specie.symbol for site in structure), tuple(map(tuple, structure.frac_coords.tolist())))
+
+    @functools.cached_property
+    def structure(self) -> Structure:
+        from pymatgen.core import Lattice, Structure
+
+        return Structure(Lattice(self.lattice), self.species, self.coords)
+
+    @property
+    def elements(self) -> list[str]:
+        return self.label.split(':', 1)[1].split('-')
+
+    def distance_to(self, protostructure: Protostructure) -> int:
+        """Chemical distance to a protostructure of the same prototype: the summed differences of Pettifor's
+        Mendeleev numbers of the elements that replace each other (0: the same elements)."""
+        from pymatgen.core import Element
+
+        return sum(abs(Element(old).mendeleev_no - Element(new).mendeleev_no)
+                   for old, new in zip(self.elements, protostructure.elements, strict=True))
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            'material_id': self.material_id,
+            'label': self.label,
+            'lattice': [[round(x, 5) for x in row] for row in self.lattice],
+            'species': list(self.species),
+            'coords': [[round(x % 1.0, 5) for x in site] for site in self.coords],
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Template:
+        return cls(record['material_id'], record['label'], tuple(map(tuple, record['lattice'])),
+                   tuple(record['species']), tuple(map(tuple, record['coords'])))
+
+
+class TemplateLibrary:
+    """Training crystals by prototype; ``data_sha256`` is the sha256 of the data file they were read from,
+    ``element_volumes`` the volumes per atom fitted to them (:func:`fit_element_volumes`)."""
+
+    def __init__(
+        self, templates: Iterable[Template], data_sha256: str | None = None, element_volumes: dict[str, float] | None = None
+    ) -> None:
+        self.data_sha256 = data_sha256
+        self.element_volumes = element_volumes or {}
+        self.by_prototype: dict[str, list[Template]] = defaultdict(list)
+        for template in templates:
+            self.by_prototype[prototype_of(template.label)].append(template)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.by_prototype.values()))
+
+    def templates_for(self, protostructure: Protostructure | str, count: int) -> list[Template]:
+        """At most ``count`` templates of the protostructure's prototype, the most chemically similar first (ties by
+        material id, so the choice never depends on the library's order)."""
+        if isinstance(protostructure, str):
+            protostructure = Protostructure.from_label(protostructure)
+        same = self.by_prototype.get(prototype_of(protostructure.label), [])
+        return sorted(same, key=lambda t: (t.distance_to(protostructure), t.material_id))[:count]
+
+    def write(self, path: Path) -> None:
+        """One JSON line per template after a header line; no time or name in the gzip header, so a rebuild of the
+        same data gives the same bytes."""
+        with open(path, 'wb') as raw, gzip.GzipFile(fileobj=raw, mode='wb', mtime=0, filename='') as stream:
+            header = {'data_sha256': self.data_sha256, 'element_volumes': self.element_volumes}
+            stream.write((json.dumps(header) + '\n').encode())
+            for prototype in sorted(self.by_prototype):
+                for template in self.by_prototype[prototype]:
+                    stream.write((json.dumps(template.as_record()) + '\n').encode())
+
+    @classmethod
+    def read(cls, path: Path | Any) -> TemplateLibrary:
+        with gzip.open(path, 'rt') as stream:
+            header = json.loads(next(stream))
+            templates = [Template.from_record(json.loads(line)) for line in stream]
+        return cls(templates, header.get('data_sha256'), header.get('element_volumes'))
+
+
+@functools.cache
+def shipped_templates() -> TemplateLibrary:
+    """The library shipped in the package: every training-split crystal of the shared MP data."""
+    from importlib import resources
+
+    with resources.as_file(resources.files('aiida_wyckoffdiff').joinpath('resources', TEMPLATES_FILE)) as path:
+        return TemplateLibrary.read(path)
+
+
+def build_template_library(data_dir: Path, frame: pd.DataFrame, output: Path) -> TemplateLibrary:
+    """Write the library of the dataset's training-split crystals (labels from the dataset ``frame``, structures
+    from the data folder's main file)."""
+    import pandas as pd
+    from pymatgen.core import Structure
+
+    from .data import MAIN_FILE
+    from .files import file_sha256
+
+    labels = frame.loc[frame['split'] == 'train'].set_index('material_id')['label']
+    table = pd.read_csv(data_dir / MAIN_FILE, usecols=['material_id', 'cif'])
+    table = table[table['material_id'].isin(labels.index)]
+    templates = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # CIF parser chatter about rounding
+        for material_id, cif in zip(table['material_id'], table['cif'], strict=True):
+            structure = Structure.from_str(cif, fmt='cif')
+            templates.append(Template.from_structure(material_id, labels[material_id], structure))
+    library = TemplateLibrary(templates, file_sha256(data_dir / MAIN_FILE), fit_element_volumes(templates))
+    library.write(output)
+    return library
+
+
+def fit_element_volumes(templates: Iterable[Template]) -> dict[str, float]:
+    """Å^3 per atom of each element, fitted by least squares to crystals' volumes (a cell's volume as the sum of its
+    atoms'), at least 1 Å^3."""
+    import numpy as np
+
+    templates = list(templates)
+    elements = sorted({e for t in templates for e in t.species})
+    column = {element: index for index, element in enumerate(elements)}
+    counts = np.zeros((len(templates), len(elements)))
+    for row, template in enumerate(templates):
+        for element in template.species:
+            counts[row, column[element]] += 1
+    volumes = np.abs(np.linalg.det(np.array([t.lattice for t in templates])))
+    fitted, *_ = np.linalg.lstsq(counts, volumes, rcond=None)
+    return {element: round(max(1.0, float(v)), 3) for element, v in zip(elements, fitted, strict=True)}
+
+
+def fitted_volume(species: Iterable[str]) -> float | None:
+    """The volume of a cell of these atoms by the shipped library's fitted volumes per atom (those of the training
+    crystals, :func:`fit_element_volumes`); ``None`` for an element no training crystal has."""
+    volumes = shipped_templates().element_volumes
+    try:
+        return sum(volumes[element] for element in species)
+    except KeyError:
+        return None
+
+
+def predicted_volume(structure: Structure, template: Structure | None = None) -> float | None:
+    """The cell volume of ``structure``: the template's scaled by the ratio of the atoms' fitted volumes where it
+    comes from a template (its species at the same sites), else the sum of those volumes; ``None`` where an element
+    has none."""
+    new = fitted_volume(site.specie.symbol for site in structure)
+    if template is None or new is None:
+        return new
+    old = fitted_volume(site.specie.symbol for site in template)
+    return None if old is None else template.volume * new / old
+
+
+def bond_problem(structure: Structure, factor: float = BOND_FACTOR) -> str | None:
+    """Why a candidate's atoms overlap (the closest pair, far below the sum of their covalent radii), or ``None``."""
+    import numpy as np
+    from ase.data import atomic_numbers, covalent_radii
+
+    radii = np.array([covalent_radii[atomic_numbers[site.specie.symbol]] for site in structure])
+    distances = structure.distance_matrix + np.eye(len(structure)) * 1e3
+    if len(structure) == 1:  # one atom: its distance to its own images is the shortest lattice vector
+        distances = np.array([[min(structure.lattice.abc)]])
+    ratio = distances / np.add.outer(radii, radii)
+    i, j = np.unravel_index(np.argmin(ratio), ratio.shape)
+    if ratio[i, j] >= factor:
+        return None
+    first, second = structure[int(i)].specie.symbol, structure[int(j)].specie.symbol
+    return (f'{first}-{second} {distances[i, j]:.2f} Å apart, below {factor} of their covalent radii '
+            f'({radii[i] + radii[j]:.2f} Å)')
+
+
+def substitute(protostructure: Protostructure, template: Template) -> Structure:
+    """The template's geometry with the protostructure's elements, scaled to the predicted volume.
+
+    Raises :class:`ProtostructureError` if the result does not carry the protostructure's label (a template of
+    another prototype, or a substitution that changes the symmetry).
+    """
+    if prototype_of(template.label) != prototype_of(protostructure.label):
+        raise ProtostructureError(f'template {template.material_id} ({template.label}) is not of the prototype of '
+                                  f'{protostructure.label}')
+    mapping = dict(zip(template.elements, protostructure.elements, strict=True))
+    structure = template.structure.copy()
+    structure.replace_species(mapping)
+    volume = predicted_volume(structure, template.structure)
+    if volume is not None:
+        structure.scale_lattice(volume)
+    found = structure_label(structure, method='moyopy')
+    if found != protostructure.label:
+        found = structure_label(structure)
+    if found != protostructure.label:
+        raise ProtostructureError(f'{template.material_id} with {protostructure.chemsys} came out as {found}, '
+                                  f'not {protostructure.label}')
+    return structure
