@@ -92,3 +92,12 @@ def test_phase_diagram_builder_keywords_are_overrides(code) -> None:
 def test_bad_protocol_or_override_is_refused_naming_the_valid_ones(code, protocol, overrides, message) -> None:
     with pytest.raises((ProtocolError, ValueError), match=message):
         PhaseDiagramWorkChain.get_builder_from_protocol(code, 'Li-O', protocol, overrides)
+
+
+def test_protocols_realize_from_templates_and_refuse_an_unknown_method(code) -> None:
+    for name in PhaseDiagramWorkChain.get_available_protocols():
+        assert PhaseDiagramWorkChain.get_builder_from_protocol(code, 'Li-O', name).realize_method.value == 'template'
+    builder = PhaseDiagramWorkChain.get_builder_from_protocol(code, 'Li-O', 'fast', {'realize_method': 'pyxtal'})
+    assert builder.realize_method.value == 'pyxtal'
+    with pytest.raises(ValueError, match='realize_method must be one of template, pyxtal'):
+        PhaseDiagramWorkChain.get_builder_from_protocol(code, 'Li-O', 'fast', {'realize_method': 'dice'})

@@ -8,7 +8,7 @@ from aiida.engine import run_get_node
 
 from aiida_wyckoffdiff.calculations.relax import candidate_of
 from aiida_wyckoffdiff.codes import get_or_create_code
-from aiida_wyckoffdiff.data import build_dataset, load_dataset
+from aiida_wyckoffdiff.data import build_dataset, load_dataset, split_of
 from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.provenance import lineage, potential_e_above_hull, structures_of
@@ -64,11 +64,18 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     # Every relaxed structure traces back to its conditions, seed and checkpoint, through whichever candidate its job kept.
     relaxed_nodes = {key: structure for job in node.called if 'relaxed' in job.outputs for key, structure in job.outputs.relaxed.items()}
     lineages = {row['key']: {step['process']: step for step in lineage(relaxed_nodes[row['key']])} for row in relaxed}
+    report_of = {entry['output']: entry for entry in node.outputs.realization.get_list() if entry['ok']}
+    assert any('template' in by for entry in report_of.values() for by in entry['realized_by'].values())
     for row in relaxed:
         key, steps = row['key'], lineages[row['key']]
         chosen = generated[key].get('chosen', key)
         assert steps['wyckoffdiff.realize']['output'] == chosen  # the lineage goes through the candidate relaxed
-        assert steps['wyckoffdiff.realize']['seed'] == candidate_of(chosen)[1]  # candidate k of seed 0: seed k
+        realized_by = report_of[candidate_of(chosen)[0]]['realized_by'][chosen]
+        if 'template' in realized_by:  # the geometry of a training crystal, an input of the realization
+            assert steps['wyckoffdiff.realize']['realized'] == f"from {realized_by['template']} (train split)"
+            assert split_of(realized_by['template']) == 'train'
+        else:
+            assert steps['wyckoffdiff.realize']['realized'] == f"by PyXtal, seed {realized_by['seed']}"
         assert steps['wyckoffdiff.relax'].get('chosen', key) == chosen
         assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
         assert steps['wyckoffdiff.realize']['label'] == row['label_requested']

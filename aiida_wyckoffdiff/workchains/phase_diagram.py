@@ -284,7 +284,7 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.input('substitution_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0),
                    validator=validate_non_negative,
                    help='Structures by ionic substitution into training-split crystals, at most this many.')
-        spec.input('realize_method', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('pyxtal'),
+        spec.input('realize_method', valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str('template'),
                    validator=validate_realize_method,
                    help='template: the geometry of a training crystal of the same prototype where one exists, PyXtal '
                         'for the rest; pyxtal: always a random PyXtal draw.')
