@@ -25,8 +25,10 @@ profile: install
 	$(BIN)/verdi profile show >/dev/null 2>&1 || $(BIN)/verdi presto
 	$(BIN)/wyckoffdiff setup
 
+# RUN_ARGS go to the example: `make run RUN_ARGS='--summary docs/results/make_run.json'` records what the run
+# made for the README (scripts/readme_figures.py).
 run: profile
-	$(BIN)/verdi run examples/phase_diagram_li_o.py
+	$(BIN)/verdi run examples/phase_diagram_li_o.py $(RUN_ARGS)
 
 # Quantum ESPRESSO (Debian pw.x and pseudopotentials) for the DFT follow-up tests: apt-get only when missing.
 qe:
