@@ -70,7 +70,8 @@ def scan_summary(rows: list[dict[str, Any]], realization: list[dict[str, Any]], 
         'pruned': sum(1 for row in rows if row['pruned']),
         'failed': len(failed),
         'hull_structures': [
-            {'formula': row['formula'], 'e_above_hull': round(row['e_above_hull'], 3), 'spacegroup': row['spacegroup_found']}
+            {'formula': row['formula'], 'e_above_hull': round(row['e_above_hull'], 3),
+             'spacegroup': row['spacegroup_found']}
             for row in near
         ],
     }
@@ -155,6 +156,7 @@ def run_phase_diagram_example(
             'protocol': options.protocol,
             'cores': len(os.sched_getaffinity(0)),
             'load_average_at_start': round(load_average, 2),
+            'load_average_at_end': round(os.getloadavg()[0], 2),
             'workflow_seconds': round(wall_seconds),
             'hull_tolerance': node.inputs.hull_tolerance.value,
             **scan_summary(node.outputs.table.get_list(), node.outputs.realization.get_list(), set(hull)),
