@@ -4,9 +4,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# torch comes first and pinned: the local CPU wheel. Every later install is constrained to it,
-# so no dependency can pull a multi-GB CUDA build.
+# torch comes first and pinned, by pip: the local CPU wheel, which uv does not look for. Everything else is
+# installed by uv (10 s against pip's 86 s, docs/install.md), constrained to that torch, so no dependency can pull a
+# multi-GB CUDA build.
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt
 
 .PHONY: install profile run test benchmark clean services qe slurm
 
@@ -14,8 +16,8 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/install-mattersim.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) torch==2.13.0
-	$(PIP) -e '.[tests]'
+	$(PIP) torch==2.13.0 uv==0.13.9
+	$(UV) -e '.[tests]'
 	scripts/install-mattersim.sh $(BIN)/python
 	touch $@
 
@@ -25,8 +27,10 @@ profile: install
 	$(BIN)/verdi profile show >/dev/null 2>&1 || $(BIN)/verdi presto
 	$(BIN)/wyckoffdiff setup
 
+# RUN_ARGS go to the example: `make run RUN_ARGS='--summary docs/results/make_run.json'` records what the run
+# made for the README (scripts/readme_figures.py).
 run: profile
-	$(BIN)/verdi run examples/phase_diagram_li_o.py
+	$(BIN)/verdi run examples/phase_diagram_li_o.py $(RUN_ARGS)
 
 # Quantum ESPRESSO (Debian pw.x and pseudopotentials) for the DFT follow-up tests: apt-get only when missing.
 qe:

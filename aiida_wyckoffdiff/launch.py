@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from aiida import orm
 
-__all__ = ['phase_diagram_builder', 'run_phase_diagram_example']
+__all__ = ['phase_diagram_builder', 'run_phase_diagram_example', 'scan_summary']
 
 
 def phase_diagram_builder(
@@ -51,6 +54,29 @@ def phase_diagram_builder(
     )
 
 
+def scan_summary(rows: list[dict[str, Any]], realization: list[dict[str, Any]], hull_keys: set[str]) -> dict[str, Any]:
+    """What a finished scan made, in numbers: the ``summary`` the examples write with ``--summary`` (docs/results/).
+
+    :param rows: the workflow's ``table`` output (a row per generated structure).
+    :param realization: its ``realization`` output (a row per distinct protostructure).
+    :param hull_keys: the keys of its ``hull_structures``, the distinct structures within the hull tolerance.
+    """
+    failed = [row for row in rows if row['e_above_hull'] is None]
+    near = sorted((row for row in rows if row['key'] in hull_keys), key=lambda row: row['e_above_hull'])
+    return {
+        'protostructures': len(realization),
+        'realized': sum(1 for entry in realization if entry['ok']),
+        'relaxed': len(rows) - len(failed),
+        'pruned': sum(1 for row in rows if row['pruned']),
+        'failed': len(failed),
+        'hull_structures': [
+            {'formula': row['formula'], 'e_above_hull': round(row['e_above_hull'], 3),
+             'spacegroup': row['spacegroup_found']}
+            for row in near
+        ],
+    }
+
+
 def run_phase_diagram_example(
     chemsys: str, argv: list[str] | None = None, results: Path = Path('results'), score: bool = False
 ) -> orm.WorkChainNode:
@@ -78,6 +104,9 @@ def run_phase_diagram_example(
     parser.add_argument('--structures-per-job', type=int, help="Structures per relax job (default: one wave of jobs over this machine's cores; 64 on a cluster).")
     parser.add_argument('--seed', type=int)
     parser.add_argument('--output', type=Path, default=results / chemsys)
+    parser.add_argument('--summary', type=Path,
+                        help='Also write what the run made (wall time, counts, hull structures, plots) as JSON here; '
+                             'scripts/readme_figures.py puts docs/results/make_run.json into the README.')
     options = parser.parse_args(argv)
     settings = {key: value for key, value in (('steps', options.steps), ('fmax', options.fmax)) if value is not None}
     if options.free:
@@ -93,14 +122,18 @@ def run_phase_diagram_example(
         structures_per_job=options.structures_per_job,
         seed=options.seed,
     )
+    load_average, start = os.getloadavg()[0], time.monotonic()
     _, node = run_get_node(builder)
+    wall_seconds = time.monotonic() - start
     if not node.is_finished_ok:
         raise SystemExit(f'PhaseDiagramWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
     options.output.mkdir(parents=True, exist_ok=True)
+    plots = []
     for name, plot in node.outputs.plots.items():
         target = options.output / plot.filename
         with plot.open(mode='rb') as source, open(target, 'wb') as handle:
             shutil.copyfileobj(source, handle)
+        plots.append(target)
         print(f'plot {name}: {target}')
     table_file = options.output / 'table.json'
     table_file.write_text(json.dumps({'workchain': node.pk, 'rows': node.outputs.table.get_list()}, indent=1))
@@ -116,6 +149,22 @@ def run_phase_diagram_example(
     if hull:
         first = next(iter(hull.values()))
         print(f'provenance: wyckoffdiff lineage {first.pk}   |   verdi node graph generate {node.pk}')
+    if options.summary:
+        summary = {
+            'date': datetime.date.today().isoformat(),
+            'chemsys': chemsys,
+            'protocol': options.protocol,
+            'cores': len(os.sched_getaffinity(0)),
+            'load_average_at_start': round(load_average, 2),
+            'load_average_at_end': round(os.getloadavg()[0], 2),
+            'workflow_seconds': round(wall_seconds),
+            'hull_tolerance': node.inputs.hull_tolerance.value,
+            **scan_summary(node.outputs.table.get_list(), node.outputs.realization.get_list(), set(hull)),
+            'plots': sorted(path.as_posix() for path in plots),
+        }
+        options.summary.parent.mkdir(parents=True, exist_ok=True)
+        options.summary.write_text(json.dumps(summary, indent=1) + '\n')
+        print(f'summary: {options.summary}')
     if score:
         from .reporting import format_report, scan_report
 

@@ -168,11 +168,11 @@ class CHGNetPotential(LoadedPotential):
     """CHGNet 0.3.0, whose weights ship in the wheel; batches go through its own graphs and layers.
 
     It was trained on MP2020-corrected energies: its Li2O and rutile formation energies match MP within 0.04 eV/atom
-    as they are, and are 0.2-0.5 eV/atom too low with the oxide correction added again (measured, docs/relaxation.md).
+    as they are, and are 0.2-0.5 eV/atom too low with the oxide correction added again (measured, docs/hull.md).
 
     Forces and stress come from one backward pass without a graph of the gradients: CHGNet's ``predict_structure``
     takes two passes and keeps the graph for training, which made a model call 1.4-1.7x slower on CPU for the same
-    numbers (docs/relaxation.md, "Speed").
+    numbers (docs/relaxation.md, "Model calls").
     """
 
     includes_mp2020 = True

@@ -33,7 +33,7 @@ from typing import Any
 
 INPUTS = Path(__file__).parent / 'data' / 'relax_inputs.json'
 HIT = 0.1
-"""eV/atom: what counts as a hit (within the potential's error of the hull, docs/relaxation.md)."""
+"""eV/atom: what counts as a hit (within the potential's error of the hull, docs/hull.md)."""
 NEAR = 0.2
 """eV/atom: the structures whose crystal system the issue asks to keep."""
 RUNS = ('today', 'staged', 'pruned')
