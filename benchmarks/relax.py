@@ -1,7 +1,7 @@
 """Today's relaxation settings against the staged, pruned protocol, on the committed input set, in one run.
 
 Inputs: ``benchmarks/data/relax_inputs.json`` (64 realized Li-O and Ti-O structures from the shipped model over the
-top 20 space groups; ``benchmarks/relax_inputs.py`` made it). The same structures go through
+top 20 space groups; ``benchmarks/experiments/relax_inputs.py`` made it). The same structures go through
 
 - ``today``: the settings of the main job until the staged protocol: free relaxation, FIRE to fmax 0.1 eV/Å, 150
   steps, all structures with the elemental ground states in lockstep batches in one process (torch on all cores),
