@@ -160,6 +160,7 @@ def relax(
     """
     from tqdm import tqdm
 
+    from ..hull import MPHull
     from ..potentials import load_potential
     from ..relax import RelaxOutcome, quiet_cell_filter_warnings, relax_all, single_threaded_linear_algebra
     from ..results_file import ResultsWriter
@@ -207,11 +208,12 @@ def relax(
             failed += not outcome.ok
             bar.update(1)
 
+        hull = MPHull(apply_mp2020=not potential.includes_mp2020, elemental=elemental)
         run = relax_all([structures[p] for p in positions], potential, settings, workers=workers, cores=cores, device=device,
-                        elemental=elemental, on_finished=record, trajectories=trajectories)
+                        hull=hull, on_finished=record, trajectories=trajectories)
     if run.references or elemental is not None:
         references = {element: outcome.as_dict() | {'structure': None} for element, outcome in run.references.items()}
-        writer.write('elemental', {'elemental_energies': run.elemental, 'references': references})
+        writer.write('elemental', {'elemental_energies': run.elemental or elemental, 'references': references})
     writer.close(complete=True)
     pruned = sum(outcome.pruned is not None for outcome in run.outcomes)
     click.echo(f'wrote {output}: {len(inputs) - failed} relaxed ({pruned} pruned), {failed} failed', err=True)
