@@ -14,7 +14,12 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ['ResultsWriter', 'progress', 'read_results']
+__all__ = ['HEADER_FIELDS', 'STRUCTURE_FIELDS', 'ResultsWriter', 'progress', 'read_results']
+
+HEADER_FIELDS = ('potential', 'checkpoint_sha256')
+"""What a header must name: the potential and the weights the hull reloads and checks."""
+STRUCTURE_FIELDS = ('index', 'formula', 'potential', 'checkpoint_sha256')
+"""What a structure line must hold: its input's position and what ``RelaxOutcome.from_dict`` cannot default."""
 
 
 class ResultsWriter:
@@ -37,7 +42,11 @@ class ResultsWriter:
 
 def read_results(text: str) -> dict[str, Any]:
     """One document from the lines: the header's keys plus ``structures`` (in input order), ``complete`` and, where
-    written, ``elemental_energies`` and ``references``. Raises ``ValueError`` when no header can be read (not a results file)."""
+    written, ``elemental_energies`` and ``references``.
+
+    :raises ValueError: naming the line, where no header can be read (not a results file) or a line lacks a field of
+        ``HEADER_FIELDS`` or ``STRUCTURE_FIELDS``.
+    """
     document: dict[str, Any] | None = None
     lines = text.splitlines()
     for number, line in enumerate(lines):
@@ -48,6 +57,9 @@ def read_results(text: str) -> dict[str, Any]:
                 break  # the line a killed job was writing
             raise ValueError(f'line {number + 1} of the relax results is not JSON: {line[:80]!r}') from None
         kind = record.pop('kind', None)
+        required = {'header': HEADER_FIELDS, 'structure': STRUCTURE_FIELDS}.get(kind, ())
+        if missing := [name for name in required if name not in record]:
+            raise ValueError(f'line {number + 1} of the relax results, the {kind}, lacks {", ".join(missing)}')
         if kind == 'header':
             document = {**record, 'structures': [], 'complete': False}
         elif document is None:
