@@ -116,7 +116,7 @@ def test_hull_of_a_results_file_whose_header_lacks_a_field_is_one_line(tmp_path)
     relaxed = tmp_path / 'relaxed.jsonl'
     relaxed.write_text(json.dumps({'kind': 'header', 'potential': 'chgnet'}) + '\n')
     result = CliRunner().invoke(main, ['hull', str(relaxed), '--output-dir', str(tmp_path / 'hull')])
-    assert result.exit_code == 2 and 'line 1 of the relax results, the header, lacks checkpoint_sha256' in result.output
+    assert result.exit_code == 2 and 'line 1 (header) of the relax results lacks checkpoint_sha256' in result.output
     assert 'Traceback' not in result.output and not (tmp_path / 'hull').exists()
 
 

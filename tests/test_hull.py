@@ -184,7 +184,10 @@ def test_stage_heatmap_counts_each_stage(tmp_path) -> None:
 
 
 def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
-    """Files and labels in, failures reported per input, then the table and plots from the relaxed file."""
+    """Files and labels in, failures reported per input, then the table and plots from the relaxed file (and from the
+    one JSON document the command wrote before JSON Lines)."""
+    import json
+
     import pandas as pd
     from click.testing import CliRunner
     from pymatgen.core import Lattice, Structure
@@ -213,6 +216,15 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     assert 'overlapping' in table.loc[1, 'reason']
     for name in ('hull_Li-O.png', 'hull_Li-O.html', 'symmetry_heatmap.png', 'table.json'):
         assert (tmp_path / 'hull' / name).stat().st_size > 0
+    sources = json.loads((tmp_path / 'hull' / 'table.json').read_text())['elemental_sources']
+    assert set(sources) == {'Li', 'O'} and all(source.startswith('mp-') for source in sources.values())
+    # What the relax command wrote before JSON Lines, one JSON document named relaxed.json, is still read.
+    old = tmp_path / 'relaxed.json'
+    old.write_text(json.dumps({k: v for k, v in document.items() if k not in ('elemental_energies', 'references')}))
+    assert read_results(old.read_text())['structures'] == document['structures']
+    result = runner.invoke(main, ['hull', str(old), '--output-dir', str(tmp_path / 'hull_old')])
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / 'hull_old' / 'table.csv'), table)
     from monty.serialization import loadfn
 
     entries = loadfn(tmp_path / 'hull' / 'entries.json')  # the two that relaxed, then the Li and O references

@@ -183,6 +183,9 @@ def relax(
 
     quiet_cell_filter_warnings()
     single_threaded_linear_algebra()
+    if output.suffix == '.json':
+        click.echo(f'warning: {output} will hold JSON lines, one per structure, which JSON tools do not read: '
+                   'name it .jsonl', err=True)
     workers = workers or default_workers(cores)
     try:
         settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry,
