@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
 
 __all__ = [
+    'AFLOW_SOURCE',
     'ELEMENTS_FILE',
     'ENTRIES_FILE',
     'LIBRARY_SOURCE',
@@ -265,11 +266,14 @@ def _library_reference(element: str) -> tuple[str, dict[str, Any]]:
 
 
 def _aflow_prototype(element: str, state: dict[str, Any]) -> tuple[str, Structure] | None:
-    """pymatgen's AFLOW prototype of ``element`` itself whose conventional lattice is ASE's reference state's."""
+    """pymatgen's AFLOW prototype of ``element`` itself whose conventional lattice is ASE's reference state's; ``None``
+    where there is none, or ASE gives no lattice constant (Pu)."""
     import numpy as np
-    from pymatgen.analysis.prototypes._data import AFLOW_PROTOTYPE_LIBRARY
+    from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    if 'a' not in state:
+        return None
     a = state['a']
     expected = np.sort([a, a * state.get('b/a', 1.0), a * state.get('c/a', 1.0)])
     for prototype in AFLOW_PROTOTYPE_LIBRARY:
