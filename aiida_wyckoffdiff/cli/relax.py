@@ -193,11 +193,11 @@ def relax(
     except ValueError as exception:
         raise click.UsageError(str(exception)) from None
     elemental = _read_elemental(elemental_energies) if elemental_energies else None
+    if checkpoint_sha256 is not None and (checkpoint is None or not Path(checkpoint).is_file()):
+        raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
     read = [_read_input(item) for item in inputs]
     choose_from = _read_alternatives(alternatives, inputs)
     if checkpoint_sha256 is not None:
-        if checkpoint is None or not Path(checkpoint).is_file():
-            raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
         verify_sha256(checkpoint, checkpoint_sha256)
     potential = load_potential(relaxer, checkpoint, device=device)
     structures, records = _starting_structures(inputs, read, potential, candidates, seed, choose_from, workers, cores)
