@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ReferenceDataError
-from .references import ElementalReference, elemental_references, reference_entries
-from .relax import RelaxOutcome, RelaxSettings, relax_structures
+from .references import ElementalReference, elemental_references, elements_with_references, reference_entries
+from .relax import DistanceToHull, RelaxOutcome, RelaxSettings, relax_structures
 
 if TYPE_CHECKING:
     from pymatgen.analysis.phase_diagram import PhaseDiagram
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     'HullDistance',
     'HullRow',
+    'MPHull',
     'computed_entry',
     'corrected_energy',
     'elemental_energies',
@@ -83,14 +84,26 @@ def computed_entry(structure: Structure, energy: float, apply_mp2020: bool, entr
     return ComputedStructureEntry(structure, energy, entry_id=entry_id, data=data)
 
 
-def elemental_entries(elemental: dict[str, float], potential: str, checkpoint_sha256: str | None = None) -> list[Any]:
+def elemental_entries(
+    elemental: dict[str, float],
+    potential: str,
+    checkpoint_sha256: str | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> list[Any]:
     """One ``ComputedEntry`` per element at its reference energy per atom, so that the entries of a run and these
-    make a ``PhaseDiagram`` on the potential's own scale."""
+    make a ``PhaseDiagram`` on the potential's own scale.
+
+    :param sources: where each element's reference structure came from (``ElementalReference.source``), kept in
+        ``data['source']``.
+    """
     from pymatgen.entries.computed_entries import ComputedEntry
 
     data = {'role': 'elemental_reference', 'potential': potential, 'checkpoint_sha256': checkpoint_sha256}
-    return [ComputedEntry(element, energy, entry_id=f'reference_{element}', data=data)
-            for element, energy in sorted(elemental.items())]
+    sources = sources or {}
+    return [
+        ComputedEntry(element, energy, entry_id=f'reference_{element}', data=data | {'source': sources.get(element)})
+        for element, energy in sorted(elemental.items())
+    ]
 
 
 def hull_entries(
@@ -161,8 +174,8 @@ def elemental_energies_from(
         if outcome is None or outcome.energy_per_atom is None:
             reason = outcome.reason if outcome is not None else 'not relaxed'
             raise ReferenceDataError(
-                f'The {potential_name} potential cannot relax the {reference.element} ground state '
-                f'{reference.material_id}: {reason}'
+                f'The {potential_name} potential cannot relax the {reference.element} reference structure '
+                f'({reference.source}): {reason}'
             )
         energies[reference.element] = outcome.energy_per_atom - reference.formation_energy_per_atom
     return energies
@@ -376,3 +389,32 @@ class HullDistance:
             return _e_above_hull('-'.join(elements), structure, formation)
         except ReferenceDataError:
             return None
+
+
+@dataclass(frozen=True)
+class MPHull:
+    """The shipped MP hulls as ``relax.relax_all`` measures pruning and the free stage against them
+    (``relax.HullReference``).
+
+    :param apply_mp2020: ``not potential.includes_mp2020``.
+    :param elemental: per-atom reference energies (eV/atom) where already known (then nothing is relaxed for them);
+        ``None``: ``relax_all`` relaxes the elemental reference structures first.
+    """
+
+    apply_mp2020: bool
+    elemental: Mapping[str, float] | None = None
+
+    def reference_structures(self, elements: Sequence[str]) -> dict[str, Structure]:
+        if self.elemental is not None:
+            return {}
+        return {r.element: r.structure for r in elemental_references(elements_with_references(elements))}
+
+    def elemental_energies(self, relaxed: Mapping[str, RelaxOutcome]) -> dict[str, float]:
+        if self.elemental is not None:
+            return dict(self.elemental)
+        references = elemental_references(relaxed)
+        outcomes = [relaxed[r.element] for r in references]
+        return elemental_energies_from(references, outcomes, outcomes[0].potential if outcomes else '')
+
+    def distance(self, elemental: Mapping[str, float]) -> DistanceToHull:
+        return HullDistance(dict(elemental), self.apply_mp2020)

@@ -6,7 +6,7 @@ embedded, so they open offline).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -376,11 +376,14 @@ def plot_energy_distribution(rows: Sequence[HullRow], output: Path) -> list[Path
     return [png, html]
 
 
-def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_dir: Path) -> list[Path]:
+def write_report(
+    rows: Sequence[HullRow], elemental: dict[str, float], output_dir: Path, sources: Mapping[str, str] | None = None
+) -> list[Path]:
     """The results table (CSV and JSON), a hull plot per two- or three-element system, the symmetry heatmaps and the
     e_above_hull histogram.
 
     :param elemental: the elemental reference energies (eV/atom) the formation energies used, recorded in the JSON.
+    :param sources: where each element's reference structure came from (an MP id or the library's), in the JSON.
     :return: the files written.
     """
     import json
@@ -390,7 +393,11 @@ def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_di
     output_dir.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([row.as_dict() for row in rows])
     table.to_csv(output_dir / 'table.csv', index=False)
-    document = {'elemental_energies': elemental, 'rows': table.to_dict('records')}
+    document = {
+        'elemental_energies': elemental,
+        'elemental_sources': dict(sources or {}),
+        'rows': table.to_dict('records'),
+    }
     (output_dir / 'table.json').write_text(json.dumps(document, indent=1))
     written = [output_dir / 'table.csv', output_dir / 'table.json']
     systems = {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2)}

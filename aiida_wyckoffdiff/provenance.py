@@ -181,7 +181,8 @@ def computed_entries(structures: dict[str, orm.StructureData]) -> list[Any]:
         entries.append(computed_entry(structure, row['energy_per_atom'] * len(structure), apply_mp2020, key, data))
         runs[run.pk] = (run, row['potential'], row['checkpoint_sha256'])
     for pk, (run, potential, checkpoint) in runs.items():
-        references = elemental_entries(run.outputs.elemental_energies.get_dict(), potential, checkpoint)
+        sources = run.outputs.elemental_sources.get_dict() if 'elemental_sources' in run.outputs else None  # older runs
+        references = elemental_entries(run.outputs.elemental_energies.get_dict(), potential, checkpoint, sources)
         for reference in references:
             reference.data['run'] = run.uuid
             if len(runs) > 1:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     'OPTIMIZERS',
     'STAGED',
+    'DistanceToHull',
+    'HullReference',
     'RelaxRun',
     'RelaxOutcome',
     'RelaxSettings',
@@ -190,6 +192,24 @@ def _min_distance(atoms: Atoms) -> float:
 
 DistanceToHull = Callable[['Structure', float], 'float | None']
 """e_above_hull (eV/atom) of a structure from its total energy (eV), ``None`` where no hull is known for it."""
+
+
+class HullReference(Protocol):
+    """What ``relax_all`` measures pruning and the free stage against; ``hull.MPHull`` is the one in use.
+
+    The relaxation needs only a ``DistanceToHull``. Where that needs the potential's own energies of elemental reference
+    structures, ``relax_all`` relaxes them first, freely, in the same workers as the inputs, so both share the potential
+    and its settings; this module knows nothing else of hulls.
+    """
+
+    def reference_structures(self, elements: Sequence[str]) -> dict[str, Structure]:
+        """The structure to relax first for each element that has one; empty where the energies are known."""
+
+    def elemental_energies(self, relaxed: Mapping[str, RelaxOutcome]) -> dict[str, float]:
+        """Per-atom reference energy (eV/atom) of each element, from the relaxations of ``reference_structures``."""
+
+    def distance(self, elemental: Mapping[str, float]) -> DistanceToHull:
+        """The distance to the hull against those energies; a plain object, since it travels to worker processes."""
 
 
 @dataclass
@@ -594,21 +614,17 @@ class _Pool:
         return outcomes
 
 
-def _reference_tasks(structures: Sequence[Structure]) -> tuple[dict[str, Any], dict[str, int]]:
-    """The MP ground state of each element of ``structures`` that has one, and which input is that ground state."""
+def _reference_inputs(structures: Sequence[Structure], references: Mapping[str, Structure]) -> dict[str, int]:
+    """Which input, if any, is each element's reference structure: it is relaxed once, as that input."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from .references import elemental_references, known_elements
-
-    elements = sorted({e.symbol for s in structures for e in s.composition} & known_elements())
-    references = {r.element: r for r in elemental_references(elements)}
     matcher = StructureMatcher()
     inputs = {}
     for position, structure in enumerate(structures):
         element = structure.composition.elements[0].symbol if len(structure.composition) == 1 else None
-        if element in references and element not in inputs and matcher.fit(structure, references[element].structure):
+        if element in references and element not in inputs and matcher.fit(structure, references[element]):
             inputs[element] = position
-    return references, inputs
+    return inputs
 
 
 def relax_all(
@@ -619,28 +635,28 @@ def relax_all(
     workers: int = 1,
     cores: int | None = None,
     device: str = 'cpu',
-    elemental: dict[str, float] | None = None,
+    hull: HullReference | None = None,
     on_finished: Callable[[RelaxOutcome], None] | None = None,
     trajectories: Sequence[Path] | None = None,
 ) -> RelaxRun:
     """Relax every structure alone (one per model call) on ``workers`` processes; the staged protocol by default.
 
-    Where the settings need distances to the hull (pruning, the free stage) and ``elemental`` is not given, the MP
-    ground state of each element is relaxed first, freely and without pruning (an input that is that ground state
-    is used as it is), and formation energies are measured against those energies.
+    Where the settings need distances to the hull (pruning, the free stage), ``hull`` gives them: the reference
+    structures it names are relaxed first, freely and without pruning (an input that is one is used as it is), and
+    the distances are measured against their energies.
 
     :param potential: loaded here; worker processes load their own copy by name and checkpoint.
     :param workers: processes sharing the cores as torch threads; 1 relaxes in this process.
     :param cores: the cores this run may use (torch threads in all), fewer than the machine's where relax jobs share
         it; default: all this process may run on.
-    :param elemental: per-atom energies (eV/atom) of the elements' MP ground states from this potential.
+    :param hull: what pruning and the free stage measure against; required when ``settings.needs_hull``.
     :param on_finished: called in this process with each outcome as soon as it is final.
     """
-    from .hull import HullDistance, elemental_energies_from
-
     settings = settings or STAGED
     if workers < 1:
         raise ValueError(f'workers must be at least 1, not {workers}')
+    if settings.needs_hull and hull is None:
+        raise ValueError('pruning and the free stage measure the distance to the hull: give hull')
     on_finished = on_finished or (lambda outcome: None)
     trajectory = (lambda index: trajectories[index]) if trajectories is not None else (lambda index: None)
     tasks = {index: (index, structure, trajectory(index)) for index, structure in enumerate(structures)}
@@ -648,30 +664,27 @@ def relax_all(
     outcomes: dict[int, RelaxOutcome] = {}
     with _Pool(potential, workers, device, cores) as pool:
         hull_distance = None
-        if settings.needs_hull:
-            if elemental is None:
-                references, inputs = _reference_tasks(structures)
-                # Ground states that are not among the inputs get negative indices and are not reported as inputs.
-                missing = sorted(set(references) - set(inputs))
-                indices = inputs | {element: -1 - i for i, element in enumerate(missing)}
-                reference_tasks = [
-                    tasks.pop(index) if index >= 0 else (index, references[element].structure, None)
-                    for element, index in indices.items()
-                ]
+        if hull is not None and settings.needs_hull:
+            references = hull.reference_structures(sorted({e.symbol for s in structures for e in s.composition}))
+            inputs = _reference_inputs(structures, references)
+            # References that are not among the inputs get negative indices and are not reported as inputs.
+            missing = sorted(set(references) - set(inputs))
+            indices = inputs | {element: -1 - i for i, element in enumerate(missing)}
+            reference_tasks = [
+                tasks.pop(index) if index >= 0 else (index, references[element], None)
+                for element, index in indices.items()
+            ]
 
-                def report_input(outcome: RelaxOutcome) -> None:
-                    if outcome.index >= 0:
-                        on_finished(outcome)
+            def report_input(outcome: RelaxOutcome) -> None:
+                if outcome.index >= 0:
+                    on_finished(outcome)
 
-                free = replace(settings, fix_symmetry=False, free_within=None, prune_above=None)
-                done = pool.relax(reference_tasks, free, None, report_input)
-                outcomes.update({index: outcome for index, outcome in done.items() if index >= 0})
-                run.references = {element: done[indices[element]] for element in references}
-                elemental = elemental_energies_from(
-                    list(references.values()), list(run.references.values()), potential.name
-                )
-            hull_distance = HullDistance(elemental, apply_mp2020=not potential.includes_mp2020)
-        run.elemental = elemental
+            free = replace(settings, fix_symmetry=False, free_within=None, prune_above=None)
+            done = pool.relax(reference_tasks, free, None, report_input)
+            outcomes.update({index: outcome for index, outcome in done.items() if index >= 0})
+            run.references = {element: done[indices[element]] for element in references}
+            run.elemental = hull.elemental_energies(run.references)
+            hull_distance = hull.distance(run.elemental)
         outcomes.update(pool.relax(list(tasks.values()), settings, hull_distance, on_finished))
     run.outcomes = [outcomes[index] for index in range(len(structures))]
     return run

@@ -375,11 +375,12 @@ def outcome_level(
     ``relax_all`` call; the workers' start, loading the potential, is in it too, as it is in a relax job.
     """
     from aiida_wyckoffdiff.data import training_spacegroups
-    from aiida_wyckoffdiff.hull import hull_rows, merge_duplicates
+    from aiida_wyckoffdiff.hull import MPHull, hull_rows, merge_duplicates
     from aiida_wyckoffdiff.references import reference_entries
     from aiida_wyckoffdiff.relax import relax_all
     from aiida_wyckoffdiff.symmetry import structure_label
 
+    hull = MPHull(apply_mp2020=not potential.includes_mp2020, elemental=elemental)
     started = cpu_seconds()
     wall = time.perf_counter()
     candidates, _ = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
@@ -389,7 +390,7 @@ def outcome_level(
     structures, requests, failures = _realized(
         distinct, context.seed, potential, generator.candidates, workers, generator.realization
     )
-    run = relax_all(structures, potential, settings, workers=workers, elemental=elemental) if structures else None
+    run = relax_all(structures, potential, settings, workers=workers, hull=hull) if structures else None
     outcomes = [o for o in run.outcomes if o.ok] if run else []
     requests = [request for request, o in zip(requests, run.outcomes if run else [], strict=True) if o.ok]
     for outcome in (run.outcomes if run else []):
@@ -586,9 +587,9 @@ def test_only_systems(context: Context, count: int) -> list[tuple[str, ...]]:
     binaries = context.frame[context.frame['chemsys'].str.count('-') == 1]
     splits = binaries.groupby('chemsys')['split'].agg(set)
     sizes = binaries.groupby('chemsys').size()
-    from aiida_wyckoffdiff.references import known_elements
+    from aiida_wyckoffdiff.references import elements_with_references
 
-    usable = set(context.checkpoint.model_config.elements) & known_elements()
+    usable = elements_with_references(context.checkpoint.model_config.elements)
     chosen: list[tuple[str, ...]] = []
     for chemsys in sizes.sort_values(ascending=False).index:
         if len(chosen) >= count:

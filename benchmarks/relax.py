@@ -1,7 +1,7 @@
 """Today's relaxation settings against the staged, pruned protocol, on the committed input set, in one run.
 
 Inputs: ``benchmarks/data/relax_inputs.json`` (64 realized Li-O and Ti-O structures from the shipped model over the
-top 20 space groups; ``benchmarks/relax_inputs.py`` made it). The same structures go through
+top 20 space groups; ``benchmarks/experiments/relax_inputs.py`` made it). The same structures go through
 
 - ``today``: the settings of the main job until the staged protocol: free relaxation, FIRE to fmax 0.1 eV/Å, 150
   steps, all structures with the elemental ground states in lockstep batches in one process (torch on all cores),
@@ -179,6 +179,7 @@ def main() -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
+    from aiida_wyckoffdiff.hull import MPHull
     from aiida_wyckoffdiff.potentials import load_potential
     from aiida_wyckoffdiff.relax import (
         STAGED, RelaxSettings, available_cores, default_workers, quiet_cell_filter_warnings, relax_all,
@@ -218,6 +219,7 @@ def main() -> None:
                 settings = staged_settings if name == 'staged' else pruned_settings
                 with threadpool_limits(limits=1, user_api='blas'):  # as ``wyckoffdiff relax`` does, for one worker
                     run = relax_all(structures, potential, settings, workers=args.workers,
+                                    hull=MPHull(apply_mp2020=not potential.includes_mp2020),
                                     trajectories=trajectories if name == 'staged' else None)
                 outcomes, elemental = run.outcomes, run.elemental
             results[name] = summarize(name, outcomes, elemental, entries, time.perf_counter() - start, cpu_seconds() - cpu)

@@ -77,12 +77,47 @@ def test_lineage_of_an_unknown_node_is_one_line(aiida_profile) -> None:
     assert result.exit_code == 1 and 'was not created by a process of this package' in result.output
 
 
+@pytest.fixture
+def no_potential(monkeypatch) -> None:
+    """Fail the test if the command gets as far as loading a potential: bad inputs are refused before that."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError('the potential was loaded before the input was checked')
+
+    monkeypatch.setattr('aiida_wyckoffdiff.potentials.load_potential', refuse)
+
+
+@pytest.mark.usefixtures('no_potential')
 def test_relax_of_an_unreadable_file_is_one_line(tmp_path) -> None:
     garbage = tmp_path / 'garbage.cif'
     garbage.write_text('data_nothing\n_cell_length_a 3\n')
-    result = CliRunner().invoke(main, ['relax', str(garbage), '--output', str(tmp_path / 'relaxed.json')])
+    result = CliRunner().invoke(main, ['relax', str(garbage), '--output', str(tmp_path / 'relaxed.jsonl')])
     assert result.exit_code == 1 and f'Error: {garbage}: not a structure file pymatgen can read' in result.output
-    assert 'Traceback' not in result.output and not (tmp_path / 'relaxed.json').exists()
+    assert 'Traceback' not in result.output and not (tmp_path / 'relaxed.jsonl').exists()
+
+
+@pytest.mark.usefixtures('no_potential')
+@pytest.mark.parametrize(
+    ('item', 'message'),
+    [
+        ('/nonexistent.cif', '/nonexistent.cif: no such file, nor a protostructure label'),
+        ('.', '.: a directory, not a structure file, nor a protostructure label'),
+        ('A2B_cF12_225_c:Li-O', "malformed protostructure label 'A2B_cF12_225_c:Li-O'"),
+    ],
+)
+def test_relax_of_a_missing_file_or_bad_label_is_one_line_before_the_potential_loads(tmp_path, item, message) -> None:
+    result = CliRunner().invoke(main, ['relax', item, '--output', str(tmp_path / 'relaxed.jsonl')])
+    assert result.exit_code == 1 and f'Error: {message}' in result.output, result.output
+    assert 'Traceback' not in result.output and not (tmp_path / 'relaxed.jsonl').exists()
+
+
+@pytest.mark.usefixtures('no_potential')
+def test_hull_of_a_results_file_whose_header_lacks_a_field_is_one_line(tmp_path) -> None:
+    relaxed = tmp_path / 'relaxed.jsonl'
+    relaxed.write_text(json.dumps({'kind': 'header', 'potential': 'chgnet'}) + '\n')
+    result = CliRunner().invoke(main, ['hull', str(relaxed), '--output-dir', str(tmp_path / 'hull')])
+    assert result.exit_code == 2 and 'line 1 (header) of the relax results lacks checkpoint_sha256' in result.output
+    assert 'Traceback' not in result.output and not (tmp_path / 'hull').exists()
 
 
 def test_hull_refuses_other_weights_than_those_that_relaxed(tmp_path) -> None:

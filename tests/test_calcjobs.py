@@ -147,10 +147,12 @@ def test_monitor_reports_progress_from_the_results_file(aiida_localhost, tmp_pat
     node.store()
     with aiida_localhost.get_transport() as transport:
         assert relax_progress(node, transport) is None  # no results file yet: nothing to say
-        writer = ResultsWriter(tmp_path / 'results.jsonl', {'potential': 'chgnet', 'inputs': 36})
+        weights = {'potential': 'chgnet', 'checkpoint_sha256': '0' * 64}
+        writer = ResultsWriter(tmp_path / 'results.jsonl', weights | {'inputs': 36})
         for index, extra in enumerate([{}, {'pruned': '0.9 eV/atom above the hull after 20 steps (> 0.5)'},
                                        {'reason': 'atoms collapsed'}]):
-            writer.write('structure', {'index': index, 'reason': None, 'pruned': None, **extra})
+            record = {'index': index, 'formula': 'Li2O', 'reason': None, 'pruned': None, **extra}
+            writer.write('structure', weights | record)
         for _ in range(2):
             assert relax_progress(node, transport) is None  # a monitor's message would kill the job
     writer.close(complete=False)

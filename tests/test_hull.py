@@ -6,7 +6,7 @@ import pytest
 
 from aiida_wyckoffdiff.exceptions import ReferenceDataError
 from aiida_wyckoffdiff.hull import corrected_energy, elemental_energies, hull_rows, reference_phase_diagram
-from aiida_wyckoffdiff.references import known_elements, reference_entries
+from aiida_wyckoffdiff.references import elements_with_references, reference_entries
 from aiida_wyckoffdiff.relax import relax_structures
 
 from .relax_fixtures import _one_torch_thread, chgnet, li2o, rutile  # noqa: F401
@@ -38,7 +38,7 @@ def test_ti_o_reference_hull_reproduces_mp_e_above_hull():
 
 
 def test_missing_reference_data_is_a_clear_error():
-    absent = next(symbol for symbol in ('Rn', 'Fr', 'Ra', 'At', 'Po') if symbol not in known_elements())
+    absent = next(symbol for symbol in ('Rn', 'Fr', 'Ra', 'At', 'Po') if not elements_with_references([symbol]))
     with pytest.raises(ReferenceDataError, match=f'No reference phase for {absent}'):
         reference_entries(['Li', absent])
 
@@ -184,7 +184,10 @@ def test_stage_heatmap_counts_each_stage(tmp_path) -> None:
 
 
 def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
-    """Files and labels in, failures reported per input, then the table and plots from the relaxed file."""
+    """Files and labels in, failures reported per input, then the table and plots from the relaxed file (and from the
+    one JSON document the command wrote before JSON Lines)."""
+    import json
+
     import pandas as pd
     from click.testing import CliRunner
     from pymatgen.core import Lattice, Structure
@@ -213,6 +216,15 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     assert 'overlapping' in table.loc[1, 'reason']
     for name in ('hull_Li-O.png', 'hull_Li-O.html', 'symmetry_heatmap.png', 'table.json'):
         assert (tmp_path / 'hull' / name).stat().st_size > 0
+    sources = json.loads((tmp_path / 'hull' / 'table.json').read_text())['elemental_sources']
+    assert set(sources) == {'Li', 'O'} and all(source.startswith('mp-') for source in sources.values())
+    # What the relax command wrote before JSON Lines, one JSON document named relaxed.json, is still read.
+    old = tmp_path / 'relaxed.json'
+    old.write_text(json.dumps({k: v for k, v in document.items() if k not in ('elemental_energies', 'references')}))
+    assert read_results(old.read_text())['structures'] == document['structures']
+    result = runner.invoke(main, ['hull', str(old), '--output-dir', str(tmp_path / 'hull_old')])
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / 'hull_old' / 'table.csv'), table)
     from monty.serialization import loadfn
 
     entries = loadfn(tmp_path / 'hull' / 'entries.json')  # the two that relaxed, then the Li and O references

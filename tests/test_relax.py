@@ -9,6 +9,7 @@ import pytest
 
 from aiida_wyckoffdiff.exceptions import RelaxerError
 from aiida_wyckoffdiff.files import file_sha256
+from aiida_wyckoffdiff.hull import MPHull
 from aiida_wyckoffdiff.potentials import Evaluation, LoadedPotential, load_potential
 from aiida_wyckoffdiff.relax import STAGED, RelaxSettings, evaluate_structures, relax_all, relax_structures
 
@@ -300,7 +301,8 @@ def test_staged_protocol_relaxes_freely_only_near_the_hull(chgnet, li2o):  # noq
 
     high = Structure.from_spacegroup(221, Lattice.cubic(3.0), ['Li', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
     settings = replace(STAGED, prune_above=None, free_within=0.2)  # CsCl LiO ends 0.27 eV/atom above the hull
-    lithia, far = relax_all([li2o, high], chgnet, settings, elemental=LI_O_ELEMENTAL).outcomes
+    hull = MPHull(apply_mp2020=False, elemental=LI_O_ELEMENTAL)
+    lithia, far = relax_all([li2o, high], chgnet, settings, hull=hull).outcomes
     assert [s['fix_symmetry'] for s in lithia.stages] == [True, False]
     assert lithia.kept_spacegroup and lithia.spacegroup_final == 225 and lithia.e_above_hull < settings.free_within
     assert lithia.energy_per_atom == min(s['energy_per_atom'] for s in lithia.stages)
@@ -314,7 +316,9 @@ def test_relax_all_measures_the_hull_against_the_ground_states_it_relaxes(chgnet
 
     lithium = elemental_references(['Li'])[0].structure
     settings = replace(STAGED, steps=5, prune_after=2)
-    run = relax_all([lithium], chgnet, settings)
+    with pytest.raises(ValueError, match='give hull'):
+        relax_all([lithium], chgnet, settings)
+    run = relax_all([lithium], chgnet, settings, hull=MPHull(apply_mp2020=not chgnet.includes_mp2020))
     assert set(run.references) == {'Li'} and run.references['Li'] is run.outcomes[0]
     assert len(run.outcomes[0].stages) == 1 and not run.outcomes[0].stages[0]['fix_symmetry']
     reference = elemental_references(['Li'])[0]

@@ -1,4 +1,5 @@
-"""The relaxation benchmark's quick path runs end to end on the committed inputs (its numbers are in docs)."""
+"""The relaxation benchmark's quick path and two of the experiments run end to end on the committed inputs (their
+numbers are in docs); the experiments import the benchmark's reader from the folder above theirs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 BENCHMARK = Path(__file__).parents[1] / 'benchmarks' / 'relax.py'
+EXPERIMENTS = BENCHMARK.parent / 'experiments'
 
 
 def test_quick_benchmark_compares_the_three_runs(tmp_path) -> None:
@@ -26,9 +28,9 @@ def test_quick_benchmark_compares_the_three_runs(tmp_path) -> None:
 
 
 def test_optimizer_comparison_runs_both_optimizers_on_the_same_cell() -> None:
-    script = BENCHMARK.parent / 'relax_optimizers.py'
+    script = EXPERIMENTS / 'relax_optimizers.py'
     result = subprocess.run([sys.executable, str(script), '--offset', '0', '--every', '64', '--threads', '1'],
-                            capture_output=True, text=True, timeout=600, cwd=BENCHMARK.parent)
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()  # CHGNet prints a line of its own first
     fire, bfgs = (next(line for line in lines if line.strip().startswith(f'{name}:')) for name in ('FIRE', 'BFGS'))
@@ -38,9 +40,8 @@ def test_optimizer_comparison_runs_both_optimizers_on_the_same_cell() -> None:
 
 
 def test_relax_jobs_benchmark_relaxes_every_structure_in_each_layout() -> None:
-    script = BENCHMARK.parent / 'relax_jobs.py'
-    result = subprocess.run([sys.executable, str(script), '--quick'], capture_output=True, text=True, timeout=600,
-                            cwd=BENCHMARK.parent)
+    script = EXPERIMENTS / 'relax_jobs.py'
+    result = subprocess.run([sys.executable, str(script), '--quick'], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if ' jobs x ' in line]
     assert [line.split(':')[0] for line in lines] == ['1 jobs x 2 threads', '2 jobs x 1 threads']

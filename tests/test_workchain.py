@@ -117,6 +117,12 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     entries = loadfn(tmp_path / 'entries' / 'entries.json')
     generated = {entry.entry_id: entry for entry in entries if 'lineage' in entry.data}
     assert set(generated) == set(hull) and {e.entry_id for e in entries} - set(hull) == {'reference_Li', 'reference_O'}
+    # Where each elemental reference came from: MP's Li and solid O2, in the run's outputs and in the entries.
+    sources = node.outputs.elemental_sources.get_dict()
+    assert set(sources) == {'Li', 'O'} and all(source.startswith('mp-') for source in sources.values())
+    assert {e.entry_id: e.data['source'] for e in entries if e.entry_id.startswith('reference_')} == {
+        f'reference_{element}': source for element, source in sources.items()
+    }
     rows = {row['key']: row for row in table}
     diagram = PhaseDiagram(entries)
     for key, entry in generated.items():

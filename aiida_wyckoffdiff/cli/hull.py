@@ -25,7 +25,7 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
     from ..hull import elemental_energies, elemental_entries, hull_entries, hull_rows, merge_duplicates, write_entries
     from ..plots import write_report
     from ..potentials import load_potential
-    from ..references import known_elements
+    from ..references import elemental_references, elements_with_references
     from ..relax import RelaxOutcome
     from ..results_file import read_results
 
@@ -47,14 +47,15 @@ def hull(relaxed: Path, output_dir: Path, checkpoint: str | None, device: str) -
         )
     outcomes = [RelaxOutcome.from_dict(entry) for entry in document['structures']]
     elements = {e.symbol for o in outcomes if o.structure is not None for e in o.structure.composition}
-    elemental = elemental_energies(potential, sorted(elements & known_elements()))
+    elemental = elemental_energies(potential, sorted(elements_with_references(elements)))
+    sources = {reference.element: reference.source for reference in elemental_references(elemental)}
     requested = [s.get('label_requested') for s in document['structures']]
     rows = hull_rows(outcomes, elemental, requested, apply_mp2020=not potential.includes_mp2020)
     structures, names = [outcome.structure for outcome in outcomes], [str(outcome.index) for outcome in outcomes]
     merge_duplicates(rows, structures, names)
-    written = write_report(rows, elemental, output_dir)
+    written = write_report(rows, elemental, output_dir, sources)
     entries = hull_entries(rows, structures, names, apply_mp2020=not potential.includes_mp2020)
-    entries += elemental_entries(elemental, potential.name, potential.checkpoint_sha256)
+    entries += elemental_entries(elemental, potential.name, potential.checkpoint_sha256, sources)
     written.append(write_entries(output_dir / 'entries.json', entries))
     for row in rows:
         if row.reason:

@@ -15,25 +15,40 @@ from ..relax import OPTIMIZERS, RelaxSettings, default_workers
 from .base import SHA256_OPTION, main
 
 
-def _starting_structures(
-    inputs: tuple[str, ...], potential: Any, candidates: int, seed: int, alternatives: dict[str, list[str]],
-    workers: int, cores: int | None,
-) -> tuple[list, list[dict[str, Any]]]:
-    """Read the files; realize the labels (best of ``candidates``); choose between a file and its ``alternatives``
-    (the lowest after the same pre-relaxation). Returns structures and a record per input."""
-    from ..candidates import choose_among, choose_realizations
+def _read_input(item: str) -> Any:  # -> Structure | Protostructure
+    """A structure file read, or a protostructure label parsed: any bad INPUT is refused before the potential loads."""
+    from ..exceptions import StructureFileError
     from ..symmetry import Protostructure
     from .structures import read_structure
 
+    path = Path(item)
+    if path.is_file():
+        return read_structure(path)
+    if ':' in item:  # every label has one: FORMULA_PEARSON_SPACEGROUP_WYCKOFFS:CHEMSYS
+        return Protostructure.from_label(item)
+    kind = 'a directory, not a structure file' if path.is_dir() else 'no such file'
+    raise StructureFileError(f'{item}: {kind}, nor a protostructure label (e.g. "A2BC4_cF56_227_c_b_e:Al-Mg-O")')
+
+
+def _starting_structures(
+    inputs: tuple[str, ...], read: list[Any], potential: Any, candidates: int, seed: int,
+    alternatives: dict[str, list[tuple[str, Any]]], workers: int, cores: int | None,
+) -> tuple[list, list[dict[str, Any]]]:
+    """Realize the labels among the ``read`` inputs (best of ``candidates``); choose between a file and its
+    ``alternatives`` (``(file, structure)`` pairs; the lowest after the same pre-relaxation). Returns structures and
+    a record per input."""
+    from ..candidates import choose_among, choose_realizations
+    from ..symmetry import Protostructure
+
     structures, records, labels = [], [], {}
-    for position, item in enumerate(inputs):
-        if Path(item).is_file():
-            structures.append(read_structure(Path(item)))
-            records.append({'input': item, 'label_requested': None})
-        else:
-            labels[position] = Protostructure.from_label(item)
+    for position, (item, value) in enumerate(zip(inputs, read, strict=True)):
+        if isinstance(value, Protostructure):
+            labels[position] = value
             structures.append(None)
-            records.append({'input': item, 'label_requested': labels[position].label})
+            records.append({'input': item, 'label_requested': value.label})
+        else:
+            structures.append(value)
+            records.append({'input': item, 'label_requested': None})
     choices = choose_realizations(list(labels.values()), potential, candidates=candidates, seed=seed,
                                   workers=workers, cores=cores) if labels else []
     for position, choice in zip(labels, choices):
@@ -41,11 +56,10 @@ def _starting_structures(
         records[position]['candidate_scores'] = choice.scores
         records[position]['realization_failure'] = choice.reason
     grouped = [position for position, item in enumerate(inputs) if alternatives.get(item)]
-    groups = [[item, *alternatives[item]] for item in (inputs[position] for position in grouped)]
-    starts = [[structures[position], *(read_structure(Path(f)) for f in alternatives[inputs[position]])]
-              for position in grouped]  # the input itself was read above
-    choices = choose_among(starts, potential, workers=workers, cores=cores) if groups else []
-    for position, group, choice in zip(grouped, groups, choices):
+    starts = [[structures[position], *(s for _, s in alternatives[inputs[position]])] for position in grouped]
+    choices = choose_among(starts, potential, workers=workers, cores=cores) if grouped else []
+    for position, choice in zip(grouped, choices):
+        group = [inputs[position], *(f for f, _ in alternatives[inputs[position]])]
         structures[position] = choice.structure
         records[position].update(candidate_scores=choice.scores, candidates=[Path(f).stem for f in group],
                                  chosen=None if choice.chosen is None else Path(group[choice.chosen]).stem,
@@ -53,8 +67,10 @@ def _starting_structures(
     return structures, records
 
 
-def _read_alternatives(path: Path | None, inputs: tuple[str, ...]) -> dict[str, list[str]]:
-    """``{input file: [other candidate files]}`` from JSON, each file checked to exist and each key to be an input."""
+def _read_alternatives(path: Path | None, inputs: tuple[str, ...]) -> dict[str, list[tuple[str, Any]]]:
+    """``{input file: [(other candidate file, its structure)]}`` from JSON, each key checked to be an input."""
+    from .structures import read_structure
+
     if path is None:
         return {}
     try:
@@ -68,7 +84,7 @@ def _read_alternatives(path: Path | None, inputs: tuple[str, ...]) -> dict[str, 
             raise click.BadParameter(f'{path}: {item} is not one of the INPUTs', param_hint='--alternatives')
         if missing := [f for f in files if not Path(f).is_file()]:
             raise click.BadParameter(f'{path}: no such file {missing[0]}', param_hint='--alternatives')
-    return alternatives
+    return {item: [(f, read_structure(Path(f))) for f in files] for item, files in alternatives.items()}
 
 
 def _trajectory_name(item: str, position: int) -> str:
@@ -160,12 +176,16 @@ def relax(
     """
     from tqdm import tqdm
 
+    from ..hull import MPHull
     from ..potentials import load_potential
     from ..relax import RelaxOutcome, quiet_cell_filter_warnings, relax_all, single_threaded_linear_algebra
     from ..results_file import ResultsWriter
 
     quiet_cell_filter_warnings()
     single_threaded_linear_algebra()
+    if output.suffix == '.json':
+        click.echo(f'warning: {output} will hold JSON lines, one per structure, which JSON tools do not read: '
+                   'name it .jsonl', err=True)
     workers = workers or default_workers(cores)
     try:
         settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry,
@@ -173,13 +193,14 @@ def relax(
     except ValueError as exception:
         raise click.UsageError(str(exception)) from None
     elemental = _read_elemental(elemental_energies) if elemental_energies else None
+    if checkpoint_sha256 is not None and (checkpoint is None or not Path(checkpoint).is_file()):
+        raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
+    read = [_read_input(item) for item in inputs]
     choose_from = _read_alternatives(alternatives, inputs)
     if checkpoint_sha256 is not None:
-        if checkpoint is None or not Path(checkpoint).is_file():
-            raise click.UsageError('--checkpoint-sha256 needs --checkpoint FILE')
         verify_sha256(checkpoint, checkpoint_sha256)
     potential = load_potential(relaxer, checkpoint, device=device)
-    structures, records = _starting_structures(inputs, potential, candidates, seed, choose_from, workers, cores)
+    structures, records = _starting_structures(inputs, read, potential, candidates, seed, choose_from, workers, cores)
     positions = [position for position, structure in enumerate(structures) if structure is not None]
     header = {'settings': asdict(settings), 'device': device, 'workers': workers, 'cores': cores, 'inputs': len(inputs),
               **potential.describe()}
@@ -207,11 +228,12 @@ def relax(
             failed += not outcome.ok
             bar.update(1)
 
+        hull = MPHull(apply_mp2020=not potential.includes_mp2020, elemental=elemental)
         run = relax_all([structures[p] for p in positions], potential, settings, workers=workers, cores=cores, device=device,
-                        elemental=elemental, on_finished=record, trajectories=trajectories)
+                        hull=hull, on_finished=record, trajectories=trajectories)
     if run.references or elemental is not None:
         references = {element: outcome.as_dict() | {'structure': None} for element, outcome in run.references.items()}
-        writer.write('elemental', {'elemental_energies': run.elemental, 'references': references})
+        writer.write('elemental', {'elemental_energies': run.elemental or elemental, 'references': references})
     writer.close(complete=True)
     pruned = sum(outcome.pruned is not None for outcome in run.outcomes)
     click.echo(f'wrote {output}: {len(inputs) - failed} relaxed ({pruned} pruned), {failed} failed', err=True)

@@ -80,13 +80,14 @@ def default_relax_memory_gib() -> float:
 
 @calcfunction
 def elemental_reference_structures(chemsys: orm.Str) -> dict[str, orm.StructureData]:
-    """The Materials Project ground state of each element, as shipped with the package (``reference_<El>``)."""
+    """The reference structure of each element (``reference_<El>``): the Materials Project ground state shipped with
+    the package, or the library's standard state where the MP data has none; the extra ``source`` says which."""
     from ..references import elemental_references
 
     outputs = {}
     for reference in elemental_references(tuple(chemsys.value.split('-'))):
         structure = orm.StructureData(pymatgen=reference.structure)
-        structure.base.extras.set('material_id', reference.material_id)
+        structure.base.extras.set('source', reference.source)
         outputs[f'{REFERENCE_PREFIX}{reference.element}'] = structure
     return outputs
 
@@ -104,7 +105,8 @@ def assemble_hull(
     ``relaxation`` holds ``results_N`` (each relax job's results) and ``relaxed_KEY`` (each relaxed structure).
     Outputs ``table`` (a row per generated structure; rows that relaxed to the same structure name each other in
     ``duplicate_of``/``duplicates``), ``hull_keys`` (keys of the distinct structures within ``hull_tolerance``
-    eV/atom of the reference hull), plots as files and ``cifs``.
+    eV/atom of the reference hull), ``elemental_energies`` and ``elemental_sources`` (where each element's reference
+    structure came from: an MP id or the library's standard state), plots as files and ``cifs``.
     """
     import tempfile
     from pathlib import Path
@@ -126,6 +128,7 @@ def assemble_hull(
     elements = tuple(chemsys.value.split('-'))
     references = elemental_references(elements)
     elemental = elemental_energies_from(references, [outcomes.get(f'{REFERENCE_PREFIX}{r.element}') for r in references], potential)
+    elemental_sources = {reference.element: reference.source for reference in references}
     substituted = substitution_report.get_list() if substitution_report is not None else []
     requested = {entry['output']: entry['label'] for entry in [*realize_report.get_list(), *substituted]
                  if entry.get('output')}
@@ -138,7 +141,7 @@ def assemble_hull(
     merge_duplicates(rows, [outcomes[key].structure for key in keys], keys)
     outputs: dict[str, orm.Data] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for path in write_report(rows, elemental, Path(folder)):
+        for path in write_report(rows, elemental, Path(folder), sources=elemental_sources):
             if path.suffix in ('.png', '.html'):
                 outputs[path.stem.replace('-', '_') + path.suffix.replace('.', '_')] = orm.SinglefileData(path)
         cifs = orm.FolderData()
@@ -149,6 +152,7 @@ def assemble_hull(
     table = [{'key': key, **row.as_dict()} for key, row in zip(keys, rows, strict=True)]
     outputs['table'] = orm.List(table)
     outputs['elemental_energies'] = orm.Dict(elemental)
+    outputs['elemental_sources'] = orm.Dict(elemental_sources)
     tolerance = hull_tolerance.value
     outputs['hull_keys'] = orm.List([row['key'] for row in table if row['e_above_hull'] is not None
                                      and row['e_above_hull'] <= tolerance and row['duplicate_of'] is None])
@@ -325,7 +329,9 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.output('table', valid_type=orm.List, help='A row per generated structure: energies, symmetry, novelty.')
         spec.output('realization', valid_type=orm.List,
                     help='Each distinct generated protostructure: the structure it became, or why it could not be realized.')
-        spec.output('elemental_energies', valid_type=orm.Dict)
+        spec.output('elemental_energies', valid_type=orm.Dict, help='Energy (eV/atom) of each elemental reference.')
+        spec.output('elemental_sources', valid_type=orm.Dict,
+                    help='Where each elemental reference structure came from: an MP id, or ase-reference-state.')
         spec.output('cifs', valid_type=orm.FolderData, help='CIFs of all relaxed generated structures.')
         spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='Hull plots, the symmetry heatmaps and the e_above_hull histogram.')
         spec.exit_code(401, 'ERROR_GENERATION_FAILED', message='Every generate job failed.')
@@ -467,7 +473,7 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         relaxed = {key: node for job in self.ctx.relaxed_jobs for key, node in _relaxed_of(job).items()}
         on_hull = {key: relaxed[key] for key in hull['hull_keys'].get_list()}
         self.out('hull_structures', on_hull)
-        for name in ('table', 'elemental_energies', 'cifs'):
+        for name in ('table', 'elemental_energies', 'elemental_sources', 'cifs'):
             self.out(name, hull[name])
         self.out('plots', {name: node for name, node in hull.items() if isinstance(node, orm.SinglefileData)})
         group, _ = orm.Group.collection.get_or_create(label=f'wyckoffdiff/{self.inputs.chemsys.value}')

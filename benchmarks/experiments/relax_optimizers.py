@@ -5,15 +5,18 @@ Every ``--every``-th of the committed generated cells (``benchmarks/data/relax_i
 optimizer, in this process. Prints per optimizer the CPU seconds, steps and converged structures, then per structure
 the steps of each and the energy of each later optimizer against the first (meV/atom).
 
-Usage: ``python benchmarks/relax_optimizers.py [--optimizers FIRE BFGS] [--offset 4] [--every 6] [--threads 2]``
+Usage: ``python benchmarks/experiments/relax_optimizers.py [--optimizers FIRE BFGS] [--offset 4] [--every 6] [--threads 2]``
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-from relax import load_inputs
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/relax.py reads the committed inputs
+from relax import load_inputs  # noqa: E402
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ The shipped model draws ``--samples`` protostructures per system over the 20 spa
 (conditioned on e_above_hull = 0, as the main job is), PyXtal realizes the distinct ones (seed 0), and the first
 ``--keep`` realized per system are written, with their labels, to ``benchmarks/data/relax_inputs.json``.
 
-Usage: ``python benchmarks/relax_inputs.py [--samples 64] [--keep 32]``
+Usage: ``python benchmarks/experiments/relax_inputs.py [--samples 64] [--keep 32]``
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-OUTPUT = Path(__file__).parent / 'data' / 'relax_inputs.json'
+OUTPUT = Path(__file__).parents[1] / 'data' / 'relax_inputs.json'
 SYSTEMS = ('Li-O', 'Ti-O')
 
 

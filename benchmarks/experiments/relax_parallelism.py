@@ -9,15 +9,18 @@ FixSymmetry FIRE steps (fmax 0.01, so none stops early) six ways, one after the 
 
 Each line: wall seconds, CPU seconds of the process and its workers, and CPU seconds per structure-step.
 
-Usage: ``python benchmarks/relax_parallelism.py [--structures 8] [--steps 25] [--skip 20]``
+Usage: ``python benchmarks/experiments/relax_parallelism.py [--structures 8] [--steps 25] [--skip 20]``
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-from relax import cpu_seconds, load_inputs
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/relax.py reads the committed inputs
+from relax import cpu_seconds, load_inputs  # noqa: E402
 
 
 def main() -> None:
