@@ -32,13 +32,14 @@ def _read_input(item: str) -> Any:  # -> Structure | Protostructure
 
 def _starting_structures(
     inputs: tuple[str, ...], read: list[Any], potential: Any, candidates: int, seed: int,
-    alternatives: dict[str, list[tuple[str, Any]]], workers: int, cores: int | None,
+    alternatives: dict[str, list[tuple[str, Any]]], workers: int, cores: int | None, realize_method: str = 'template',
 ) -> tuple[list, list[dict[str, Any]]]:
     """Realize the labels among the ``read`` inputs (best of ``candidates``); choose between a file and its
     ``alternatives`` (``(file, structure)`` pairs; the lowest after the same pre-relaxation). Returns structures and
     a record per input."""
     from ..candidates import choose_among, choose_realizations
     from ..symmetry import Protostructure
+    from ..templates import shipped_templates
 
     structures, records, labels = [], [], {}
     for position, (item, value) in enumerate(zip(inputs, read, strict=True)):
@@ -49,8 +50,9 @@ def _starting_structures(
         else:
             structures.append(value)
             records.append({'input': item, 'label_requested': None})
+    templates = shipped_templates() if realize_method == 'template' else None
     choices = choose_realizations(list(labels.values()), potential, candidates=candidates, seed=seed,
-                                  workers=workers, cores=cores) if labels else []
+                                  workers=workers, cores=cores, templates=templates) if labels else []
     for position, choice in zip(labels, choices):
         structures[position] = choice.structure
         records[position]['candidate_scores'] = choice.scores
@@ -143,6 +145,9 @@ def _trajectory_name(item: str, position: int) -> str:
     help='JSON {INPUT file: [other candidate files]}: the lowest after a short pre-relaxation is relaxed.',
 )
 @click.option('--seed', type=int, default=0, show_default=True, help='Seed of the realizations.')
+@click.option('--realize-method', type=click.Choice(['template', 'pyxtal']), default='template', show_default=True,
+              help='For a LABEL: from the most similar training crystals of its prototype (PyXtal where none has it), '
+                   'or always PyXtal.')
 @click.option('--device', default='cpu', show_default=True)
 @click.option('--trajectory-dir', type=click.Path(file_okay=False, path_type=Path), help='Write one ASE trajectory per input here (NAME.traj).')
 def relax(
@@ -164,6 +169,7 @@ def relax(
     candidates: int,
     alternatives: Path | None,
     seed: int,
+    realize_method: str,
     device: str,
     trajectory_dir: Path | None,
 ) -> None:
@@ -200,7 +206,8 @@ def relax(
     if checkpoint_sha256 is not None:
         verify_sha256(checkpoint, checkpoint_sha256)
     potential = load_potential(relaxer, checkpoint, device=device)
-    structures, records = _starting_structures(inputs, read, potential, candidates, seed, choose_from, workers, cores)
+    structures, records = _starting_structures(inputs, read, potential, candidates, seed, choose_from, workers, cores,
+                                               realize_method)
     positions = [position for position, structure in enumerate(structures) if structure is not None]
     header = {'settings': asdict(settings), 'device': device, 'workers': workers, 'cores': cores, 'inputs': len(inputs),
               **potential.describe()}
