@@ -111,8 +111,9 @@ class SamplingConfig:
     nothing of the chemical system, so ``g = 2`` over it inflated cells to twice the data's size (docs/discovery.md)."""
     max_atoms: int = 60
     """Upper bound on atoms in the conventional cell."""
-    max_draws: int = 20
-    """Rounds of resampling before a sample slot is given up."""
+    max_draws: int = 50
+    """Reverse chains per requested sample at most, redraws included: the budget of a rare request (Al-Mg-O in
+    Fd-3m accepts about one chain in 14, docs/spacegroups.md)."""
     batch_size: int = 256
     """Reverse chains run together."""
     plausible: bool = False
