@@ -56,10 +56,11 @@ def _hull_lines(diagram: PhaseDiagram, elements: Sequence[str]) -> list[tuple[li
 
 def plot_hull(rows: Sequence[HullRow], chemsys: str, output: Path) -> list[Path]:
     """Binary or ternary formation-energy hull: reference phases and hull in blue, generated structures and the hull
-    including them in red. Writes ``output.png`` and ``output.html``.
+    including them in red; a quaternary as pymatgen's tetrahedron (``PDPlotter``) of the hull including the generated
+    structures. Writes ``output.png`` and ``output.html``.
 
     :param rows: the results table; rows outside ``chemsys`` are ignored.
-    :param chemsys: e.g. ``Li-O``; two or three elements.
+    :param chemsys: e.g. ``Li-O``; two to four elements.
     """
     elements = chemsys.split('-')
     generated = _generated(rows, chemsys)
@@ -70,7 +71,9 @@ def plot_hull(rows: Sequence[HullRow], chemsys: str, output: Path) -> list[Path]
         return _binary(reference, combined, generated, elements, output)
     if len(elements) == 3:
         return _ternary(reference, combined, generated, elements, output)
-    raise ValueError(f'hull plots are for two or three elements, not {chemsys}')
+    if len(elements) == 4:
+        return _quaternary(combined, elements, output)
+    raise ValueError(f'hull plots are for two to four elements, not {chemsys}')
 
 
 def _binary(
@@ -193,6 +196,31 @@ def _ternary(
     figure.update_layout(ternary={'aaxis_title': elements[0], 'baxis_title': elements[1], 'caxis_title': elements[2]})
     html = output.with_suffix('.html')
     figure.write_html(html, include_plotlyjs=True)
+    return [png, html]
+
+
+def _quaternary(combined: PhaseDiagram, elements: Sequence[str], output: Path) -> list[Path]:
+    """pymatgen's tetrahedron of the hull including the generated structures, each phase named by its formula and
+    the generated ones marked ``(gen.)``, as a PNG (matplotlib) and an interactive HTML file (plotly)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from pymatgen.analysis.phase_diagram import PDEntry, PDPlotter, PhaseDiagram
+
+    def named(entry: PDEntry) -> PDEntry:
+        suffix = ' (gen.)' if entry.attribute == 'generated' else ''
+        return PDEntry(entry.composition, entry.energy, entry.composition.reduced_formula + suffix, entry.attribute)
+
+    diagram = PhaseDiagram([named(entry) for entry in combined.all_entries])
+    axes = PDPlotter(diagram, backend='matplotlib').get_plot()
+    axes.set_title(f'{"-".join(elements)} hull incl. generated structures (gen.)')
+    png = output.with_suffix('.png')
+    axes.figure.set_size_inches(7, 7)
+    axes.figure.savefig(png, dpi=150)
+    plt.close(axes.figure)
+    html = output.with_suffix('.html')
+    PDPlotter(diagram, backend='plotly').get_plot().write_html(html, include_plotlyjs=True)
     return [png, html]
 
 
@@ -377,7 +405,7 @@ def plot_energy_distribution(rows: Sequence[HullRow], output: Path) -> list[Path
 
 
 def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_dir: Path) -> list[Path]:
-    """The results table (CSV and JSON), a hull plot per two- or three-element system, the symmetry heatmaps and the
+    """The results table (CSV and JSON), a hull plot per system of two to four elements, the symmetry heatmaps and the
     e_above_hull histogram.
 
     :param elemental: the elemental reference energies (eV/atom) the formation energies used, recorded in the JSON.
@@ -393,7 +421,7 @@ def write_report(rows: Sequence[HullRow], elemental: dict[str, float], output_di
     document = {'elemental_energies': elemental, 'rows': table.to_dict('records')}
     (output_dir / 'table.json').write_text(json.dumps(document, indent=1))
     written = [output_dir / 'table.csv', output_dir / 'table.json']
-    systems = {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2)}
+    systems = {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2, 3)}
     for chemsys in sorted(systems):
         written += plot_hull(rows, chemsys, output_dir / f'hull_{chemsys}')
     if any(row.spacegroup_requested for row in rows):

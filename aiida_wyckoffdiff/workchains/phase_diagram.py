@@ -240,7 +240,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         model_checkpoint: str | Path | None = None,
         relax_checkpoint: str | Path | None = None,
     ) -> Any:
-        """A builder filled from ``protocols/phase_diagram.yaml``: ``fast`` (default), ``balanced`` or ``paper``.
+        """A builder filled from ``protocols/phase_diagram.yaml``: ``fast`` (default), ``balanced``, ``discovery`` (space
+        groups chosen for the chemistry) or ``paper`` (the paper's fixed 20 most frequent groups).
 
         :param code: the ``wyckoffdiff`` code (or its label), for the generate and the relax jobs.
         :param overrides: inputs over the protocol's, nested as the ports are, e.g.
