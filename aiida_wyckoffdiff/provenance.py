@@ -15,7 +15,9 @@ from aiida.common.links import LinkType
 from .calculations.realize import template_input
 from .calculations.relax import candidate_of
 
-__all__ = ['computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'spacegroup_choice_of', 'structures_of']
+__all__ = [
+    'computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'spacegroup_choice_of', 'structures_of'
+]
 
 
 def _incoming(node: orm.Node, link_label: str) -> orm.Node | None:

@@ -90,7 +90,8 @@ def table(results: dict[str, Any], names: list[str]) -> str:
     for arity, methods in results.items():
         first = methods[names[0]]
         cells = [f"{methods[name]['all']['recall']:.3f} ({methods[name]['unseen']['recall']:.3f})" for name in names]
-        lines.append(f"| {arity} | {first['all']['systems']} ({first['unseen']['systems']}) | " + ' | '.join(cells) + ' |')
+        systems = f"{first['all']['systems']} ({first['unseen']['systems']})"
+        lines.append(f'| {arity} | {systems} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 

@@ -25,7 +25,8 @@ def test_the_chemistry_choice_has_spinel_for_al_mg_o_and_the_double_perovskite_f
 
 
 def test_the_choice_weighs_similar_chemistry_and_tends_to_the_arity_frequencies() -> None:
-    near, far = chemistry_spacegroups(['Al', 'Mg', 'O'], 5, scale=2.0), chemistry_spacegroups(['Al', 'Mg', 'O'], 5, scale=1e9)
+    near = chemistry_spacegroups(['Al', 'Mg', 'O'], 5, scale=2.0)
+    far = chemistry_spacegroups(['Al', 'Mg', 'O'], 5, scale=1e9)
     assert near.spacegroups != far.spacegroups
     assert all(score == pytest.approx(round(score)) for score in far.scores.values())  # every crystal counts 1
     assert chemistry_spacegroups(['O', 'Mg', 'Al'], 5).spacegroups == near.spacegroups  # the order of elements

@@ -17,7 +17,9 @@ def validate_spacegroup_choice(value: orm.Str, _: object) -> str | None:
     from ..spacegroups import SpacegroupMethod
 
     methods = [method.value for method in SpacegroupMethod]
-    return None if value.value in methods else f'spacegroup_choice must be one of {", ".join(methods)}, not {value.value!r}'
+    if value.value in methods:
+        return None
+    return f'spacegroup_choice must be one of {", ".join(methods)}, not {value.value!r}'
 
 
 @calcfunction

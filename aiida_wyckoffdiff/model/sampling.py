@@ -318,10 +318,13 @@ def _run_chains(
     for group in groups:
         fixed, multiplicity = structure_tensors(group)
         empty = np.zeros(len(fixed), dtype=np.int64)
-        graphs.append(EncodedCrystal(group, fixed, multiplicity, empty, np.zeros((len(fixed), len(elements)), np.int64)))
+        counts = np.zeros((len(fixed), len(elements)), np.int64)
+        graphs.append(EncodedCrystal(group, fixed, multiplicity, empty, counts))
     batch = collate(graphs, len(elements), model.denoiser.position_offset.cpu().numpy()).to(device)
     rows = torch.tensor([index for index, _ in plan], device=device)
-    conditions = Conditions(chemsys=chemsys[rows], spacegroup=batch.spacegroup, e_above_hull=energies[rows], mask=mask[rows])
+    conditions = Conditions(
+        chemsys=chemsys[rows], spacegroup=batch.spacegroup, e_above_hull=energies[rows], mask=mask[rows]
+    )
     x_fixed, x_count = (x.cpu().numpy() for x in _reverse_chain(model, batch, conditions, config, generator))
     results: list[Protostructure | str] = []
     for row, ((index, _), group) in enumerate(zip(plan, groups, strict=True)):
