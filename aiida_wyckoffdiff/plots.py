@@ -30,6 +30,8 @@ __all__ = [
 CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
 REFERENCE_COLOUR = '#1f77b4'
 GENERATED_COLOUR = '#d62728'
+NEAR_HULL = 0.1
+"""eV/atom above the hull within which the quaternary plot shows a generated structure (the hull tolerance)."""
 
 
 def _fraction(composition: object, element: str) -> float:
@@ -72,7 +74,7 @@ def plot_hull(rows: Sequence[HullRow], chemsys: str, output: Path) -> list[Path]
     if len(elements) == 3:
         return _ternary(reference, combined, generated, elements, output)
     if len(elements) == 4:
-        return _quaternary(combined, elements, output)
+        return _quaternary(combined, generated, elements, output)
     raise ValueError(f'hull plots are for two to four elements, not {chemsys}')
 
 
@@ -199,9 +201,11 @@ def _ternary(
     return [png, html]
 
 
-def _quaternary(combined: PhaseDiagram, elements: Sequence[str], output: Path) -> list[Path]:
-    """pymatgen's tetrahedron of the hull including the generated structures, each phase named by its formula and
-    the generated ones marked ``(gen.)``, as a PNG (matplotlib) and an interactive HTML file (plotly)."""
+def _quaternary(combined: PhaseDiagram, generated: Sequence[HullRow], elements: Sequence[str], output: Path) -> list[Path]:
+    """pymatgen's tetrahedron of the hull including the generated structures (``PDPlotter``), each phase named by its
+    formula and the generated ones marked ``(gen.)``, as a PNG and an interactive HTML file. pymatgen's matplotlib
+    tetrahedron shows only the hull's phases, so the generated structures within ``NEAR_HULL`` eV/atom of it are
+    added as crosses, listed with their e_above_hull; the HTML shows them as pymatgen's unstable entries."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -213,14 +217,25 @@ def _quaternary(combined: PhaseDiagram, elements: Sequence[str], output: Path) -
         return PDEntry(entry.composition, entry.energy, entry.composition.reduced_formula + suffix, entry.attribute)
 
     diagram = PhaseDiagram([named(entry) for entry in combined.all_entries])
-    axes = PDPlotter(diagram, backend='matplotlib').get_plot()
-    axes.set_title(f'{"-".join(elements)} hull incl. generated structures (gen.)')
+    plotter = PDPlotter(diagram, show_unstable=NEAR_HULL, backend='matplotlib')
+    axes = plotter.get_plot()
+    near = {entry: coords for entry, coords in plotter.pd_plot_data[2].items()
+            if entry.attribute == 'generated' and diagram.get_e_above_hull(entry) <= NEAR_HULL}
+    if near:
+        axes.scatter(*zip(*near.values()), marker='x', s=80, color=GENERATED_COLOUR, depthshade=False, zorder=5)
+    lowest: dict[str, float] = {}
+    for entry in near:  # a structure found several times is listed once, at its lowest energy
+        lowest[entry.name] = min(lowest.get(entry.name, NEAR_HULL), diagram.get_e_above_hull(entry))
+    listed = '\n'.join(f'{name} +{energy:.3f}' for name, energy in sorted(lowest.items(), key=lambda item: item[1]))
+    axes.text2D(0.0, 0.88, f'generated within {NEAR_HULL} eV/atom (x):\n{listed or "none"}',
+                transform=axes.transAxes, fontsize=9, color=GENERATED_COLOUR)
+    axes.set_title(f'{"-".join(elements)} hull incl. {len(generated)} generated structures')
     png = output.with_suffix('.png')
     axes.figure.set_size_inches(7, 7)
     axes.figure.savefig(png, dpi=150)
     plt.close(axes.figure)
     html = output.with_suffix('.html')
-    PDPlotter(diagram, backend='plotly').get_plot().write_html(html, include_plotlyjs=True)
+    PDPlotter(diagram, show_unstable=NEAR_HULL, backend='plotly').get_plot().write_html(html, include_plotlyjs=True)
     return [png, html]
 
 

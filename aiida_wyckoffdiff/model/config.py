@@ -116,6 +116,10 @@ class SamplingConfig:
     Fd-3m accepts about one chain in 14, docs/spacegroups.md)."""
     batch_size: int = 256
     """Reverse chains run together."""
+    require_elements_from: float = 0.5
+    """Share of the reverse chain after which a requested element the predicted structure lacks is required at the
+    position likeliest to hold it (``sampling._require_missing``); 1 never requires one, so a sample missing an element
+    is only redrawn."""
     plausible: bool = False
     """Redraw samples whose composition no common oxidation states balance (oxide, peroxide and superoxide oxygen
     allowed: ``metrics.composition_plausible``)."""
@@ -127,6 +131,8 @@ class SamplingConfig:
             raise ConfigurationError(f'the atom limit must be at least 1, not {self.max_atoms!r}')
         if int(self.max_draws) < 1:
             raise ConfigurationError(f'the resampling bound must be at least 1, not {self.max_draws!r}')
+        if not 0.0 <= float(self.require_elements_from) <= 1.0:
+            raise ConfigurationError(f'require_elements_from is a share of the chain, from 0 to 1, not {self.require_elements_from!r}')
         if int(self.batch_size) < 1:
             raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
         object.__setattr__(self, 'guided', tuple(self.guided))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..exceptions import ConditionError, ConfigurationError, ProtostructureError
 from ..symmetry import Protostructure, check_spacegroup
@@ -171,15 +172,57 @@ def _reverse_chain(
     x_count = sample_categorical(count_diffusion.stationary * allowed_count, generator)
     size = batch.spacegroup.shape[0]
     steps = reverse_steps(model.config.num_timesteps, config.num_steps)
-    for t, s in itertools.pairwise(steps):
+    require_from = round(config.require_elements_from * (len(steps) - 1))
+    for step, (t, s) in enumerate(itertools.pairwise(steps)):
         times = torch.full((size,), t, dtype=torch.long, device=batch.mask.device)
         noisy = batch.replace_variables(x_fixed, x_count)
         logits_fixed, logits_count = _guided_logits(model, noisy, times, conditions, config)
         p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
         p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
+        if step >= require_from and _require_missing(p0_fixed, p0_count, conditions.chemsys, allowed_fixed, allowed_count):
+            p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
+            p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
         x_fixed = sample_categorical(fixed_diffusion.posterior(p0_fixed, x_fixed, t, s) * allowed_fixed, generator)
         x_count = sample_categorical(count_diffusion.posterior(p0_count, x_count, t, s) * allowed_count, generator)
     return x_fixed, x_count
+
+
+def _require_missing(
+    p0_fixed: torch.Tensor,
+    p0_count: torch.Tensor,
+    chemsys: torch.Tensor,
+    allowed_fixed: torch.Tensor,
+    allowed_count: torch.Tensor,
+) -> bool:
+    """Where the predicted structure lacks a requested element, require the variable likeliest to hold it to hold it
+    from now on: a fixed position to be that element, or a free position's count of it to be at least one (the masks
+    ``(B, N, V + 1)`` and ``(B, N, V, K + 1)`` change in place). True where a mask changed.
+
+    Every element then has a place before the chain ends, and the rest of the chain denoises around it; a missing
+    element was the commonest reason to reject a sample of three or more elements.
+    """
+    num_elements = chemsys.shape[1]
+    predicted_fixed = nn.functional.one_hot(p0_fixed.argmax(dim=-1), num_elements + 1)[..., 1:]  # (B, N, V)
+    present = predicted_fixed.bool().any(dim=1) | (p0_count.argmax(dim=-1) > 0).any(dim=1)  # (B, V)
+    lacking = (chemsys.bool() & ~present).nonzero().tolist()
+    changed = False
+    for row, element in lacking:
+        free = allowed_fixed[row, :, 0]  # False where a position is already required to hold an element
+        fixed_score = torch.where(allowed_fixed[row, :, element + 1] & free, p0_fixed[row, :, element + 1], -1.0)
+        can_count = allowed_count[row, :, element, 1:].any(dim=-1) & allowed_count[row, :, element, 0]
+        count_score = torch.where(can_count, 1 - p0_count[row, :, element, 0], -1.0)
+        scores = torch.cat([fixed_score, count_score])  # (2N,)
+        best = int(scores.argmax())
+        if scores[best] < 0:
+            continue  # no position can hold it: the sample is rejected and redrawn
+        position = best % len(fixed_score)
+        if best < len(fixed_score):
+            allowed_fixed[row, position] = False
+            allowed_fixed[row, position, element + 1] = True
+        else:
+            allowed_count[row, position, element, 0] = False
+        changed = True
+    return changed
 
 
 def _check(protostructure: Protostructure, request: GenerationRequest, config: SamplingConfig) -> str | None:
