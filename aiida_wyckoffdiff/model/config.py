@@ -113,7 +113,7 @@ class SamplingConfig:
     """Upper bound on atoms in the conventional cell."""
     max_draws: int = 50
     """Reverse chains per requested sample at most, redraws included: the budget of a rare request (Al-Mg-O in
-    Fd-3m accepts about one chain in 14, docs/spacegroups.md)."""
+    Fd-3m accepted about one chain in 14 before elements were required in the chain, docs/spacegroups.md)."""
     batch_size: int = 256
     """Reverse chains run together."""
     require_elements_from: float = 0.5
