@@ -41,6 +41,7 @@ __all__ = [
     'protostructure_of',
     'spacegroup_counts',
     'split_of',
+    'training_spacegroup_counts',
     'training_spacegroups',
 ]
 
@@ -258,15 +259,18 @@ def spacegroup_counts(table: pd.DataFrame, split: str = 'train') -> dict[int, in
     return {int(number): int(count) for number, count in counts.items()}
 
 
-def training_spacegroups(limit: int | None = None) -> list[int]:
-    """Space groups of the training data, most frequent first, from the file shipped with the package.
-
-    The phase-diagram workflow scans these by default; the file records the dataset hash it came from.
-    """
+def training_spacegroup_counts() -> dict[int, int]:
+    """Training crystals per space group, most frequent first, from the file shipped with the package (which records
+    the dataset hash it came from)."""
     from importlib import resources
 
     document = json.loads(resources.files('aiida_wyckoffdiff').joinpath('resources', TRAINING_SPACEGROUPS_FILE).read_text())
-    return [int(number) for number in document['counts']][:limit]
+    return {int(number): int(count) for number, count in document['counts'].items()}
+
+
+def training_spacegroups(limit: int | None = None) -> list[int]:
+    """Space groups of the training data, most frequent first: the paper's scan (``spacegroup_choice: top20``)."""
+    return list(training_spacegroup_counts())[:limit]
 
 
 def protostructure_of(row: Any) -> Protostructure:

@@ -22,6 +22,7 @@ def phase_diagram_builder(
     code: str = 'wyckoffdiff@localhost',
     protocol: str | None = None,
     spacegroups: list[int] | None = None,
+    spacegroup_choice: str | None = None,
     num_samples: int | None = None,
     e_above_hull: float | None = None,
     relaxer: str | None = None,
@@ -41,7 +42,7 @@ def phase_diagram_builder(
     """
     from .workchains.phase_diagram import PhaseDiagramWorkChain
 
-    given = {'spacegroups': spacegroups, 'num_samples': num_samples, 'e_above_hull': e_above_hull, 'seed': seed,
+    given = {'spacegroups': spacegroups, 'spacegroup_choice': spacegroup_choice, 'num_samples': num_samples, 'e_above_hull': e_above_hull, 'seed': seed,
              'structures_per_job': structures_per_job}
     overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     relax = {'relaxer': relaxer} if relaxer else {}
@@ -92,9 +93,13 @@ def run_phase_diagram_example(
     parser = argparse.ArgumentParser(description=f'{chemsys} phase diagram with aiida-wyckoffdiff')
     parser.add_argument('--protocol', choices=list(PhaseDiagramWorkChain.get_available_protocols()),
                         default=PhaseDiagramWorkChain.get_default_protocol(),
-                        help='fast (2 per space group), balanced (16), paper (64: 1280 in all) or discovery (the paper budget split between model, random search and substitution); default fast.')
+                        help='fast (2 per space group), balanced (16), paper (64 in the fixed top 20 groups: 1280 in all) or discovery (the paper budget split between model, random search and substitution); default fast.')
     parser.add_argument('--samples', type=int, help="Protostructures per space group (default: the protocol's).")
-    parser.add_argument('--spacegroup', type=int, action='append', help='Scan these space groups (default: top 20).')
+    parser.add_argument('--spacegroup', type=int, action='append',
+                        help='Scan these space groups (default: 20 chosen by --spacegroup-choice).')
+    parser.add_argument('--spacegroup-choice', choices=['chemistry', 'top20'],
+                        help="chemistry: groups of training crystals of similar elements; top20: the 20 most frequent, "
+                             "the paper's scan (protocol: chemistry, paper: top20).")
     parser.add_argument('--relaxer', help='mattersim, chgnet or sevenn (protocol: chgnet, which works offline).')
     parser.add_argument('--relax-checkpoint', help='Weights of the potential (required for mattersim without internet).')
     parser.add_argument('--steps', type=int, help="Optimizer steps at most per structure and stage (protocol: 150).")
@@ -115,6 +120,7 @@ def run_phase_diagram_example(
         chemsys,
         protocol=options.protocol,
         spacegroups=options.spacegroup,
+        spacegroup_choice=options.spacegroup_choice,
         num_samples=options.samples,
         relaxer=options.relaxer,
         relax_checkpoint=options.relax_checkpoint,

@@ -30,6 +30,8 @@ __all__ = [
 CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
 REFERENCE_COLOUR = '#1f77b4'
 GENERATED_COLOUR = '#d62728'
+NEAR_HULL = 0.1
+"""eV/atom above the hull within which the quaternary plot shows a generated structure (the hull tolerance)."""
 
 
 def _fraction(composition: object, element: str) -> float:
@@ -56,10 +58,11 @@ def _hull_lines(diagram: PhaseDiagram, elements: Sequence[str]) -> list[tuple[li
 
 def plot_hull(rows: Sequence[HullRow], chemsys: str, output: Path) -> list[Path]:
     """Binary or ternary formation-energy hull: reference phases and hull in blue, generated structures and the hull
-    including them in red. Writes ``output.png`` and ``output.html``.
+    including them in red; a quaternary as pymatgen's tetrahedron (``PDPlotter``) of the hull including the generated
+    structures. Writes ``output.png`` and ``output.html``.
 
     :param rows: the results table; rows outside ``chemsys`` are ignored.
-    :param chemsys: e.g. ``Li-O``; two or three elements.
+    :param chemsys: e.g. ``Li-O``; two to four elements.
     """
     elements = chemsys.split('-')
     generated = _generated(rows, chemsys)
@@ -70,7 +73,9 @@ def plot_hull(rows: Sequence[HullRow], chemsys: str, output: Path) -> list[Path]
         return _binary(reference, combined, generated, elements, output)
     if len(elements) == 3:
         return _ternary(reference, combined, generated, elements, output)
-    raise ValueError(f'hull plots are for two or three elements, not {chemsys}')
+    if len(elements) == 4:
+        return _quaternary(combined, generated, elements, output)
+    raise ValueError(f'hull plots are for two to four elements, not {chemsys}')
 
 
 def _binary(
@@ -193,6 +198,44 @@ def _ternary(
     figure.update_layout(ternary={'aaxis_title': elements[0], 'baxis_title': elements[1], 'caxis_title': elements[2]})
     html = output.with_suffix('.html')
     figure.write_html(html, include_plotlyjs=True)
+    return [png, html]
+
+
+def _quaternary(combined: PhaseDiagram, generated: Sequence[HullRow], elements: Sequence[str], output: Path) -> list[Path]:
+    """pymatgen's tetrahedron of the hull including the generated structures (``PDPlotter``), each phase named by its
+    formula and the generated ones marked ``(gen.)``, as a PNG and an interactive HTML file. pymatgen's matplotlib
+    tetrahedron shows only the hull's phases, so the generated structures within ``NEAR_HULL`` eV/atom of it are
+    added as crosses, listed with their e_above_hull; the HTML shows them as pymatgen's unstable entries."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from pymatgen.analysis.phase_diagram import PDEntry, PDPlotter, PhaseDiagram
+
+    def named(entry: PDEntry) -> PDEntry:
+        suffix = ' (gen.)' if entry.attribute == 'generated' else ''
+        return PDEntry(entry.composition, entry.energy, entry.composition.reduced_formula + suffix, entry.attribute)
+
+    diagram = PhaseDiagram([named(entry) for entry in combined.all_entries])
+    plotter = PDPlotter(diagram, show_unstable=NEAR_HULL, backend='matplotlib')
+    axes = plotter.get_plot()
+    near = {entry: coords for entry, coords in plotter.pd_plot_data[2].items()
+            if entry.attribute == 'generated' and diagram.get_e_above_hull(entry) <= NEAR_HULL}
+    if near:
+        axes.scatter(*zip(*near.values()), marker='x', s=80, color=GENERATED_COLOUR, depthshade=False, zorder=5)
+    lowest: dict[str, float] = {}
+    for entry in near:  # a structure found several times is listed once, at its lowest energy
+        lowest[entry.name] = min(lowest.get(entry.name, NEAR_HULL), diagram.get_e_above_hull(entry))
+    listed = '\n'.join(f'{name} +{energy:.3f}' for name, energy in sorted(lowest.items(), key=lambda item: item[1]))
+    axes.text2D(0.0, 0.88, f'generated within {NEAR_HULL} eV/atom (x):\n{listed or "none"}',
+                transform=axes.transAxes, fontsize=9, color=GENERATED_COLOUR)
+    axes.set_title(f'{"-".join(elements)} hull incl. {len(generated)} generated structures')
+    png = output.with_suffix('.png')
+    axes.figure.set_size_inches(7, 7)
+    axes.figure.savefig(png, dpi=150)
+    plt.close(axes.figure)
+    html = output.with_suffix('.html')
+    PDPlotter(diagram, show_unstable=NEAR_HULL, backend='plotly').get_plot().write_html(html, include_plotlyjs=True)
     return [png, html]
 
 
@@ -379,7 +422,7 @@ def plot_energy_distribution(rows: Sequence[HullRow], output: Path) -> list[Path
 def write_report(
     rows: Sequence[HullRow], elemental: dict[str, float], output_dir: Path, sources: Mapping[str, str] | None = None
 ) -> list[Path]:
-    """The results table (CSV and JSON), a hull plot per two- or three-element system, the symmetry heatmaps and the
+    """The results table (CSV and JSON), a hull plot per system of two to four elements, the symmetry heatmaps and the
     e_above_hull histogram.
 
     :param elemental: the elemental reference energies (eV/atom) the formation energies used, recorded in the JSON.
@@ -400,7 +443,7 @@ def write_report(
     }
     (output_dir / 'table.json').write_text(json.dumps(document, indent=1))
     written = [output_dir / 'table.csv', output_dir / 'table.json']
-    systems = {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2)}
+    systems = {r.chemsys for r in rows if r.formation_energy_per_atom is not None and r.chemsys.count('-') in (1, 2, 3)}
     for chemsys in sorted(systems):
         written += plot_hull(rows, chemsys, output_dir / f'hull_{chemsys}')
     if any(row.spacegroup_requested for row in rows):

@@ -15,7 +15,9 @@ from aiida.common.links import LinkType
 from .calculations.realize import template_input
 from .calculations.relax import candidate_of
 
-__all__ = ['computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'structures_of']
+__all__ = [
+    'computed_entries', 'lineage', 'load_source', 'potential_e_above_hull', 'spacegroup_choice_of', 'structures_of'
+]
 
 
 def _incoming(node: orm.Node, link_label: str) -> orm.Node | None:
@@ -41,6 +43,19 @@ def _value(node: orm.Node | None) -> Any:
 
 def _process_name(process: orm.ProcessNode) -> str:
     return process.process_type.rsplit(':', 1)[-1] if process.process_type else process.process_label or '?'
+
+
+def spacegroup_choice_of(workflow: orm.ProcessNode | None) -> dict[str, Any] | None:
+    """How a phase-diagram run chose its space groups: its ``spacegroup_choice`` report (method, reason, scores,
+    nearest training crystals), ``{'method': 'given'}`` where they were an input, ``None`` for other processes and
+    runs made before the choice was recorded."""
+    if workflow is None:
+        return None
+    if 'spacegroup_choice' in workflow.outputs:
+        return workflow.outputs.spacegroup_choice.get_dict()
+    if 'spacegroups' in workflow.inputs:
+        return {'method': 'given', 'spacegroups': workflow.inputs.spacegroups.get_list()}
+    return None
 
 
 def lineage(node: orm.Node) -> list[dict[str, Any]]:
@@ -102,6 +117,9 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
                 checkpoint_sha256=inputs.checkpoint.sha256,
                 checkpoint_pk=inputs.checkpoint.pk,
             )
+            choice = spacegroup_choice_of(caller)
+            if choice is not None:
+                step['spacegroup_choice'] = {key: choice[key] for key in ('method', 'reason') if key in choice}
         elif name == 'wyckoffdiff.random':
             inputs = creator.inputs
             step.update(source='random', chemsys=_value(inputs.chemsys), spacegroups=_value(inputs.spacegroups),

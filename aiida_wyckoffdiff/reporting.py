@@ -13,6 +13,7 @@ from typing import Any
 from aiida import orm
 
 from .metrics import STABILITY, scan_metrics
+from .provenance import spacegroup_choice_of
 
 __all__ = ['by_source', 'format_report', 'scan_report']
 
@@ -119,6 +120,7 @@ def scan_report(workchain: orm.WorkChainNode, stability: float = STABILITY, data
         'known_phases': sorted(known, key=lambda r: r['e_above_hull']),
         'new_near_hull': sorted(new, key=lambda r: r['e_above_hull']),
         'by_source': by_source(rows, relaxed_labels, stability, {label: e.material_id for label, e in by_label.items()}),
+        'spacegroup_choice': spacegroup_choice_of(workchain),
     }
 
 
@@ -127,6 +129,10 @@ def format_report(report: dict[str, Any]) -> str:
     stream = io.StringIO()
     metrics = report['metrics']
     stream.write(f"{report['chemsys']}: PhaseDiagramWorkChain<{report['workchain']}>\n")
+    choice = report.get('spacegroup_choice')
+    if choice is not None:
+        why = f": {choice['reason']}" if 'reason' in choice else ''
+        stream.write(f"  space groups {choice['method']}{why}\n    {' '.join(map(str, choice['spacegroups']))}\n")
     stream.write(f"  samples {metrics['samples']}, distinct {metrics['distinct']}, realized {metrics['realized']}, "
                  f"relaxed {metrics['relaxed']}\n")
     for name in ('valid_structure', 'valid_composition', 'uniqueness', 'novelty', 'p1_share', 'sun_rate',

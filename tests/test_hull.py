@@ -119,13 +119,14 @@ def test_plots_are_written(tmp_path, chgnet, elemental, li2o, rutile):  # noqa: 
         relax_structures([li2o, rutile, li2o2], chgnet), elemental, ['A2B_cF12_225_c_a:Li-O', None, None], False
     )
     written = plot_hull(rows, 'Li-O', tmp_path / 'hull_Li-O') + plot_hull(rows, 'Li-O-Ti', tmp_path / 'hull_Li-O-Ti')
+    written += plot_hull(rows, 'Li-Mg-O-Ti', tmp_path / 'hull_Li-Mg-O-Ti')  # pymatgen's tetrahedron
     written += plot_symmetry_heatmap(rows, tmp_path / 'heatmap') + plot_symmetry_heatmap(
         rows, tmp_path / 'sg', by='spacegroup'
     )
     for path in written:
         assert path.stat().st_size > 10_000, path
     assert 'plotly' in (tmp_path / 'hull_Li-O.html').read_text()[:100_000].lower()
-    with pytest.raises(ValueError, match='two or three elements'):
+    with pytest.raises(ValueError, match='two to four elements'):
         plot_hull(rows, 'Li', tmp_path / 'x')
 
 

@@ -31,7 +31,7 @@ def test_every_protocol_gives_a_builder_with_all_its_inputs(code, protocol) -> N
     assert builder.relax.relaxer.value == 'chgnet'
     assert builder.generate.code.pk == builder.relax.code.pk == code.pk
     assert builder.generate.checkpoint.kind == 'wyckoffdiff'
-    assert 'spacegroups' not in builder  # the 20 most frequent groups, chosen by the work chain
+    assert 'spacegroups' not in builder  # chosen by the work chain for the chemical system (spacegroup_choice)
     assert 'structures_per_job' not in builder  # chosen by the work chain from where the relax jobs run
 
 

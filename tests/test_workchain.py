@@ -87,6 +87,7 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert generate['seed'] == 0
     assert generate['e_above_hull'] == 0.0
     assert generate['guided'] == list(SamplingConfig.guided) and generate['plausible'] is SamplingConfig.plausible
+    assert generate['spacegroup_choice'] == {'method': 'given'}  # the scan's groups were an input
     # The run scores itself from its provenance graph; the committed sample rows stand in for the training data.
     dataset = load_dataset(build_dataset(sample_dir, output=tmp_path / 'ds.jsonl.gz', processes=1, progress=False).path)
     report = scan_report(node, dataset=dataset, stability=tolerance)

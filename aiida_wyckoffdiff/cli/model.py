@@ -173,7 +173,8 @@ def finetune(
     help='Atom limit of the conventional cell.',
 )
 @click.option(
-    '--max-draws', type=click.IntRange(min=1), default=20, show_default=True, help='Draws per sample before giving up.'
+    '--max-draws', type=click.IntRange(min=1), default=SamplingConfig.max_draws, show_default=True,
+    help='Reverse chains per requested sample at most, redraws included.'
 )
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option(

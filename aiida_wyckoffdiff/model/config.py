@@ -111,10 +111,15 @@ class SamplingConfig:
     nothing of the chemical system, so ``g = 2`` over it inflated cells to twice the data's size (docs/discovery.md)."""
     max_atoms: int = 60
     """Upper bound on atoms in the conventional cell."""
-    max_draws: int = 20
-    """Rounds of resampling before a sample slot is given up."""
+    max_draws: int = 50
+    """Reverse chains per requested sample at most, redraws included: the budget of a rare request (Al-Mg-O in
+    Fd-3m accepted about one chain in 14 before elements were required in the chain, docs/spacegroups.md)."""
     batch_size: int = 256
     """Reverse chains run together."""
+    require_elements_from: float = 0.5
+    """Share of the reverse chain after which a requested element the predicted structure lacks is required at the
+    position likeliest to hold it (``sampling._require_missing``); 1 never requires one, so a sample missing an element
+    is only redrawn."""
     plausible: bool = False
     """Redraw samples whose composition no common oxidation states balance (oxide, peroxide and superoxide oxygen
     allowed: ``metrics.composition_plausible``)."""
@@ -126,6 +131,8 @@ class SamplingConfig:
             raise ConfigurationError(f'the atom limit must be at least 1, not {self.max_atoms!r}')
         if int(self.max_draws) < 1:
             raise ConfigurationError(f'the resampling bound must be at least 1, not {self.max_draws!r}')
+        if not 0.0 <= float(self.require_elements_from) <= 1.0:
+            raise ConfigurationError(f'require_elements_from is a share of the chain, from 0 to 1, not {self.require_elements_from!r}')
         if int(self.batch_size) < 1:
             raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
         object.__setattr__(self, 'guided', tuple(self.guided))

@@ -3,8 +3,13 @@
 Hard constraints cost nothing and never fail: the space group is an input of every graph, and classes that
 would break the request (an element outside the chemical system, an orbit whose multiplicity alone exceeds
 the atom limit) get zero probability in the prior, in the predicted x0 and in every reverse step. What
-masking cannot guarantee (at least one atom, the total atom count, every requested element present) is
-checked on the decoded protostructure, and failing samples are drawn again up to a bound.
+masking alone cannot guarantee (at least one atom, the total atom count, every requested element present) is
+checked on the decoded protostructure. From ``require_elements_from`` of the chain on, a requested element the
+predicted structure lacks is required where it is likeliest (a mask that changes during the chain), so few chains
+end without one; what is still missing is drawn again: each round runs, for every space group of a request still
+short of samples, as many chains as its acceptance so far says will fill the gap, up to a budget of ``max_draws``
+chains per requested sample, so a rare combination is filled in a few rounds instead of being given up after a fixed
+number of tries (docs/spacegroups.md).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..exceptions import ConditionError, ConfigurationError, ProtostructureError
 from ..symmetry import Protostructure, check_spacegroup
@@ -84,7 +90,7 @@ class GenerationRequest:
 class GeneratedSample:
     protostructure: Protostructure
     draws: int
-    """Reverse chains run for this sample, the accepted one included (1: accepted at once)."""
+    """Rounds of drawing it took (1: accepted from the first chain run for it)."""
 
 
 @dataclass
@@ -93,9 +99,9 @@ class GenerationResult:
     num_drawn: int
     """Reverse chains run in total."""
     num_failed: int
-    """Requested samples still invalid after ``max_draws`` chains each."""
+    """Requested samples still missing when the budget of ``max_draws`` chains per sample was spent."""
     rejected: dict[str, int] = field(default_factory=dict)
-    """Rejected chains by reason."""
+    """Chains not returned, by reason (``surplus``: valid, but its group's samples were already complete)."""
     seconds: float = 0.0
 
 
@@ -168,15 +174,57 @@ def _reverse_chain(
     x_count = sample_categorical(count_diffusion.stationary * allowed_count, generator)
     size = batch.spacegroup.shape[0]
     steps = reverse_steps(model.config.num_timesteps, config.num_steps)
-    for t, s in itertools.pairwise(steps):
+    require_from = round(config.require_elements_from * (len(steps) - 1))
+    for step, (t, s) in enumerate(itertools.pairwise(steps)):
         times = torch.full((size,), t, dtype=torch.long, device=batch.mask.device)
         noisy = batch.replace_variables(x_fixed, x_count)
         logits_fixed, logits_count = _guided_logits(model, noisy, times, conditions, config)
         p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
         p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
+        if step >= require_from and _require_missing(p0_fixed, p0_count, conditions.chemsys, allowed_fixed, allowed_count):
+            p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
+            p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
         x_fixed = sample_categorical(fixed_diffusion.posterior(p0_fixed, x_fixed, t, s) * allowed_fixed, generator)
         x_count = sample_categorical(count_diffusion.posterior(p0_count, x_count, t, s) * allowed_count, generator)
     return x_fixed, x_count
+
+
+def _require_missing(
+    p0_fixed: torch.Tensor,
+    p0_count: torch.Tensor,
+    chemsys: torch.Tensor,
+    allowed_fixed: torch.Tensor,
+    allowed_count: torch.Tensor,
+) -> bool:
+    """Where the predicted structure lacks a requested element, require the variable likeliest to hold it to hold it
+    from now on: a fixed position to be that element, or a free position's count of it to be at least one (the masks
+    ``(B, N, V + 1)`` and ``(B, N, V, K + 1)`` change in place). True where a mask changed.
+
+    Every element then has a place before the chain ends, and the rest of the chain denoises around it; a missing
+    element was the commonest reason to reject a sample of three or more elements.
+    """
+    num_elements = chemsys.shape[1]
+    predicted_fixed = nn.functional.one_hot(p0_fixed.argmax(dim=-1), num_elements + 1)[..., 1:]  # (B, N, V)
+    present = predicted_fixed.bool().any(dim=1) | (p0_count.argmax(dim=-1) > 0).any(dim=1)  # (B, V)
+    lacking = (chemsys.bool() & ~present).nonzero().tolist()
+    changed = False
+    for row, element in lacking:
+        free = allowed_fixed[row, :, 0]  # False where a position is already required to hold an element
+        fixed_score = torch.where(allowed_fixed[row, :, element + 1] & free, p0_fixed[row, :, element + 1], -1.0)
+        can_count = allowed_count[row, :, element, 1:].any(dim=-1) & allowed_count[row, :, element, 0]
+        count_score = torch.where(can_count, 1 - p0_count[row, :, element, 0], -1.0)
+        scores = torch.cat([fixed_score, count_score])  # (2N,)
+        best = int(scores.argmax())
+        if scores[best] < 0:
+            continue  # no position can hold it: the sample is rejected and redrawn
+        position = best % len(fixed_score)
+        if best < len(fixed_score):
+            allowed_fixed[row, position] = False
+            allowed_fixed[row, position, element + 1] = True
+        else:
+            allowed_count[row, position, element, 0] = False
+        changed = True
+    return changed
 
 
 def _check(protostructure: Protostructure, request: GenerationRequest, config: SamplingConfig) -> str | None:
@@ -192,13 +240,36 @@ def _check(protostructure: Protostructure, request: GenerationRequest, config: S
     return None
 
 
-def _draw_spacegroups(
-    model: WyckoffDiffusion, slots: Sequence[int], request: GenerationRequest, generator: torch.Generator
-) -> list[int]:
-    if request.spacegroups:
-        return [request.spacegroups[slot % len(request.spacegroups)] for slot in slots]
-    weights = model.spacegroup_counts.float().clamp_min(0)
-    return torch.multinomial(weights, len(slots), replacement=True, generator=generator).tolist()
+Pool = tuple[int, int | None]
+"""Request index and space group (``None``: drawn per chain from the training distribution): chains of one pool
+are interchangeable, so any valid one fills any of its missing samples."""
+
+
+def _pools(requests: Sequence[GenerationRequest]) -> dict[Pool, list[tuple[int, int]]]:
+    """The ``(request, slot)`` samples of each pool, the groups of a request cycled over its slots."""
+    pools: dict[Pool, list[tuple[int, int]]] = {}
+    for index, request in enumerate(requests):
+        for slot in range(request.num_samples):
+            group = request.spacegroups[slot % len(request.spacegroups)] if request.spacegroups else None
+            pools.setdefault((index, group), []).append((index, slot))
+    return pools
+
+
+def _chains_to_run(missing: int, accepted: int, drawn: int, budget: int) -> int:
+    """Chains for ``missing`` samples of a pool whose ``drawn`` chains so far gave ``accepted`` valid ones: as many as
+    its acceptance says will fill them, within ``budget``. The acceptance counts one more valid of one more chain, so
+    a first round runs one chain per sample and a pool without a valid chain yet runs ``drawn + 1`` per sample."""
+    return max(0, min(budget, math.ceil(missing * (drawn + 1) / (accepted + 1))))
+
+
+def _draw_spacegroups(model: WyckoffDiffusion, plan: Sequence[Pool], generator: torch.Generator) -> list[int]:
+    """The space group of each planned chain: its pool's, or one drawn from the training distribution."""
+    drawn = iter([])
+    unset = sum(group is None for _, group in plan)
+    if unset:
+        weights = model.spacegroup_counts.float().clamp_min(0)
+        drawn = iter(torch.multinomial(weights, unset, replacement=True, generator=generator).tolist())
+    return [next(drawn) if group is None else group for _, group in plan]
 
 
 def _vocabulary_check(model: WyckoffDiffusion, request: GenerationRequest) -> None:
@@ -213,7 +284,8 @@ def _vocabulary_check(model: WyckoffDiffusion, request: GenerationRequest) -> No
 def generate(
     model: WyckoffDiffusion, request: GenerationRequest, config: SamplingConfig, generator: torch.Generator
 ) -> GenerationResult:
-    """Draw ``request.num_samples`` protostructures that obey the request, resampling failures up to ``max_draws`` times.
+    """Draw ``request.num_samples`` protostructures that obey the request, redrawing what is missing within a budget
+    of ``max_draws`` chains per sample.
 
     :param generator: on the model's device; the same seed on the same device gives the same samples.
     """
@@ -229,67 +301,86 @@ def generate_many(
         _vocabulary_check(model, request)
     started = time.perf_counter()
     device = model.spacegroup_counts.device
-    elements = model.config.elements
-    offset = model.denoiser.position_offset.cpu().numpy()
     chemsys = torch.tensor(
-        [[element in request.chemsys for element in elements] for request in requests], dtype=torch.float32, device=device
+        [[element in request.chemsys for element in model.config.elements] for request in requests],
+        dtype=torch.float32, device=device
     )
     mask = torch.tensor(
         [[1.0, 1.0, float(request.e_above_hull is not None)] for request in requests], device=device
     )  # columns in Condition order: chemical system and space group are always given
     energies = torch.tensor([request.e_above_hull or 0.0 for request in requests], device=device)
     accepted: dict[tuple[int, int], GeneratedSample] = {}
-    draws = Counter[tuple[int, int]]()
+    pools = _pools(requests)
+    missing = {pool: list(slots) for pool, slots in pools.items()}
+    drawn, valid = Counter[Pool](), Counter[Pool]()
     rejected = [Counter[str]() for _ in requests]
-    pending = [(index, slot) for index, request in enumerate(requests) for slot in range(request.num_samples)]
-    for _ in range(config.max_draws):
-        if not pending:
+    rounds = 0
+    while True:
+        plan = [pool for pool, slots in missing.items() for _ in range(_chains_to_run(
+            len(slots), valid[pool], drawn[pool], config.max_draws * len(pools[pool]) - drawn[pool]))]
+        if not plan:
             break
-        still_pending = []
-        for start in range(0, len(pending), config.batch_size):
-            slots = pending[start : start + config.batch_size]
-            groups = []
-            for index, chunk in itertools.groupby(slots, key=lambda item: item[0]):
-                groups += _draw_spacegroups(model, [slot for _, slot in chunk], requests[index], generator)
-            graphs = []
-            for group in groups:
-                fixed, multiplicity = structure_tensors(group)
-                empty = np.zeros(len(fixed), dtype=np.int64)
-                graphs.append(
-                    EncodedCrystal(group, fixed, multiplicity, empty, np.zeros((len(fixed), len(elements)), np.int64))
-                )
-            batch = collate(graphs, len(elements), offset).to(device)
-            rows = torch.tensor([index for index, _ in slots], device=device)
-            conditions = Conditions(
-                chemsys=chemsys[rows], spacegroup=batch.spacegroup, e_above_hull=energies[rows], mask=mask[rows]
-            )
-            x_fixed, x_count = (x.cpu().numpy() for x in _reverse_chain(model, batch, conditions, config, generator))
-            for row, (key, group) in enumerate(zip(slots, groups, strict=True)):
-                draws[key] += 1
-                n = len(graphs[row].fixed)
-                try:
-                    protostructure = decode(group, x_fixed[row, :n], x_count[row, :n], elements)
-                except ProtostructureError:
-                    reason: str | None = 'empty'
-                else:
-                    reason = _check(protostructure, requests[key[0]], config)
+        rounds += 1
+        for start in range(0, len(plan), config.batch_size):
+            chunk = plan[start : start + config.batch_size]
+            for pool, result in zip(chunk, _run_chains(model, chunk, requests, chemsys, energies, mask, config,
+                                                       generator), strict=True):
+                drawn[pool] += 1
+                reason = result if isinstance(result, str) else None if missing[pool] else 'surplus'
                 if reason is None:
-                    accepted[key] = GeneratedSample(protostructure, draws[key])
+                    valid[pool] += 1
+                    accepted[missing[pool].pop(0)] = GeneratedSample(result, rounds)
                 else:
-                    rejected[key[0]][reason] += 1
-                    still_pending.append(key)
-        pending = still_pending
+                    rejected[pool[0]][reason] += 1
     seconds = time.perf_counter() - started
     return [
         GenerationResult(
             samples=[accepted[key] for key in sorted(accepted) if key[0] == index],
-            num_drawn=sum(count for key, count in draws.items() if key[0] == index),
-            num_failed=sum(1 for key in pending if key[0] == index),
+            num_drawn=sum(count for pool, count in drawn.items() if pool[0] == index),
+            num_failed=sum(len(slots) for pool, slots in missing.items() if pool[0] == index),
             rejected=dict(rejected[index]),
             seconds=seconds,
         )
         for index in range(len(requests))
     ]
+
+
+def _run_chains(
+    model: WyckoffDiffusion,
+    plan: Sequence[Pool],
+    requests: Sequence[GenerationRequest],
+    chemsys: torch.Tensor,
+    energies: torch.Tensor,
+    mask: torch.Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator,
+) -> list[Protostructure | str]:
+    """One reverse chain per planned pool, in one batch: each chain's protostructure, or why it breaks its request."""
+    device = model.spacegroup_counts.device
+    elements = model.config.elements
+    groups = _draw_spacegroups(model, plan, generator)
+    graphs = []
+    for group in groups:
+        fixed, multiplicity = structure_tensors(group)
+        empty = np.zeros(len(fixed), dtype=np.int64)
+        counts = np.zeros((len(fixed), len(elements)), np.int64)
+        graphs.append(EncodedCrystal(group, fixed, multiplicity, empty, counts))
+    batch = collate(graphs, len(elements), model.denoiser.position_offset.cpu().numpy()).to(device)
+    rows = torch.tensor([index for index, _ in plan], device=device)
+    conditions = Conditions(
+        chemsys=chemsys[rows], spacegroup=batch.spacegroup, e_above_hull=energies[rows], mask=mask[rows]
+    )
+    x_fixed, x_count = (x.cpu().numpy() for x in _reverse_chain(model, batch, conditions, config, generator))
+    results: list[Protostructure | str] = []
+    for row, ((index, _), group) in enumerate(zip(plan, groups, strict=True)):
+        n = len(graphs[row].fixed)
+        try:
+            protostructure = decode(group, x_fixed[row, :n], x_count[row, :n], elements)
+        except ProtostructureError:
+            results.append('empty')
+            continue
+        results.append(_check(protostructure, requests[index], config) or protostructure)
+    return results
 
 
 def generate_json(

@@ -22,6 +22,7 @@ from ..calculations.generate import (
 )
 from ..calculations.realize import realize_protostructures, template_nodes
 from ..calculations.sources import random_protostructures_source, substitution_source
+from ..calculations.spacegroups import choose_spacegroups, validate_spacegroup_choice
 from ..calculations.relax import STAGED_SETTINGS, RelaxCalculation, alternative_of
 from ..model.config import SamplingConfig
 from ..templates import REALIZATION_METHODS, shipped_templates
@@ -243,7 +244,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         model_checkpoint: str | Path | None = None,
         relax_checkpoint: str | Path | None = None,
     ) -> Any:
-        """A builder filled from ``protocols/phase_diagram.yaml``: ``fast`` (default), ``balanced`` or ``paper``.
+        """A builder filled from ``protocols/phase_diagram.yaml``: ``fast`` (default), ``balanced``, ``discovery`` (space
+        groups chosen for the chemistry) or ``paper`` (the paper's fixed 20 most frequent groups).
 
         :param code: the ``wyckoffdiff`` code (or its label), for the generate and the relax jobs.
         :param overrides: inputs over the protocol's, nested as the ports are, e.g.
@@ -272,7 +274,14 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.input('chemsys', valid_type=orm.Str, serializer=orm.to_aiida_type, validator=validate_chemsys,
                    help='Chemical system, e.g. "Li-O".')
         spec.input('spacegroups', valid_type=orm.List, serializer=orm.to_aiida_type, required=False,
-                   validator=validate_spacegroups, help='Space groups to scan; default: the 20 most frequent in the training data.')
+                   validator=validate_spacegroups,
+                   help='Space groups to scan; default: spacegroup_count groups chosen by spacegroup_choice.')
+        spec.input('spacegroup_choice', valid_type=orm.Str, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Str('chemistry'), validator=validate_spacegroup_choice,
+                   help='chemistry: the groups of training crystals of as many, similar elements (docs/spacegroups.md); '
+                        "top20: the most frequent groups of the training data, the paper's scan.")
+        spec.input('spacegroup_count', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20),
+                   validator=validate_positive, help='Space groups to choose where spacegroups is not given.')
         spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(4), validator=validate_positive,
                    help='Protostructures per space group.')
         spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.0),
@@ -332,6 +341,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.output('elemental_energies', valid_type=orm.Dict, help='Energy (eV/atom) of each elemental reference.')
         spec.output('elemental_sources', valid_type=orm.Dict,
                     help='Where each elemental reference structure came from: an MP id, or ase-reference-state.')
+        spec.output('spacegroup_choice', valid_type=orm.Dict, required=False,
+                    help='How the scanned groups were chosen and why (absent where spacegroups was given).')
         spec.output('cifs', valid_type=orm.FolderData, help='CIFs of all relaxed generated structures.')
         spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='Hull plots, the symmetry heatmaps and the e_above_hull histogram.')
         spec.exit_code(401, 'ERROR_GENERATION_FAILED', message='Every generate job failed.')
@@ -339,11 +350,16 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(403, 'ERROR_RELAXATION_FAILED', message='No relax job produced results.')
 
     def setup(self) -> None:
-        from ..data import training_spacegroups
-
-        spacegroups = self.inputs.spacegroups.get_list() if 'spacegroups' in self.inputs else training_spacegroups(20)
+        """The groups to scan: those given, else chosen by ``choose_spacegroups``, whose report is an output."""
+        if 'spacegroups' in self.inputs:
+            spacegroups, how = self.inputs.spacegroups.get_list(), 'given'
+        else:
+            chosen = choose_spacegroups(self.inputs.chemsys, self.inputs.spacegroup_count, self.inputs.spacegroup_choice)
+            self.out('spacegroup_choice', chosen['report'])
+            spacegroups, how = chosen['spacegroups'].get_list(), f'chosen by {self.inputs.spacegroup_choice.value}'
         self.ctx.spacegroups = spacegroups
-        self.report(f'{self.inputs.chemsys.value}: {self.inputs.num_samples.value} samples in each of {len(spacegroups)} space groups')
+        self.report(f'{self.inputs.chemsys.value}: {self.inputs.num_samples.value} samples in each of '
+                    f'{len(spacegroups)} space groups ({how}): {" ".join(map(str, spacegroups))}')
 
     def run_generate(self) -> None:
         """One generate job per batch of space groups; each batch gets its own seed."""
