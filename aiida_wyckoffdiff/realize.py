@@ -114,10 +114,7 @@ def realize(
                 break
             continue
         placement_failures = 0
-        candidate = crystal.to_pymatgen()
-        volume = predicted_volume(candidate) if scale_volume else None
-        if volume is not None:
-            candidate.scale_lattice(volume)
+        candidate = _predicted_cell(crystal.to_pymatgen()) if scale_volume else crystal.to_pymatgen()
         if not candidate.is_valid(tol=min_distance):
             rejections[f'atoms closer than {min_distance} Å'] += 1
             continue
@@ -141,6 +138,17 @@ def realize(
         causes = '; '.join(f'{count}x {cause}' for cause, count in rejections.most_common(3))
         result.reason = f'no candidate in {result.attempts} attempts matched {target} ({causes})'
     return result
+
+
+def _predicted_cell(candidate: Structure) -> Structure:
+    """PyXtal's draw at the predicted volume, unless shrinking it to that squeezes atoms together: a random
+    arrangement often has a close pair that PyXtal's looser cell still tolerates, and the draw need not be wasted."""
+    volume = predicted_volume(candidate)
+    if volume is None:
+        return candidate
+    scaled = candidate.copy()
+    scaled.scale_lattice(volume)
+    return scaled if volume >= candidate.volume or bond_problem(scaled) is None else candidate
 
 
 def _realize_job(job: tuple[str, int, int, float, Template | None, bool]) -> RealizationResult:
