@@ -126,3 +126,18 @@ def test_cli_realizes_from_a_template_or_by_pyxtal(tmp_path) -> None:
     assert structure_label(Structure.from_file(output)) == NEW_SPINEL
     result = runner.invoke(main, ['realize', NEW_SPINEL, '--method', 'pyxtal', '--seed', '0', '--output', str(output)])
     assert result.exit_code == 0 and 'by PyXtal in' in result.output
+
+
+def test_pyxtal_cells_shrink_to_the_predicted_volume_unless_atoms_would_overlap() -> None:
+    """A random draw is rescaled to the fitted volume, but kept as drawn where shrinking would squeeze a close pair
+    below the bond check (PyXtal's looser cell tolerated it), so the draw is not wasted."""
+    from pymatgen.core import Lattice
+
+    from aiida_wyckoffdiff.realize import _predicted_cell
+    from aiida_wyckoffdiff.templates import fitted_volume
+
+    spread = Structure(Lattice.cubic(6.0), ['Li', 'Li'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert _predicted_cell(spread).volume == pytest.approx(fitted_volume(['Li', 'Li']))
+    close = Structure(Lattice.cubic(6.0), ['Li', 'Li'], [[0, 0, 0], [0.29, 0, 0]])  # 1.74 Å apart: 0.68 of 2.56 Å
+    assert bond_problem(close) is None
+    assert _predicted_cell(close).volume == pytest.approx(close.volume)
