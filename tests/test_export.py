@@ -43,7 +43,10 @@ def test_export_writes_structures_and_lineage(realized_group, tmp_path, file_for
         assert sorted(atoms.get_chemical_symbols()) == sorted(site.kind_name for site in node.sites)
         assert atoms.get_volume() == pytest.approx(node.get_cell_volume(), rel=1e-4)
         (step,) = entry['lineage']
-        assert step['process'] == 'wyckoffdiff.realize' and step['seed'] == 3 and step['label'] in LABELS
+        assert step['process'] == 'wyckoffdiff.realize' and step['label'] in LABELS
+        report = {item['label']: item for item in node.creator.outputs.report.get_list()}[step['label']]
+        assert step['seed'] == report['realized_by'][step['output']]['seed']  # the draw's own, spawned from seed 3
+        assert step['realized'] == f"by PyXtal, seed {step['seed']}"
 
 
 def test_export_of_a_single_structure_by_pk(realized_group, tmp_path) -> None:
