@@ -5,7 +5,8 @@ or the lattice. Most real crystals reuse an element-free prototype (the label be
 where a *training-split* crystal has the protostructure's prototype, its lattice and coordinates are a far better
 start than PyXtal's random draw: its elements are replaced by the protostructure's (the i-th element of one
 label's chemical system by the i-th of the other's, which keeps every element on its orbits) and the cell is scaled
-to the volume pymatgen's data-mined bond lengths predict (``DLSVolumePredictor``). Only training-split crystals are
+by the ratio of the atoms' volumes fitted to the training crystals (3.4 % median volume error on held-out crystals,
+against 8.6 % for pymatgen's ``DLSVolumePredictor``: docs/realization.md). Only training-split crystals are
 templates, never validation or test ones: held-out checks would otherwise read their answers.
 
 The library of templates ships in the package (``resources/templates.jsonl.gz``, written by
