@@ -3,10 +3,10 @@ comes out as asked.
 
 Given a template (a training crystal of the same prototype, :mod:`.templates`), its geometry with the new elements
 is the candidate. Otherwise PyXtal places atoms on the requested Wyckoff sites with random free coordinates and a
-random lattice (with ``scale_volume``, rescaled to the volume pymatgen predicts). A candidate can still come out with
-higher symmetry (a free coordinate landing on a special value) or with atoms too close (far below the sum of their
-covalent radii: :func:`.templates.bond_problem`), so each candidate's protostructure is detected again and compared
-with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same protostructure and seed
+random lattice (with ``scale_volume``, rescaled to the fitted atomic volumes of :mod:`.templates`). A candidate can
+still come out with higher symmetry (a free coordinate landing on a special value) or with atoms too close (far below
+the sum of their covalent radii: :func:`.templates.bond_problem`), so each candidate's protostructure is detected
+again and compared with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same protostructure and seed
 give the same structure.
 """
 
