@@ -6,8 +6,8 @@ is the candidate. Otherwise PyXtal places atoms on the requested Wyckoff sites w
 random lattice (with ``scale_volume``, rescaled to the fitted atomic volumes of :mod:`.templates`). A candidate can
 still come out with higher symmetry (a free coordinate landing on a special value) or with atoms too close (far below
 the sum of their covalent radii: :func:`.templates.bond_problem`), so each candidate's protostructure is detected
-again and compared with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same protostructure and seed
-give the same structure.
+again and compared with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same
+protostructure and seed give the same structure.
 """
 
 from __future__ import annotations

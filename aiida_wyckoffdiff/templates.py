@@ -115,7 +115,10 @@ class TemplateLibrary:
     ``element_volumes`` the volumes per atom fitted to them (:func:`fit_element_volumes`)."""
 
     def __init__(
-        self, templates: Iterable[Template], data_sha256: str | None = None, element_volumes: dict[str, float] | None = None
+        self,
+        templates: Iterable[Template],
+        data_sha256: str | None = None,
+        element_volumes: dict[str, float] | None = None,
     ) -> None:
         self.data_sha256 = data_sha256
         self.element_volumes = element_volumes or {}

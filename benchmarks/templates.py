@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def held_out(crystals: int, seed: int, data_dir: Path | None, dataset: Path | None) -> tuple[Any, list[tuple]]:
-    """The test split's table and a seeded sample of its crystals as ``(material_id, label, structure)``."""
+def held_out(crystals: int, seed: int, data_dir: Path | None, dataset: Path | None) -> list[tuple]:
+    """A seeded sample of the test split's crystals as ``(material_id, label, structure)``."""
     import pandas as pd
     from pymatgen.core import Structure
 
@@ -48,7 +48,8 @@ def held_out(crystals: int, seed: int, data_dir: Path | None, dataset: Path | No
     table = table[table['material_id'].isin(chosen.index)]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return test, [(m, chosen[m], Structure.from_str(cif, fmt='cif')) for m, cif in zip(table['material_id'], table['cif'])]
+        structures = [Structure.from_str(cif, fmt='cif') for cif in table['cif']]
+    return [(m, chosen[m], s) for m, s in zip(table['material_id'], structures, strict=True)]
 
 
 def other_volumes(structure: Any, template: Any) -> dict[str, float | None]:
@@ -112,10 +113,10 @@ def main() -> None:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from tqdm import tqdm
 
-    from aiida_wyckoffdiff.templates import prototype_of, shipped_templates
+    from aiida_wyckoffdiff.templates import shipped_templates
 
     library = shipped_templates()
-    _, crystals = held_out(arguments.crystals, arguments.seed, arguments.data_dir, arguments.dataset)
+    crystals = held_out(arguments.crystals, arguments.seed, arguments.data_dir, arguments.dataset)
     matcher = StructureMatcher()
     methods = ['template', "template, template's volume", 'template, radius ratio', 'template, bond lengths', 'pyxtal',
                'pyxtal, fitted volume']
@@ -138,7 +139,7 @@ def main() -> None:
         'command': ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         'test_crystals': len(crystals),
         'with_training_prototype': covered,
-        'distinct_prototypes_in_library': len({prototype_of(t.label) for ts in library.by_prototype.values() for t in ts}),
+        'distinct_prototypes_in_library': len(library.by_prototype),
         'rows': rows,
     }
     arguments.output.write_text(json.dumps(document, indent=1) + '\n')

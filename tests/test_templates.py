@@ -141,3 +141,26 @@ def test_pyxtal_cells_shrink_to_the_predicted_volume_unless_atoms_would_overlap(
     close = Structure(Lattice.cubic(6.0), ['Li', 'Li'], [[0, 0, 0], [0.29, 0, 0]])  # 1.74 Å apart: 0.68 of 2.56 Å
     assert bond_problem(close) is None
     assert _predicted_cell(close).volume == pytest.approx(close.volume)
+
+
+def test_templates_benchmark_quick_run(sample_dir, tmp_path) -> None:
+    """The held-out realization benchmark's CI-size path on the committed sample rows."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    output = tmp_path / 'templates.json'
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / 'benchmarks' / 'templates.py'), '--quick', '--data-dir',
+         str(sample_dir), '--dataset', str(tmp_path / 'sample.jsonl.gz'), '--output', str(output)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(output.read_text())
+    rows = {row['method']: row for row in document['rows']}
+    assert {'template', 'pyxtal', 'pyxtal, fitted volume'} <= rows.keys()
+    assert 0 < document['with_training_prototype'] <= document['test_crystals'] <= 20
+    assert all(row['crystals'] == document['with_training_prototype'] for row in rows.values())
+    assert rows['template']['matches_real'] >= rows['pyxtal']['matches_real']
+    assert '| template |' in completed.stdout
