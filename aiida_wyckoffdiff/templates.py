@@ -53,7 +53,7 @@ REALIZATION_METHODS = ('template', 'pyxtal')
 PyXtal's random draw."""
 BOND_FACTOR = 0.6
 """A candidate with two atoms closer than this fraction of the sum of their covalent radii (ASE's table, Cordero et
-al. 2008) has overlapping atoms; real crystals keep above ~0.7 of it, even for short polar bonds."""
+al. 2008) has overlapping atoms: none of 1,992 training crystals comes below it, 0.2 % below 0.7 (docs/realization.md)."""
 
 
 def prototype_of(label: str) -> str:
