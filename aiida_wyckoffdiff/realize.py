@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .exceptions import ProtostructureError
-from .symmetry import Protostructure, structure_label
+from .symmetry import Protostructure, label_against
 from .templates import bond_problem, predicted_volume, substitute
 
 if TYPE_CHECKING:
@@ -122,9 +122,7 @@ def realize(
             rejections['atoms far closer than their covalent radii'] += 1
             continue
         try:
-            found = structure_label(candidate, method='moyopy')
-            if found != target:  # the labellers may pick different equivalent settings: spglib settles it
-                found = structure_label(candidate)
+            found = label_against(candidate, target)
         except ProtostructureError:
             rejections['symmetry detection failed'] += 1
             continue

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ProtostructureError
-from .symmetry import Protostructure, structure_label
+from .symmetry import Protostructure, label_against
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -258,9 +258,7 @@ def substitute(protostructure: Protostructure, template: Template) -> Structure:
     volume = predicted_volume(structure, template.structure)
     if volume is not None:
         structure.scale_lattice(volume)
-    found = structure_label(structure, method='moyopy')
-    if found != protostructure.label:
-        found = structure_label(structure)
+    found = label_against(structure, protostructure.label)
     if found != protostructure.label:
         raise ProtostructureError(f'{template.material_id} with {protostructure.chemsys} came out as {found}, '
                                   f'not {protostructure.label}')

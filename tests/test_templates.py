@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.plugins import CalculationFactory
 from click.testing import CliRunner
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 from aiida_wyckoffdiff.cli import main
 from aiida_wyckoffdiff.data import MAIN_FILE, split_of
 from aiida_wyckoffdiff.files import file_sha256
 from aiida_wyckoffdiff.provenance import lineage
-from aiida_wyckoffdiff.realize import realize
+from aiida_wyckoffdiff.realize import _predicted_cell, realize
 from aiida_wyckoffdiff.symmetry import Protostructure, structure_label
-from aiida_wyckoffdiff.templates import bond_problem, prototype_of, shipped_templates, substitute
+from aiida_wyckoffdiff.templates import bond_problem, fitted_volume, prototype_of, shipped_templates, substitute
 
 from .conftest import SPINEL_LABEL
 
@@ -131,11 +136,6 @@ def test_cli_realizes_from_a_template_or_by_pyxtal(tmp_path) -> None:
 def test_pyxtal_cells_shrink_to_the_predicted_volume_unless_atoms_would_overlap() -> None:
     """A random draw is rescaled to the fitted volume, but kept as drawn where shrinking would squeeze a close pair
     below the bond check (PyXtal's looser cell tolerated it), so the draw is not wasted."""
-    from pymatgen.core import Lattice
-
-    from aiida_wyckoffdiff.realize import _predicted_cell
-    from aiida_wyckoffdiff.templates import fitted_volume
-
     spread = Structure(Lattice.cubic(6.0), ['Li', 'Li'], [[0, 0, 0], [0.5, 0.5, 0.5]])
     assert _predicted_cell(spread).volume == pytest.approx(fitted_volume(['Li', 'Li']))
     close = Structure(Lattice.cubic(6.0), ['Li', 'Li'], [[0, 0, 0], [0.29, 0, 0]])  # 1.74 Å apart: 0.68 of 2.56 Å
@@ -145,11 +145,6 @@ def test_pyxtal_cells_shrink_to_the_predicted_volume_unless_atoms_would_overlap(
 
 def test_templates_benchmark_quick_run(sample_dir, tmp_path) -> None:
     """The held-out realization benchmark's CI-size path on the committed sample rows."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
     output = tmp_path / 'templates.json'
     completed = subprocess.run(
         [sys.executable, str(Path(__file__).parents[1] / 'benchmarks' / 'templates.py'), '--quick', '--data-dir',
