@@ -68,8 +68,8 @@ class Generator:
 
 
 def model_generator(name: str) -> Generator:
-    """``model:g=2,guided=e_above_hull,steps=100,e=0,plausible=1,k=1,ckpt=PATH,real=template``: any omitted key keeps
-    the default (``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run;
+    """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,plausible=1,k=1,ckpt=PATH,real=template``: any omitted key
+    keeps the default (``t``: the sampling temperature; ``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run;
     ``real``: the realization method, ``pyxtal`` by default)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
@@ -80,7 +80,7 @@ def model_generator(name: str) -> Generator:
         guided=GUIDABLE_CONDITIONS if guided == 'all' else tuple(guided.split('+')),
         num_steps=int(settings.get('steps', 100)),
         plausible=settings.get('plausible', '0') == '1',
-        max_draws=10,
+        temperature=float(settings.get('t', 1.0)),
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,
@@ -368,13 +368,13 @@ def outcome_level(
     settings: Any,
     elemental: dict[str, float],
     workers: int,
+    spacegroups: list[int],
 ) -> dict[str, Any]:
     """Generate, realize, relax (``relax.relax_all``, as the workflow's relax jobs do) and place on the MP hull.
 
     Core-minutes are the CPU time of this process and of the relax workers, which end (and are counted) with each
     ``relax_all`` call; the workers' start, loading the potential, is in it too, as it is in a relax job.
     """
-    from aiida_wyckoffdiff.data import training_spacegroups
     from aiida_wyckoffdiff.hull import MPHull, hull_rows, merge_duplicates
     from aiida_wyckoffdiff.references import reference_entries
     from aiida_wyckoffdiff.relax import relax_all
@@ -383,7 +383,7 @@ def outcome_level(
     hull = MPHull(apply_mp2020=not potential.includes_mp2020, elemental=elemental)
     started = cpu_seconds()
     wall = time.perf_counter()
-    candidates, _ = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
+    candidates, _ = context.generate(generator, chemsys, spacegroups, num_samples, context.seed)
     generate_seconds = cpu_seconds() - started
     labels = [_label(candidate) for candidate in candidates]
     distinct = _distinct(candidates, labels)
@@ -548,31 +548,62 @@ def all_sources(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def size_level(context: Context, generator: Generator, chemsys: tuple[str, ...], num_samples: int) -> dict[str, Any]:
-    """Median atoms and occupied orbits of the samples beside the training split's medians in the same space groups
-    (each sample compared with the median of its own group, so the space-group mix is the same on both sides)."""
-    from aiida_wyckoffdiff.data import training_spacegroups
+def scan_spacegroups(chemsys: tuple[str, ...], method: str) -> list[int]:
+    """The 20 groups a workflow scan of ``chemsys`` samples (``spacegroups.choose_spacegroups``): the benchmark measures
+    what the workflow does, ``chemistry`` by default, the paper's ``top20`` on request."""
+    from aiida_wyckoffdiff.spacegroups import choose_spacegroups
+
+    return list(choose_spacegroups(chemsys, 20, method).spacegroups)
+
+
+def real_reference(context: Context, arity: int, spacegroups: list[int]) -> dict[str, Any]:
+    """What real crystals score on the system level's measures: the test split's crystals with ``arity`` elements in
+    ``spacegroups`` (a generated sample is compared with the crystals it could have been)."""
+    from aiida_wyckoffdiff.metrics import composition_plausible
+
+    test = context.frame[(context.frame['split'] == 'test') & (context.frame['chemsys'].str.count('-') == arity - 1)]
+    test = test[test['spacegroup'].isin(spacegroups)]
+    if test.empty:
+        return {'real_crystals': 0}
+    prototypes = test['label'].str.split(':').str[0]
+    formulas = {_formula(label) for label in test['label']}
+    return {
+        'real_crystals': len(test),
+        'real_training_prototype': round(float(prototypes.isin(context.train_prototypes).mean()), 3),
+        'real_plausible': round(float(np.mean([composition_plausible(f) for f in formulas])), 3),
+        'real_atoms_median': float(test['num_atoms'].median()),
+    }
+
+
+def system_level(
+    context: Context, generator: Generator, chemsys: tuple[str, ...], num_samples: int, spacegroups: list[int]
+) -> dict[str, Any]:
+    """Whether the samples of one system look like crystals, before anything is relaxed: of the distinct samples, the
+    share whose element-free prototype (label before ``:``) a training crystal has, the share identical to a training
+    crystal (so that copying cannot pass for realism), plausible compositions (``metrics.composition_plausible``:
+    oxides, peroxides, superoxides, mixed valence; alloys pass), and the median cell beside the real crystals'."""
+    from aiida_wyckoffdiff.metrics import composition_plausible
 
     started = cpu_seconds()
-    samples, failed = context.generate(generator, chemsys, training_spacegroups(20), num_samples, context.seed)
-    train = context.train.assign(orbits=context.train['wyckoff_matrix'].map(lambda m: sum(n for _, _, n in m)))
-    medians = train.groupby('spacegroup')[['num_atoms', 'orbits']].median()
+    samples, failed = context.generate(generator, chemsys, spacegroups, num_samples, context.seed)
     labels = [label for label in map(_label, samples) if label]
-    atoms, orbits, _ = zip(*map(_counts, labels), strict=True) if labels else ((), (), ())
-    reference = medians.reindex([int(label.split('_')[2]) for label in labels]).dropna()  # groups training lacks
-    reference_atoms = float(np.median(reference['num_atoms'])) if len(reference) else None
-    reference_orbits = float(np.median(reference['orbits'])) if len(reference) else None
+    distinct = sorted(set(labels))
+    formulas = {_formula(label) for label in distinct}
+    share = lambda hits: round(hits / len(distinct), 3) if distinct else None  # noqa: E731 - one-line ratio
     return {
         'generator': generator.name,
         'chemsys': '-'.join(chemsys),
         'samples': len(labels),
         'failed_slots': failed,
-        'atoms_median': float(np.median(atoms)) if atoms else None,
-        'train_atoms_median': reference_atoms,
-        'orbits_median': float(np.median(orbits)) if orbits else None,
-        'train_orbits_median': reference_orbits,
-        'distinct_compositions': len({_formula(label) for label in labels}),
+        'distinct': len(distinct),
+        'training_prototype': share(sum(label.split(':')[0] in context.train_prototypes for label in distinct)),
+        'identical_to_training': share(sum(label in context.train_labels for label in distinct)),
+        'novel_prototype': share(sum(label.split(':')[0] not in context.train_prototypes for label in distinct)),
+        'plausible': round(float(np.mean([composition_plausible(f) for f in formulas])), 3) if formulas else None,
+        'distinct_compositions': len(formulas),
+        'atoms_median': float(np.median([_counts(label)[0] for label in labels])) if labels else None,
         'cpu_seconds': round(cpu_seconds() - started, 1),
+        **real_reference(context, len(chemsys), spacegroups),
     }
 
 
@@ -582,11 +613,12 @@ def _formula(label: str) -> str:
     return Protostructure.from_label(label).composition.reduced_formula
 
 
-def test_only_systems(context: Context, count: int) -> list[tuple[str, ...]]:
-    """Binary systems whose structured MP rows all lie in the test split and whose hull has a labelled compound."""
-    binaries = context.frame[context.frame['chemsys'].str.count('-') == 1]
-    splits = binaries.groupby('chemsys')['split'].agg(set)
-    sizes = binaries.groupby('chemsys').size()
+def test_only_systems(context: Context, count: int, arity: int = 2) -> list[tuple[str, ...]]:
+    """Systems of ``arity`` elements whose structured MP rows all lie in the test split and whose hull has a labelled
+    compound: chemistry no setting was tuned on, largest first."""
+    rows = context.frame[context.frame['chemsys'].str.count('-') == arity - 1]
+    splits = rows.groupby('chemsys')['split'].agg(set)
+    sizes = rows.groupby('chemsys').size()
     from aiida_wyckoffdiff.references import elements_with_references
 
     usable = elements_with_references(context.checkpoint.model_config.elements)
@@ -613,16 +645,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='A CI-size run: 3 requests, 4 samples of Li-O, 5 steps.')
     parser.add_argument(
-        '--levels', nargs='+', default=['generation', 'size', 'outcome'], choices=['generation', 'size', 'outcome']
+        '--levels', nargs='+', default=['generation', 'system', 'outcome'], choices=['generation', 'system', 'outcome']
     )
     parser.add_argument('--generation', nargs='+', help='Generators at the generation level [default: the sweep].')
     parser.add_argument('--outcome', nargs='+', help='Generators at the outcome level [default: see code].')
-    parser.add_argument('--size', nargs='+', help='Generators of the cell-size table [default: the first 8 model ones].')
+    parser.add_argument('--system', nargs='+', help='Generators of the system level [default: the outcome ones].')
     parser.add_argument('--requests', type=int, default=40)
     parser.add_argument('--per-request', type=int, default=8)
     parser.add_argument('--systems', nargs='+', default=['Li-O', 'Ti-O'])
-    parser.add_argument('--test-only-systems', type=int, default=1)
-    parser.add_argument('--size-samples', type=int, default=64, help='Samples per system of the cell-size table.')
+    parser.add_argument('--test-only-systems', type=int, nargs='+', default=[1], metavar='N',
+                        help='Systems no setting was tuned on, per arity: N binaries [N ternaries [N quaternaries]].')
+    parser.add_argument('--spacegroup-choice', choices=['chemistry', 'top20'], default='chemistry',
+                        help="The 20 groups each system samples, chosen as the workflow does ('top20': the paper's).")
+    parser.add_argument('--system-samples', type=int, default=160, help='Samples per system of the system level.')
     parser.add_argument('--samples', type=int, default=40, help='Samples per system and generator (outcome level).')
     parser.add_argument('--relax-steps', type=int, default=150, help='Steps per stage of the staged relaxation.')
     parser.add_argument('--free', action='store_true', help='Free relaxation without pruning (the old protocol).')
@@ -635,8 +670,8 @@ def main() -> None:
                         'committed results].')
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.requests, arguments.per_request, arguments.samples, arguments.size_samples = 3, 2, 4, 4
-        arguments.systems, arguments.test_only_systems, arguments.relax_steps = ['Li-O'], 0, 5
+        arguments.requests, arguments.per_request, arguments.samples, arguments.system_samples = 3, 2, 4, 4
+        arguments.systems, arguments.test_only_systems, arguments.relax_steps = ['Li-O'], [0], 5
         arguments.workers = 1
     if arguments.output is None:
         quick = Path(tempfile.gettempdir()) / 'discovery_quick.json'
@@ -696,26 +731,32 @@ def main() -> None:
              'orbits_median', 'orbits_wasserstein', 'elements_js', 'smact_valid', 'plausible', 'unique', 'novel',
              'cpu_seconds'],
         )
-    if 'size' in arguments.levels:
-        rows = [
-            size_level(context, as_generator(name), tuple(system.split('-')), arguments.size_samples)
-            for system in arguments.systems
-            for name in arguments.size or [n for n in generation if n.startswith('model:') or n == 'random'][:8]
-        ]
-        document['size'] = rows
-        print(f'\n## Cell size: {arguments.size_samples} samples over the 20 most frequent space groups\n')
+    systems = [tuple(system.split('-')) for system in arguments.systems]
+    for arity, count in enumerate(arguments.test_only_systems, start=2):
+        systems += test_only_systems(context, count, arity)
+    document['systems'] = ['-'.join(system) for system in systems]
+    spacegroups = {system: scan_spacegroups(system, arguments.spacegroup_choice) for system in systems}
+    if 'system' in arguments.levels:
+        rows = []
+        for system in systems:
+            for name in arguments.system or outcome:
+                rows.append(system_level(context, as_generator(name), system, arguments.system_samples, spacegroups[system]))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                document['system'] = rows
+                arguments.output.write_text(json.dumps(document, indent=1) + '\n')
+        print(f'\n## System level: {arguments.system_samples} samples per system over its 20 '
+              f'{arguments.spacegroup_choice} space groups; real: the test split of the same arity in those groups\n')
         print_table(
             rows,
-            ['chemsys', 'generator', 'samples', 'atoms_median', 'train_atoms_median', 'orbits_median',
-             'train_orbits_median', 'distinct_compositions', 'cpu_seconds'],
+            ['chemsys', 'generator', 'samples', 'failed_slots', 'distinct', 'training_prototype', 'real_training_prototype',
+             'identical_to_training', 'novel_prototype', 'plausible', 'real_plausible', 'distinct_compositions',
+             'atoms_median', 'real_atoms_median', 'cpu_seconds'],
         )
     if 'outcome' in arguments.levels:
         from aiida_wyckoffdiff.hull import elemental_energies
         from aiida_wyckoffdiff.potentials import load_potential
         from aiida_wyckoffdiff.relax import STAGED, RelaxSettings
 
-        systems = [tuple(s.split('-')) for s in arguments.systems]
-        systems += test_only_systems(context, arguments.test_only_systems)
         settings = replace(STAGED, steps=arguments.relax_steps)
         if arguments.free:
             settings = replace(settings, fix_symmetry=False, prune_above=None)
@@ -727,7 +768,7 @@ def main() -> None:
             for name in outcome:
                 rows.append(
                     outcome_level(context, as_generator(name), system, arguments.samples, potential, settings,
-                                  elemental, arguments.workers)
+                                  elemental, arguments.workers, spacegroups[system])
                 )
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 document['outcome'] = rows

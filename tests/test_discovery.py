@@ -212,3 +212,30 @@ def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
     assert max(r['hits'] for r in singles) <= combined['hits'] <= sum(r['hits'] for r in singles)
     assert combined['samples'] == sum(r['samples'] for r in singles)
     assert '| Li-O | random |' in completed.stdout
+    for row in document['system']:
+        assert row['samples'] + row['failed_slots'] == 4 or row['generator'] == 'substitution'
+        assert row['training_prototype'] + row['novel_prototype'] == pytest.approx(1.0, abs=0.002)
+        assert row['identical_to_training'] <= row['training_prototype']
+
+
+def test_system_level_counts_training_prototypes_among_distinct_samples(benchmark, sample_table) -> None:
+    """Samples copied from training crystals are all training prototypes and identical; the same prototypes with
+    other elements are training prototypes but not identical; each sample counts once however often drawn."""
+    from types import SimpleNamespace
+
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    train = sample_table[sample_table['split'] == 'train']
+    binaries = train[train['chemsys'].str.count('-') == 1]['label'].head(3).tolist()
+    swapped = [f"{label.split(':')[0]}:Kr-Xe" for label in binaries]  # the prototype, in elements no crystal has
+    made_up = ['A9B_cF40_225_ace_b:Li-O']  # a prototype no crystal has
+    samples = [*binaries, *binaries, *swapped, *made_up]
+    context = SimpleNamespace(
+        seed=0, frame=sample_table, train_labels=set(train['label']),
+        train_prototypes={label.split(':')[0] for label in train['label']},
+        generate=lambda *_: ([Protostructure.from_label(label) for label in samples], 0),
+    )
+    row = benchmark.system_level(context, benchmark.as_generator('random'), ('Li', 'O'), len(samples), [225])
+    assert row['samples'] == len(samples) and row['distinct'] == 7
+    assert row['training_prototype'] == round(6 / 7, 3) and row['identical_to_training'] == round(3 / 7, 3)
+    assert row['novel_prototype'] == round(1 / 7, 3)

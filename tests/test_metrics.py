@@ -134,3 +134,13 @@ def test_by_source_counts_each_sources_relaxed_near_hull_and_known_phases() -> N
     assert summary['model'] == {'relaxed': 2, 'near_hull': 1, 'known_phases': []}
     assert summary['random'] == {'relaxed': 2, 'near_hull': 1, 'known_phases': []}
     assert summary['model,random']['known_phases'] == summary['substitution']['known_phases'] == ['mp-1960']
+
+
+@pytest.mark.parametrize(('elements', 'ionic'), [
+    (('Li', 'O'), True), (('Ga', 'N'), True), (('Br', 'O', 'Pb', 'Te'), True), (('Cs', 'I'), True),
+    (('Dy', 'In'), False), (('C', 'Ce'), False), (('Si', 'Ta'), False), (('Al', 'Mg'), False),
+])
+def test_ionic_systems_have_an_anion_former(elements, ionic) -> None:
+    from aiida_wyckoffdiff.metrics import ionic_system
+
+    assert ionic_system(elements) is ionic

@@ -120,9 +120,13 @@ class SamplingConfig:
     """Share of the reverse chain after which a requested element the predicted structure lacks is required at the
     position likeliest to hold it (``sampling._require_missing``); 1 never requires one, so a sample missing an element
     is only redrawn."""
+    temperature: float = 1.0
+    """Divides the denoiser's logits before each reverse step: below 1 the chain keeps to what the model finds likely
+    (the arrangements of real crystals), above 1 it explores (docs/discovery.md measures the trade)."""
     plausible: bool = False
     """Redraw samples whose composition no common oxidation states balance (oxide, peroxide and superoxide oxygen
-    allowed: ``metrics.composition_plausible``)."""
+    allowed: ``metrics.composition_plausible``), in systems where charge balance applies (``metrics.ionic_system``:
+    with a chalcogen, halogen, N or P); alloys and carbides are never filtered."""
 
     def __post_init__(self) -> None:
         if int(self.num_steps) < 1:
@@ -133,6 +137,8 @@ class SamplingConfig:
             raise ConfigurationError(f'the resampling bound must be at least 1, not {self.max_draws!r}')
         if not 0.0 <= float(self.require_elements_from) <= 1.0:
             raise ConfigurationError(f'require_elements_from is a share of the chain, from 0 to 1, not {self.require_elements_from!r}')
+        if not float(self.temperature) > 0:
+            raise ConfigurationError(f'the sampling temperature must be positive, not {self.temperature!r}')
         if int(self.batch_size) < 1:
             raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
         object.__setattr__(self, 'guided', tuple(self.guided))

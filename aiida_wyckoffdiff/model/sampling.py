@@ -178,7 +178,9 @@ def _reverse_chain(
     for step, (t, s) in enumerate(itertools.pairwise(steps)):
         times = torch.full((size,), t, dtype=torch.long, device=batch.mask.device)
         noisy = batch.replace_variables(x_fixed, x_count)
-        logits_fixed, logits_count = _guided_logits(model, noisy, times, conditions, config)
+        logits_fixed, logits_count = (
+            logits / config.temperature for logits in _guided_logits(model, noisy, times, conditions, config)
+        )
         p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
         p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
         if step >= require_from and _require_missing(p0_fixed, p0_count, conditions.chemsys, allowed_fixed, allowed_count):
@@ -229,13 +231,13 @@ def _require_missing(
 
 def _check(protostructure: Protostructure, request: GenerationRequest, config: SamplingConfig) -> str | None:
     """Why a decoded sample breaks the request, or ``None``."""
-    from ..metrics import composition_plausible
+    from ..metrics import composition_plausible, ionic_system
 
     if protostructure.num_atoms > config.max_atoms:
         return 'too many atoms'
     if set(protostructure.elements) != set(request.chemsys):
         return 'missing element'
-    if config.plausible and not composition_plausible(protostructure.composition):
+    if config.plausible and ionic_system(request.chemsys) and not composition_plausible(protostructure.composition):
         return 'implausible composition'
     return None
 
@@ -423,6 +425,7 @@ def generate_json(
         'num_timesteps': loaded.model_config.num_timesteps,
         'guidance': config.guidance_scale,
         'guided': list(config.guided),
+        'temperature': config.temperature,
         'plausible': config.plausible,
         'max_atoms': config.max_atoms,
         'max_draws': config.max_draws,

@@ -234,3 +234,47 @@ def test_requests_sampled_together_each_obey_their_own_request(adapted_model) ->
     alone = generate(adapted_model, requests[0], config, torch.Generator().manual_seed(2))
     together = generate_many(adapted_model, requests[:1], config, torch.Generator().manual_seed(2))[0]
     assert [s.protostructure for s in alone.samples] == [s.protostructure for s in together.samples]
+
+
+def test_the_composition_filter_applies_only_where_charge_balance_does() -> None:
+    """Ta3Si fails the oxidation-state check as LiO3 does, but a silicide is no ionic crystal: only LiO3 is redrawn."""
+    from aiida_wyckoffdiff.model.sampling import _check
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    config = SamplingConfig(plausible=True)
+    for label, expected in (('AB3_cP4_221_a_c:Si-Ta', None), ('AB3_cP4_221_a_c:Li-O', 'implausible composition')):
+        protostructure = Protostructure.from_label(label)
+        assert not composition_plausible(protostructure.composition)
+        request = GenerationRequest(tuple(label.split(':')[1].split('-')), (221,), num_samples=1)
+        assert _check(protostructure, request, config) == expected
+        assert _check(protostructure, request, SamplingConfig(plausible=False)) is None
+
+
+def test_a_cold_chain_keeps_to_the_likeliest_classes(adapted_model, monkeypatch) -> None:
+    """Temperature divides the logits: with a network that slightly prefers the first element everywhere, cold chains
+    all end in that preference, while chains at temperature 1 still differ from one another."""
+    from aiida_wyckoffdiff.model import sampling
+
+    elements = adapted_model.config.elements
+    graphs = [EncodedCrystal(225, *structure_tensors(225), 0 * structure_tensors(225)[1],
+                             torch.zeros(len(structure_tensors(225)[0]), len(elements), dtype=torch.long).numpy())
+              for _ in range(8)]
+    batch = collate(graphs, len(elements), adapted_model.denoiser.position_offset.numpy())
+    size, positions = len(graphs), batch.fixed.shape[1]
+
+    def preferring_the_first_element(model, noisy, times, conditions, config):  # noqa: ANN001, ANN202
+        fixed = torch.zeros(size, positions, len(elements) + 1)
+        fixed[..., 1] = 1.0
+        return fixed, torch.zeros(size, positions, len(elements), adapted_model.config.max_count + 1)
+
+    monkeypatch.setattr(sampling, '_guided_logits', preferring_the_first_element)
+    chemsys = torch.ones(size, len(elements))
+    conditions = Conditions(chemsys, batch.spacegroup, torch.zeros(size), torch.ones(size, len(Condition)))
+    ends = {}
+    for temperature in (1e-3, 1.0):
+        config = SamplingConfig(num_steps=10, max_atoms=60, temperature=temperature, require_elements_from=1.0)
+        x_fixed, _ = _reverse_chain(adapted_model, batch, conditions, config, torch.Generator().manual_seed(0))
+        ends[temperature] = {tuple(row.tolist()) for row in x_fixed}
+    assert len(ends[1e-3]) == 1 < len(ends[1.0])
+    with pytest.raises(ConfigurationError, match='temperature must be positive'):
+        SamplingConfig(temperature=0)
