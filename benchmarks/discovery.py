@@ -68,8 +68,8 @@ class Generator:
 
 
 def model_generator(name: str) -> Generator:
-    """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,plausible=1,k=1,ckpt=PATH,real=template``: any omitted key
-    keeps the default (``t``: the sampling temperature; ``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run;
+    """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,known=0,plausible=1,k=1,ckpt=PATH,real=template``: any
+    omitted key keeps the default (``t``: the sampling temperature; ``known``: the share of known prototypes; ``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run;
     ``real``: the realization method, ``pyxtal`` by default)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
@@ -81,6 +81,7 @@ def model_generator(name: str) -> Generator:
         num_steps=int(settings.get('steps', 100)),
         plausible=settings.get('plausible', '0') == '1',
         temperature=float(settings.get('t', 1.0)),
+        known_prototypes=float(settings.get('known', 0.0)),
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,

@@ -14,6 +14,7 @@ number of tries (docs/spacegroups.md).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -29,6 +30,7 @@ from torch import nn
 
 from ..exceptions import ConditionError, ConfigurationError, ProtostructureError
 from ..symmetry import Protostructure, check_spacegroup
+from ..templates import prototype_of
 from .adapters import Condition, Conditions
 from .config import SamplingConfig
 from .diffusion import WyckoffDiffusion, sample_categorical
@@ -242,6 +244,11 @@ def _check(protostructure: Protostructure, request: GenerationRequest, config: S
     return None
 
 
+KNOWN_PROTOTYPE_DRAWS = 8
+"""Chains per sample a space group spends seeking training arrangements (``known_prototypes``) before the new ones it
+drew fill its missing samples: in groups where the network rarely draws a known arrangement, seeking one costs more
+than it brings."""
+
 Pool = tuple[int, int | None]
 """Request index and space group (``None``: drawn per chain from the training distribution): chains of one pool
 are interchangeable, so any valid one fills any of its missing samples."""
@@ -272,6 +279,14 @@ def _draw_spacegroups(model: WyckoffDiffusion, plan: Sequence[Pool], generator: 
         weights = model.spacegroup_counts.float().clamp_min(0)
         drawn = iter(torch.multinomial(weights, unset, replacement=True, generator=generator).tolist())
     return [next(drawn) if group is None else group for _, group in plan]
+
+
+@functools.cache
+def _known_prototypes() -> frozenset[str]:
+    """Prototypes of the training split's crystals, from the shipped template library (no data folder needed)."""
+    from ..templates import shipped_templates
+
+    return frozenset(shipped_templates().by_prototype)
 
 
 def _vocabulary_check(model: WyckoffDiffusion, request: GenerationRequest) -> None:
@@ -314,12 +329,21 @@ def generate_many(
     accepted: dict[tuple[int, int], GeneratedSample] = {}
     pools = _pools(requests)
     missing = {pool: list(slots) for pool, slots in pools.items()}
-    drawn, valid = Counter[Pool](), Counter[Pool]()
+    drawn, valid, new = Counter[Pool](), Counter[Pool](), Counter[Pool]()
+    new_allowed = {pool: len(slots) - math.ceil(config.known_prototypes * len(slots)) for pool, slots in pools.items()}
+    spare: dict[Pool, list[tuple[Protostructure, int]]] = {pool: [] for pool in pools}
+    known = _known_prototypes() if config.known_prototypes else None
+    seek = min(KNOWN_PROTOTYPE_DRAWS, config.max_draws)
     rejected = [Counter[str]() for _ in requests]
     rounds = 0
     while True:
+        for pool, slots in missing.items():
+            if drawn[pool] >= seek * len(pools[pool]):  # sought long enough: new arrangements will do
+                while slots and spare[pool]:
+                    rejected[pool[0]]['new prototype beyond the share'] -= 1
+                    accepted[slots.pop(0)] = GeneratedSample(*spare[pool].pop(0))
         plan = [pool for pool, slots in missing.items() for _ in range(_chains_to_run(
-            len(slots), valid[pool], drawn[pool], config.max_draws * len(pools[pool]) - drawn[pool]))]
+            len(slots), valid[pool], drawn[pool], (seek if spare[pool] else config.max_draws) * len(pools[pool]) - drawn[pool]))]
         if not plan:
             break
         rounds += 1
@@ -329,6 +353,12 @@ def generate_many(
                                                        generator), strict=True):
                 drawn[pool] += 1
                 reason = result if isinstance(result, str) else None if missing[pool] else 'surplus'
+                if reason is None and known is not None and prototype_of(result.label) not in known:
+                    if new[pool] < new_allowed[pool]:
+                        new[pool] += 1
+                    else:  # kept in case the budget ends before a known arrangement comes
+                        reason = 'new prototype beyond the share'
+                        spare[pool].append((result, rounds))
                 if reason is None:
                     valid[pool] += 1
                     accepted[missing[pool].pop(0)] = GeneratedSample(result, rounds)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +15,14 @@ from aiida_wyckoffdiff.model.adapters import Condition, Conditions
 from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.model.encoding import EncodedCrystal, collate, decode, structure_tensors
 from aiida_wyckoffdiff.metrics import composition_plausible
-from aiida_wyckoffdiff.model.sampling import GenerationRequest, _guided_logits, _reverse_chain, generate, reverse_steps
+from aiida_wyckoffdiff.model.sampling import (
+    GenerationRequest,
+    GenerationResult,
+    _guided_logits,
+    _reverse_chain,
+    generate,
+    reverse_steps,
+)
 
 SPACEGROUPS = (225, 194, 62, 227)
 
@@ -278,3 +287,30 @@ def test_a_cold_chain_keeps_to_the_likeliest_classes(adapted_model, monkeypatch)
     assert len(ends[1e-3]) == 1 < len(ends[1.0])
     with pytest.raises(ConfigurationError, match='temperature must be positive'):
         SamplingConfig(temperature=0)
+
+
+def test_known_prototypes_fill_their_share_and_never_cost_a_sample(adapted_model, monkeypatch) -> None:
+    """With a share of known arrangements asked for, each group's samples beyond its allowance of new ones are
+    training prototypes; when seeking them is given up, the new arrangements drawn meanwhile fill the rest (N of N)."""
+    from aiida_wyckoffdiff.model import sampling
+    from aiida_wyckoffdiff.templates import prototype_of
+
+    request = GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.0, num_samples=8)
+    many = replace(request, num_samples=64)
+    free = generate(adapted_model, many, SamplingConfig(num_steps=5, max_atoms=40), torch.Generator().manual_seed(0))
+    counts = Counter(prototype_of(s.protostructure.label) for s in free.samples)
+    known = frozenset(prototype for prototype, _ in counts.most_common(4))
+    monkeypatch.setattr(sampling, '_known_prototypes', lambda: known)
+    monkeypatch.setattr(sampling, 'KNOWN_PROTOTYPE_DRAWS', 50)
+
+    def known_share(config: SamplingConfig) -> tuple[float, GenerationResult]:
+        result = generate(adapted_model, request, config, torch.Generator().manual_seed(1))
+        assert len(result.samples) == request.num_samples
+        assert result.num_drawn - len(result.samples) == sum(result.rejected.values())
+        return sum(prototype_of(s.protostructure.label) in known for s in result.samples) / len(result.samples), result
+
+    half, result = known_share(SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=0.5))
+    assert half >= 0.5 and result.rejected['new prototype beyond the share'] > 0
+    monkeypatch.setattr(sampling, 'KNOWN_PROTOTYPE_DRAWS', 1)  # seek no longer than one chain per sample
+    hurried, _ = known_share(SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=1.0))
+    assert hurried < 1.0
