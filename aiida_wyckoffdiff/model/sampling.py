@@ -271,6 +271,30 @@ def _chains_to_run(missing: int, accepted: int, drawn: int, budget: int) -> int:
     return max(0, min(budget, math.ceil(missing * (drawn + 1) / (accepted + 1))))
 
 
+def _hand_over(
+    missing: dict[Pool, list[tuple[int, int]]],
+    pools: dict[Pool, list[tuple[int, int]]],
+    valid: Counter[Pool],
+    drawn: Counter[Pool],
+    gave_up: set[Pool],
+) -> bool:
+    """Give the missing samples of each space group that spent its budget to the group of the same request that
+    fills best, with their budget: a group where the model proposes nothing valid (Al-Mg-O with a composition filter
+    in some groups) then costs the request no samples. Each group gives up once, so sampling ends. True if any moved."""
+    moved = False
+    for pool, slots in missing.items():
+        takers = [other for other in pools if other[0] == pool[0] and other != pool and valid[other] and other not in gave_up]
+        if not slots or pool in gave_up or not takers:
+            continue
+        taker = max(takers, key=lambda other: valid[other] / drawn[other])
+        pools[taker].extend(slots)
+        missing[taker].extend(slots)
+        slots.clear()
+        gave_up.add(pool)
+        moved = True
+    return moved
+
+
 def _draw_spacegroups(model: WyckoffDiffusion, plan: Sequence[Pool], generator: torch.Generator) -> list[int]:
     """The space group of each planned chain: its pool's, or one drawn from the training distribution."""
     drawn = iter([])
@@ -335,6 +359,7 @@ def generate_many(
     known = _known_prototypes() if config.known_prototypes else None
     seek = min(KNOWN_PROTOTYPE_DRAWS, config.max_draws)
     rejected = [Counter[str]() for _ in requests]
+    gave_up: set[Pool] = set()
     rounds = 0
     while True:
         for pool, slots in missing.items():
@@ -342,9 +367,18 @@ def generate_many(
                 while slots and spare[pool]:
                     rejected[pool[0]]['new prototype beyond the share'] -= 1
                     accepted[slots.pop(0)] = GeneratedSample(*spare[pool].pop(0))
-        plan = [pool for pool, slots in missing.items() for _ in range(_chains_to_run(
-            len(slots), valid[pool], drawn[pool], (seek if spare[pool] else config.max_draws) * len(pools[pool]) - drawn[pool]))]
+        left = [config.max_draws * request.num_samples for request in requests]  # the bound holds per request
+        for pool, count in drawn.items():
+            left[pool[0]] -= count
+        plan = []
+        for pool, slots in missing.items():
+            budget = (seek if spare[pool] else config.max_draws) * len(pools[pool]) - drawn[pool]
+            chains = _chains_to_run(len(slots), valid[pool], drawn[pool], min(budget, left[pool[0]]))
+            left[pool[0]] -= chains
+            plan += [pool] * chains
         if not plan:
+            if _hand_over(missing, pools, valid, drawn, gave_up):
+                continue
             break
         rounds += 1
         for start in range(0, len(plan), config.batch_size):

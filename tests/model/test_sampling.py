@@ -314,3 +314,13 @@ def test_known_prototypes_fill_their_share_and_never_cost_a_sample(adapted_model
     monkeypatch.setattr(sampling, 'KNOWN_PROTOTYPE_DRAWS', 1)  # seek no longer than one chain per sample
     hurried, _ = known_share(SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=1.0))
     assert hurried < 1.0
+
+
+def test_a_group_that_cannot_fill_its_samples_hands_them_to_one_that_can(adapted_model) -> None:
+    """Within 8 atoms, Fd-3m has one orbit (8a) and so never holds Li and O: its samples go to Pm-3m, N of N."""
+    request = GenerationRequest(('Li', 'O'), (227, 221), e_above_hull=0.0, num_samples=6)
+    result = generate(adapted_model, request, SamplingConfig(num_steps=5, max_atoms=8, max_draws=10),
+                      torch.Generator().manual_seed(0))
+    assert len(result.samples) == 6 and result.num_failed == 0
+    assert {s.protostructure.spacegroup for s in result.samples} == {221}
+    assert result.num_drawn - len(result.samples) == sum(result.rejected.values())
