@@ -112,6 +112,7 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
                 guidance=_value(inputs.guidance),
                 guided=_value(inputs.guided) if 'guided' in inputs else None,
                 plausible=_value(inputs.plausible) if 'plausible' in inputs else None,
+                known_prototypes=_value(inputs.known_prototypes) if 'known_prototypes' in inputs else None,
                 steps=_value(inputs.steps),
                 seed=_value(inputs.seed),
                 checkpoint_sha256=inputs.checkpoint.sha256,

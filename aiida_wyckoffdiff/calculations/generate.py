@@ -45,6 +45,11 @@ def validate_positive(value: orm.Int, port: object) -> str | None:
     return None if value.value > 0 else f'{getattr(port, "name", "the value")} must be positive, not {value.value}'
 
 
+def validate_share(value: orm.Float, port: object) -> str | None:
+    """A share of the samples lies between 0 and 1."""
+    return None if 0 <= value.value <= 1 else f'{getattr(port, "name", "the value")} is a share, from 0 to 1, not {value.value}'
+
+
 class GenerateCalculation(WyckoffDiffCalculation):
     """Run ``wyckoffdiff generate`` with the checkpoint node's weights; outputs the protostructures."""
 
@@ -69,6 +74,9 @@ class GenerateCalculation(WyckoffDiffCalculation):
         spec.input('plausible', valid_type=orm.Bool, serializer=orm.to_aiida_type,
                    default=lambda: orm.Bool(SamplingConfig.plausible),
                    help='Redraw samples whose composition no common oxidation states balance.')
+        spec.input('known_prototypes', valid_type=orm.Float, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Float(SamplingConfig.known_prototypes), validator=validate_share,
+                   help='Share of each space group\'s samples that reuse the Wyckoff arrangement of a training crystal.')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
@@ -90,6 +98,7 @@ class GenerateCalculation(WyckoffDiffCalculation):
         params += ['--num-samples', str(total), '--guidance', str(self.inputs.guidance.value)]
         params += ['--guided', ','.join(self.inputs.guided.get_list())]
         params += ['--plausible' if self.inputs.plausible.value else '--any-composition']
+        params += ['--known-prototypes', str(self.inputs.known_prototypes.value)]
         params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
         if 'e_above_hull' in self.inputs:
             params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]

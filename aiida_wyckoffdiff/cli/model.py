@@ -163,6 +163,11 @@ def finetune(
     help='Redraw samples whose composition no common oxidation states balance (peroxide, superoxide allowed).',
 )
 @click.option(
+    '--known-prototypes', type=click.FloatRange(0, 1), default=SamplingConfig.known_prototypes, show_default=True,
+    help='Share of each space group\'s samples that reuse the arrangement of Wyckoff orbits of a training crystal '
+    '(docs/discovery.md).',
+)
+@click.option(
     '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'
 )
 @click.option(
@@ -202,6 +207,7 @@ def generate(
     guidance: float,
     guided: str,
     plausible: bool,
+    known_prototypes: float,
     steps: int,
     max_atoms: int,
     max_draws: int,
@@ -228,6 +234,7 @@ def generate(
         guidance_scale=guidance,
         guided=tuple(name.strip() for name in guided.split(',') if name.strip()),
         plausible=plausible,
+        known_prototypes=known_prototypes,
         max_atoms=max_atoms,
         max_draws=max_draws,
     )

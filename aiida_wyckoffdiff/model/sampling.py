@@ -491,6 +491,7 @@ def generate_json(
         'guided': list(config.guided),
         'temperature': config.temperature,
         'plausible': config.plausible,
+        'known_prototypes': config.known_prototypes,
         'max_atoms': config.max_atoms,
         'max_draws': config.max_draws,
         'requested': {**conditions, 'spacegroups': list(request.spacegroups), 'num_samples': request.num_samples},

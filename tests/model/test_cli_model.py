@@ -118,3 +118,21 @@ def test_shipped_checkpoint_generates_offline(chemsys, spacegroups, tmp_path) ->
     assert document['meta']['checkpoint_stage'] == 'finetuned' and document['samples']
     for sample in document['samples']:
         assert str(sample['spacegroup']) in spacegroups and sample['chemsys'] == chemsys
+
+
+def test_shipped_checkpoint_with_known_prototypes_reuses_training_arrangements(tmp_path) -> None:
+    """Asked for known arrangements, the shipped model's Li-O samples in Fm-3m are training prototypes beyond the
+    allowance of new ones; the setting is recorded, and a share above 1 is refused."""
+    from aiida_wyckoffdiff.model.sampling import _known_prototypes
+    from aiida_wyckoffdiff.templates import prototype_of
+
+    output = tmp_path / 'gen.json'
+    arguments = ['generate', '--chemsys', 'Li-O', '--spacegroup', '225', '--num-samples', '8', '--output', str(output)]
+    result = CliRunner().invoke(main, [*arguments, '--known-prototypes', '0.75'])
+    assert result.exit_code == 0, result.output
+    document = json.loads(output.read_text())
+    assert document['meta']['known_prototypes'] == 0.75 and len(document['samples']) == 8
+    known = sum(prototype_of(sample['protostructure']) in _known_prototypes() for sample in document['samples'])
+    assert known >= 6
+    refused = CliRunner().invoke(main, [*arguments, '--known-prototypes', '1.5'])
+    assert refused.exit_code == 2 and '1.5' in refused.output
