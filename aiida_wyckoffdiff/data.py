@@ -38,11 +38,14 @@ __all__ = [
     'default_dataset_path',
     'find_data_dir',
     'load_dataset',
+    'mix_rows',
+    'protostructure_columns',
     'protostructure_of',
     'spacegroup_counts',
     'split_of',
     'training_spacegroup_counts',
     'training_spacegroups',
+    'write_dataset',
 ]
 
 DATA_DIR_VARIABLE = 'WYCKOFFDIFF_DATA_DIR'
@@ -108,6 +111,28 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def protostructure_columns(label: str) -> dict[str, Any]:
+    """The dataset's protostructure columns of a label from :func:`structure_label` (``label``, ``spacegroup``,
+    ``chemsys``, ``num_atoms``, ``wyckoff_matrix``): one encoding for MP crystals and the workflow's own relaxations.
+
+    :raises ProtostructureError: the label does not round-trip through :class:`Protostructure`.
+    """
+    from pymatgen.core.periodic_table import Element
+
+    protostructure = Protostructure.from_label(label)
+    if protostructure.label != label:
+        raise ProtostructureError(f'label {label} does not round-trip (read back as {protostructure.label})')
+    row_of = {position.letter: index for index, position in enumerate(protostructure.info.positions)}
+    return {
+        'label': label,
+        'spacegroup': protostructure.spacegroup,
+        'chemsys': protostructure.chemsys,
+        'num_atoms': protostructure.num_atoms,
+        # Sparse Wyckoff element matrix: [position index (a=0, b=1, ...), atomic number, orbits].
+        'wyckoff_matrix': [[row_of[letter], Element(el).Z, n] for el, letter, n in protostructure.sites],
+    }
+
+
 def _protostructure_row(record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """One CSV row -> one dataset row, or ``None`` and the reason it was dropped."""
     from pymatgen.core import Structure
@@ -122,29 +147,22 @@ def _protostructure_row(record: dict[str, Any]) -> tuple[dict[str, Any] | None, 
         return None, 'no formation energy'
     try:
         label = structure_label(structure)
-        protostructure = Protostructure.from_label(label)
     except ProtostructureError:
         return None, 'symmetry detection failed'
-    if protostructure.label != label:
+    try:
+        columns = protostructure_columns(label)
+    except ProtostructureError:
         return None, 'label does not round-trip'
-    positions = protostructure.info.positions
-    row_of = {position.letter: index for index, position in enumerate(positions)}
-    from pymatgen.core.periodic_table import Element
-
     e_above_hull = record['e_above_hull']
     return {
         'material_id': record['material_id'],
-        'label': label,
-        'spacegroup': protostructure.spacegroup,
-        'chemsys': protostructure.chemsys,
-        'num_atoms': protostructure.num_atoms,
+        **{key: columns[key] for key in ('label', 'spacegroup', 'chemsys', 'num_atoms')},
         'nsites': int(record['nsites']),
         'formation_energy_per_atom': float(record['formation_energy_per_atom']),
         'e_above_hull': None if _missing(e_above_hull) else float(e_above_hull),
         'split': split_of(record['material_id']),
         'source': record['source'],
-        # Sparse Wyckoff element matrix: [position index (a=0, b=1, ...), atomic number, orbits].
-        'wyckoff_matrix': [[row_of[letter], Element(el).Z, n] for el, letter, n in protostructure.sites],
+        'wyckoff_matrix': columns['wyckoff_matrix'],
     }, None
 
 
@@ -221,6 +239,13 @@ def build_dataset(
     report.rows_kept = len(table)
     report.dropped = dict(dropped)
     report.splits = dict(Counter(table['split']))
+    write_dataset(table, path)
+    return report
+
+
+def write_dataset(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write rows as :func:`load_dataset` reads them (gzipped JSON lines), through a temporary name."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + '.partial')
     text = table.to_json(orient='records', lines=True, double_precision=15)
@@ -228,7 +253,7 @@ def build_dataset(
     # checkpoint records (and `--resume` checks) survives rebuilding the cache.
     partial.write_bytes(gzip.compress(text.encode(), mtime=0))
     partial.replace(path)  # never leave a half-written cache where load_dataset would find it
-    return report
+    return path
 
 
 def load_dataset(path: str | Path | None = None, data_dir: str | Path | None = None) -> pd.DataFrame:
@@ -283,3 +308,25 @@ def protostructure_of(row: Any) -> Protostructure:
         tuple((Element.from_Z(z).symbol, positions[index].letter, n) for index, z, n in row['wyckoff_matrix']),
     )
 
+
+
+def mix_rows(
+    dataset: pd.DataFrame, rows: pd.DataFrame, *, dataset_share: float, val_rows: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """New training rows with enough of the dataset's ``train`` rows that those make ``dataset_share`` of the
+    training rows (so fine-tuning on new rows does not forget real crystals), and ``val_rows`` of its ``val`` rows
+    (all where ``None``) to validate on. Every new row counts as ``train``; the draws are seeded.
+
+    :param dataset_share: share of the dataset's rows among the training rows, from 0 (new rows only) below 1.
+    """
+    import pandas as pd
+
+    if not 0 <= dataset_share < 1:
+        raise ValueError(f'dataset_share must be from 0 to below 1, not {dataset_share}')
+    train = dataset[(dataset['split'] == 'train') & dataset['e_above_hull'].notna()]
+    val = dataset[(dataset['split'] == 'val') & dataset['e_above_hull'].notna()]
+    wanted = min(len(train), math.ceil(len(rows) * dataset_share / (1 - dataset_share)))
+    if val_rows is not None:
+        val = val.sample(n=min(val_rows, len(val)), random_state=seed)
+    parts = [rows.assign(split='train'), train.sample(n=wanted, random_state=seed), val]
+    return pd.concat(parts, ignore_index=True)
