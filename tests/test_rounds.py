@@ -12,13 +12,14 @@ from pymatgen.core import Lattice, Structure
 from aiida_wyckoffdiff.cli import main
 from aiida_wyckoffdiff.codes import get_or_create_code
 from aiida_wyckoffdiff.data import COLUMNS, load_dataset, protostructure_of
-from aiida_wyckoffdiff.exceptions import NoRelaxationsError
+from aiida_wyckoffdiff.exceptions import NoRelaxationsError, ProtocolError
+from aiida_wyckoffdiff.files import file_sha256
 from aiida_wyckoffdiff.model.checkpoint import load_checkpoint
 from aiida_wyckoffdiff.nodes import CheckpointData
 from aiida_wyckoffdiff.provenance import lineage
 from aiida_wyckoffdiff.relaxation_rows import RelaxationSource, find_relaxations, training_rows
 from aiida_wyckoffdiff.symmetry import structure_label
-from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB
+from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB, PhaseDiagramWorkChain
 from aiida_wyckoffdiff.workchains.rounds import RoundsWorkChain
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
@@ -66,6 +67,36 @@ def test_no_relaxations_is_a_clear_error() -> None:
         find_relaxations(chemsys='Li-O')
     result = CliRunner().invoke(main, ['relaxation-rows', '--chemsys', 'Li-O'])
     assert result.exit_code == 1 and 'run one first' in result.output and 'Traceback' not in result.output
+
+
+@pytest.mark.parametrize('protocol', list(RoundsWorkChain.get_available_protocols()))
+def test_every_rounds_protocol_gives_a_builder(aiida_localhost, sample_dataset_path, protocol) -> None:
+    """Each protocol names the phase-diagram protocol of its runs; the dataset is stored once, by content."""
+    code = get_or_create_code(aiida_localhost)
+    inputs = RoundsWorkChain.get_protocol_inputs(protocol)
+    builder = RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', protocol, dataset=sample_dataset_path)
+    assert builder.rounds.value == inputs['rounds'] and builder.finetune.get_dict() == inputs['finetune']
+    run_inputs = PhaseDiagramWorkChain.get_protocol_inputs(inputs['phase_diagram_protocol'])
+    assert builder.phase_diagram.num_samples.value == run_inputs['num_samples']
+    assert builder.phase_diagram.chemsys.value == 'Li-O' and builder.phase_diagram.generate.checkpoint.kind == 'wyckoffdiff'
+    assert builder.dataset.base.attributes.get('sha256') == file_sha256(sample_dataset_path)
+    again = RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', protocol, dataset=sample_dataset_path)
+    assert again.dataset.pk == builder.dataset.pk
+
+
+def test_rounds_overrides_and_what_they_refuse(aiida_localhost, sample_dataset_path) -> None:
+    code = get_or_create_code(aiida_localhost)
+    builder = RoundsWorkChain.get_builder_from_protocol(
+        code, 'Li-O', overrides={'phase_diagram_protocol': 'balanced', 'phase_diagram': {'seed': 3}}, dataset=sample_dataset_path)
+    assert builder.phase_diagram.num_samples.value == 16 and builder.phase_diagram.seed.value == 3
+    with pytest.raises(ProtocolError, match="no input 'samples'"):
+        RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', overrides={'phase_diagram': {'samples': 4}},
+                                                  dataset=sample_dataset_path)
+    with pytest.raises(ValueError, match='unknown fine-tuning settings epoch'):
+        RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', overrides={'finetune': {'epoch': 2}}, dataset=sample_dataset_path)
+    with pytest.raises(ValueError, match='dataset_share'):
+        RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', overrides={'finetune': {'dataset_share': 1}},
+                                                  dataset=sample_dataset_path)
 
 
 def test_two_rounds_learn_from_their_relaxations(aiida_localhost, sample_dataset_path, tmp_path) -> None:
