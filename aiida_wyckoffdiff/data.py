@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     'DATA_DIR_VARIABLE',
+    'DATASET_SHARE',
     'DatasetReport',
     'MAIN_FILE',
     'EXTRA_FILE',
@@ -37,6 +38,7 @@ __all__ = [
     'dataset_hash',
     'default_dataset_path',
     'find_data_dir',
+    'frame_sha256',
     'load_dataset',
     'mix_rows',
     'protostructure_columns',
@@ -55,6 +57,9 @@ EXTRA_FILE = 'mp_structures_extra.csv.gz'
 SPLIT_FRACTIONS = {'test': 0.1, 'val': 0.1}
 """The rest is ``train``; assignment hashes the material id, so it never depends on row order."""
 TRAINING_SPACEGROUPS_FILE = 'training_spacegroups.json'
+DATASET_SHARE = 0.8
+"""Default share of the dataset's rows among the training rows when fine-tuning on new rows (:func:`mix_rows`): four
+real crystals per new row, so the model does not forget real crystals; no measurement behind the number."""
 COLUMNS = [
     'material_id',
     'label',
@@ -310,8 +315,14 @@ def protostructure_of(row: Any) -> Protostructure:
 
 
 
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of rows as :func:`write_dataset` serializes them: the dataset hash of rows that are no file."""
+    return hashlib.sha256(frame.to_json(orient='records', lines=True, double_precision=15).encode()).hexdigest()
+
+
 def mix_rows(
-    dataset: pd.DataFrame, rows: pd.DataFrame, *, dataset_share: float, val_rows: int | None = None, seed: int = 0
+    dataset: pd.DataFrame, rows: pd.DataFrame, *, dataset_share: float = DATASET_SHARE, val_rows: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """New training rows with enough of the dataset's ``train`` rows that those make ``dataset_share`` of the
     training rows (so fine-tuning on new rows does not forget real crystals), and ``val_rows`` of its ``val`` rows

@@ -14,13 +14,14 @@ from typing import Any
 from aiida import orm
 from aiida.engine import calcfunction
 
+from ..data import DATASET_SHARE
 from ..nodes import CheckpointData
 
 __all__ = ['FINETUNE_DEFAULTS', 'finetune_inputs', 'finetune_on_rows', 'validate_finetune_settings']
 
 FINETUNE_DEFAULTS: dict[str, Any] = {
     'epochs': 1,  # epochs beyond the checkpoint's own: a round costs minutes, not the ~40 s x 15 of the full dataset
-    'dataset_share': 0.8,  # of the training rows, from the dataset: the new rows never outweigh real crystals
+    'dataset_share': DATASET_SHARE,  # of the training rows, from the dataset: the new rows never outweigh real crystals
     'val_rows': 256,  # validation rows drawn from the dataset's val split (all of them where None)
     'learning_rate': None,  # None: the checkpoint's fine-tuning learning rate
     'seed': 0,
@@ -77,7 +78,6 @@ def finetune_on_rows(
     ``rows`` and ``sources`` come from :func:`finetune_inputs`: every row names its table and structure among the
     ``sources`` (``table_input``, ``structure_input``). Outputs ``checkpoint`` (a ``CheckpointData``) and ``report`` (rows used, epochs, seconds).
     """
-    import hashlib
     import tempfile
     import time
     from pathlib import Path
@@ -85,7 +85,7 @@ def finetune_on_rows(
     import pandas as pd
     import torch
 
-    from ..data import load_dataset, mix_rows
+    from ..data import frame_sha256, load_dataset, mix_rows
     from ..model.checkpoint import load_checkpoint
     from ..model.training import finetune
     from ..relaxation_rows import ROW_SOURCE
@@ -100,7 +100,7 @@ def finetune_on_rows(
         frame = load_dataset(path)
     mixed = mix_rows(frame, pd.DataFrame(new_rows), dataset_share=chosen['dataset_share'], val_rows=chosen['val_rows'],
                      seed=chosen['seed'])
-    digest = hashlib.sha256(mixed.to_json(orient='records', lines=True, double_precision=15).encode()).hexdigest()
+    digest = frame_sha256(mixed)
     started = time.perf_counter()
     with checkpoint.as_path() as base, tempfile.TemporaryDirectory() as folder:
         before = load_checkpoint(base, 'cpu')
