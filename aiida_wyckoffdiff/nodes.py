@@ -60,7 +60,14 @@ class CheckpointData(orm.SinglefileData):
 
 def dataset_file(path: str | Path) -> orm.SinglefileData:
     """The protostructure dataset file as a stored node (attribute ``sha256``), stored once per content like the
-    checkpoints: a fine-tuning step takes it as an input, so the graph says which real crystals it mixed in."""
+    checkpoints: a fine-tuning step takes it as an input, so the graph says which real crystals it mixed in.
+
+    :raises DataNotFoundError: there is no file at ``path``.
+    """
+    from .exceptions import DataNotFoundError
+
+    if not Path(path).is_file():
+        raise DataNotFoundError(f'no protostructure dataset at {path}: run `wyckoffdiff data build` first')
     digest = file_sha256(path)
     builder = orm.QueryBuilder().append(orm.SinglefileData, subclassing=False, filters={'attributes.sha256': digest})
     existing = builder.first(flat=True)

@@ -22,6 +22,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
 from ..calculations.finetune import finetune_inputs, finetune_on_rows, validate_finetune_settings
 from ..calculations.generate import validate_positive
+from ..provenance import structures_of
 from .phase_diagram import PhaseDiagramWorkChain
 from .protocols import ProtocolMixin
 
@@ -156,7 +157,7 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
         self.ctx.facts.append((run.outputs.table, {
             'run_pk': run.pk,
             'checkpoint_pk': self.ctx.checkpoint.pk,
-            'hits': len(run.outputs.hull_structures),
+            'hits': len(structures_of(run)),  # no output where none was near the hull
             'hull_tolerance': run.inputs.hull_tolerance.value,
             'wall_seconds': round((run.mtime - run.ctime).total_seconds(), 1),
             'rows': finetune_report['rows'],
@@ -168,7 +169,7 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def results(self) -> None:
-        self.out('hull_structures', dict(self.ctx.run.outputs.hull_structures.items()))
+        self.out('hull_structures', structures_of(self.ctx.run))
         inputs: dict[str, orm.Data] = {}
         for number, (table, facts) in enumerate(self.ctx.facts, start=1):
             inputs.update({f'table_{number}': table, f'facts_{number}': orm.Dict(facts)})
