@@ -12,7 +12,7 @@ from pymatgen.core import Lattice, Structure
 from aiida_wyckoffdiff.cli import main
 from aiida_wyckoffdiff.codes import get_or_create_code
 from aiida_wyckoffdiff.data import COLUMNS, load_dataset, protostructure_of
-from aiida_wyckoffdiff.exceptions import NoRelaxationsError, ProtocolError
+from aiida_wyckoffdiff.exceptions import DataNotFoundError, NoRelaxationsError, ProtocolError
 from aiida_wyckoffdiff.files import file_sha256
 from aiida_wyckoffdiff.model.checkpoint import load_checkpoint
 from aiida_wyckoffdiff.nodes import CheckpointData
@@ -84,7 +84,7 @@ def test_every_rounds_protocol_gives_a_builder(aiida_localhost, sample_dataset_p
     assert again.dataset.pk == builder.dataset.pk
 
 
-def test_rounds_overrides_and_what_they_refuse(aiida_localhost, sample_dataset_path) -> None:
+def test_rounds_overrides_and_what_they_refuse(aiida_localhost, sample_dataset_path, tmp_path) -> None:
     code = get_or_create_code(aiida_localhost)
     builder = RoundsWorkChain.get_builder_from_protocol(
         code, 'Li-O', overrides={'phase_diagram_protocol': 'balanced', 'phase_diagram': {'seed': 3}}, dataset=sample_dataset_path)
@@ -97,6 +97,8 @@ def test_rounds_overrides_and_what_they_refuse(aiida_localhost, sample_dataset_p
     with pytest.raises(ValueError, match='dataset_share'):
         RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', overrides={'finetune': {'dataset_share': 1}},
                                                   dataset=sample_dataset_path)
+    with pytest.raises(DataNotFoundError, match='run `wyckoffdiff data build` first'):
+        RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', dataset=tmp_path / 'absent.jsonl.gz')
 
 
 def test_two_rounds_learn_from_their_relaxations(aiida_localhost, sample_dataset_path, tmp_path) -> None:

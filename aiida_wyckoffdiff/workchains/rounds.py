@@ -154,7 +154,7 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
             metadata={'call_link_label': f'finetune_round_{self.ctx.number}'},
         )
         finetune_report = tuned['report'].get_dict()
-        self.ctx.facts.append((run.outputs.table, {
+        self.ctx.facts.append({
             'run_pk': run.pk,
             'checkpoint_pk': self.ctx.checkpoint.pk,
             'hits': len(structures_of(run)),  # no output where none was near the hull
@@ -163,7 +163,7 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
             'rows': finetune_report['rows'],
             'finetune_seconds': finetune_report['seconds'],
             'finetuned_checkpoint_pk': tuned['checkpoint'].pk,
-        }))
+        })
         self.out(f'checkpoints.round_{self.ctx.number}', tuned['checkpoint'])
         self.ctx.checkpoint = tuned['checkpoint']
         return None
@@ -171,8 +171,8 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
     def results(self) -> None:
         self.out('hull_structures', structures_of(self.ctx.run))
         inputs: dict[str, orm.Data] = {}
-        for number, (table, facts) in enumerate(self.ctx.facts, start=1):
-            inputs.update({f'table_{number}': table, f'facts_{number}': orm.Dict(facts)})
+        for number, (run, facts) in enumerate(zip(self.ctx.runs, self.ctx.facts, strict=True), start=1):
+            inputs.update({f'table_{number}': run.outputs.table, f'facts_{number}': orm.Dict(facts)})
         table = tabulate_rounds(**inputs)
         self.out('rounds', table)
         for row in table.get_list():
