@@ -199,14 +199,15 @@ def run_rounds_example(chemsys: str, argv: list[str] | None = None) -> orm.WorkC
     parser.add_argument('--spacegroup-count', type=int, default=8,
                         help='Space groups chosen for the chemistry (default 8: with --samples 1, 8 samples a round).')
     parser.add_argument('--epochs', type=int, help="Extra fine-tuning epochs per round (protocol: 1).")
-    parser.add_argument('--dataset-share', type=float, help='Share of dataset rows among the training rows (protocol: 0.8).')
+    parser.add_argument('--dataset-share', type=float,
+                        help='Share of dataset rows among the training rows (protocol: 0.8).')
     parser.add_argument('--dataset', type=Path, help='Dataset file (default: the cache of `wyckoffdiff data build`).')
     parser.add_argument('--no-caching', action='store_true', help='Run every job again, even where its outputs exist.')
     options = parser.parse_args(argv)
     finetune = {key: value for key, value in (('epochs', options.epochs), ('dataset_share', options.dataset_share))
                 if value is not None}
-    overrides: dict[str, Any] = {'rounds': options.rounds,
-                                 'phase_diagram': {'num_samples': options.samples, 'spacegroup_count': options.spacegroup_count}}
+    run = {'num_samples': options.samples, 'spacegroup_count': options.spacegroup_count}
+    overrides: dict[str, Any] = {'rounds': options.rounds, 'phase_diagram': run}
     if finetune:
         overrides['finetune'] = finetune
     builder = RoundsWorkChain.get_builder_from_protocol('wyckoffdiff@localhost', chemsys, options.protocol, overrides,
@@ -217,7 +218,8 @@ def run_rounds_example(chemsys: str, argv: list[str] | None = None) -> orm.WorkC
         raise SystemExit(f'RoundsWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
     for row in node.outputs.rounds.get_list():
         median = 'n/a' if row['median_e_above_hull'] is None else f"{row['median_e_above_hull']:+.3f}"
-        print(f"round {row['round']}: PhaseDiagramWorkChain<{row['run_pk']}> from CheckpointData<{row['checkpoint_pk']}>: "
+        print(f"round {row['round']}: PhaseDiagramWorkChain<{row['run_pk']}> from "
+              f"CheckpointData<{row['checkpoint_pk']}>: "
               f"{row['hits']} of {row['relaxed']} relaxed within {row['hull_tolerance']} eV/atom, median e_above_hull "
               f"{median} eV/atom, {row['wall_seconds']:.0f} s; fine-tuned on {row['rows']} rows in "
               f"{row['finetune_seconds']:.0f} s -> CheckpointData<{row['finetuned_checkpoint_pk']}>")

@@ -125,7 +125,8 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             current = inputs.checkpoint  # a checkpoint fine-tuned on earlier relaxations goes on to them
         elif name == 'wyckoffdiff.finetune':
             rows = creator.inputs.rows.get_list()
-            sources = {link.link_label: link.node for link in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()}
+            incoming = creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+            sources = {link.link_label: link.node for link in incoming}
             tables = {sources[row['table_input']].pk: sources[row['table_input']] for row in rows}.values()
             step.update(
                 rows=len(rows),

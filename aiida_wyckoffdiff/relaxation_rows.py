@@ -63,7 +63,8 @@ def find_relaxations(*, chemsys: str | None = None, runs: Sequence[int] | None =
         filters['id'] = {'in': list(runs)}
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters=filters, tag='run', project='*')
     if chemsys is not None:
-        query.append(orm.Str, with_outgoing='run', edge_filters={'label': 'chemsys'}, filters={'attributes.value': chemsys})
+        query.append(orm.Str, with_outgoing='run', edge_filters={'label': 'chemsys'},
+                     filters={'attributes.value': chemsys})
     query.append(orm.List, with_incoming='run', edge_filters={'label': 'table'}, tag='table', project='*')
     query.append(orm.CalcFunctionNode, with_outgoing='table', tag='hull', project='id')  # assemble_hull made the table
     found = query.all()
@@ -72,7 +73,8 @@ def find_relaxations(*, chemsys: str | None = None, runs: Sequence[int] | None =
         raise NoRelaxationsError(f'no finished wyckoffdiff.phase_diagram run{where} in this profile, so no relaxed '
                                  'structures to learn from: run one first (verdi run examples/phase_diagram_li_o.py)')
     structures: dict[int, dict[str, orm.StructureData]] = {hull: {} for _, _, hull in found}
-    inputs = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': list(structures)}}, tag='hull', project='id')
+    inputs = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': list(structures)}}, tag='hull',
+                                       project='id')
     inputs.append(orm.StructureData, with_outgoing='hull', edge_filters={'label': {'like': f'{RELAXED_PREFIX}%'}},
                   edge_tag='link', edge_project='label', tag='structure', project='*')
     for found_input in inputs.iterdict():

@@ -76,7 +76,8 @@ def finetune_on_rows(
     """Fine-tune ``checkpoint`` for ``epochs`` more epochs on ``rows`` mixed with ``dataset``'s rows.
 
     ``rows`` and ``sources`` come from :func:`finetune_inputs`: every row names its table and structure among the
-    ``sources`` (``table_input``, ``structure_input``). Outputs ``checkpoint`` (a ``CheckpointData``) and ``report`` (rows used, epochs, seconds).
+    ``sources`` (``table_input``, ``structure_input``). Outputs ``checkpoint`` (a ``CheckpointData``) and ``report``
+    (rows used, epochs, seconds).
     """
     import tempfile
     import time
@@ -91,7 +92,8 @@ def finetune_on_rows(
     from ..relaxation_rows import ROW_SOURCE
 
     new_rows = rows.get_list()
-    missing = sorted({row[column] for row in new_rows for column in ('table_input', 'structure_input')} - sources.keys())
+    named = {row[column] for row in new_rows for column in ('table_input', 'structure_input')}
+    missing = sorted(named - sources.keys())
     if missing:
         raise ValueError(f'rows name sources that are not inputs: {", ".join(missing[:5])}; use finetune_inputs(rows)')
     chosen = {**FINETUNE_DEFAULTS, **(settings.get_dict() if settings is not None else {})}

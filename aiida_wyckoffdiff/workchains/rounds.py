@@ -35,10 +35,11 @@ def tabulate_rounds(**rounds: orm.Data) -> orm.List:
     hits and seconds): ``relaxed`` counts the rows with an energy (pruned ones included), ``median_e_above_hull`` is
     theirs in eV/atom."""
     rows = []
-    for name in sorted((name for name in rounds if name.startswith('facts_')), key=lambda name: int(name.split('_')[1])):
-        number = int(name.split('_')[1])
-        energies = [row['e_above_hull'] for row in rounds[f'table_{number}'].get_list() if row['e_above_hull'] is not None]
-        rows.append({'round': number, **rounds[name].get_dict(), 'relaxed': len(energies),
+    numbers = sorted(int(name.removeprefix('facts_')) for name in rounds if name.startswith('facts_'))
+    for number in numbers:
+        table = rounds[f'table_{number}'].get_list()
+        energies = [row['e_above_hull'] for row in table if row['e_above_hull'] is not None]
+        rows.append({'round': number, **rounds[f'facts_{number}'].get_dict(), 'relaxed': len(energies),
                      'median_e_above_hull': statistics.median(energies) if energies else None})
     return orm.List(rows)
 
@@ -96,7 +97,8 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
                    help='The protostructure dataset (`wyckoffdiff data build`) whose rows are mixed in.')
         spec.input('finetune', valid_type=orm.Dict, serializer=orm.to_aiida_type, required=False,
                    validator=validate_finetune_settings,
-                   help='Settings of wyckoffdiff.finetune (epochs, dataset_share, val_rows, ...); default FINETUNE_DEFAULTS.')
+                   help='Settings of wyckoffdiff.finetune (epochs, dataset_share, val_rows, ...); '
+                        'default FINETUNE_DEFAULTS.')
         spec.outline(
             cls.setup,
             while_(cls.rounds_pending)(cls.run_round, cls.inspect_round, cls.finetune),
@@ -107,9 +109,11 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
         spec.output_namespace('checkpoints', valid_type=orm.SinglefileData, dynamic=True,
                               help='The checkpoint fine-tuned after each round: round_1, round_2, ...')
         spec.output('rounds', valid_type=orm.List,
-                    help='A row per round: its run, hits within hull_tolerance, wall seconds, median e_above_hull, rows.')
+                    help='A row per round: its run, hits within hull_tolerance, wall seconds, median e_above_hull, '
+                         'rows.')
         spec.exit_code(401, 'ERROR_ROUND_FAILED', message='The phase-diagram run of round {number} failed: {message}')
-        spec.exit_code(402, 'ERROR_NO_ROWS', message='Round {number} left no relaxed structure to learn from: {message}')
+        spec.exit_code(402, 'ERROR_NO_ROWS',
+                       message='Round {number} left no relaxed structure to learn from: {message}')
 
     def setup(self) -> None:
         self.ctx.number = 0
@@ -125,14 +129,15 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(PhaseDiagramWorkChain, namespace='phase_diagram'))
         inputs.generate = {**inputs.generate, 'checkpoint': self.ctx.checkpoint}
         inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': f'round_{self.ctx.number}'}
-        self.report(f'round {self.ctx.number} of {self.inputs.rounds.value}: sampling from {self.ctx.checkpoint.__class__.__name__}<{self.ctx.checkpoint.pk}>')
+        self.report(f'round {self.ctx.number} of {self.inputs.rounds.value}: sampling from '
+                    f'{self.ctx.checkpoint.__class__.__name__}<{self.ctx.checkpoint.pk}>')
         return ToContext(run=self.submit(PhaseDiagramWorkChain, **inputs))
 
     def inspect_round(self):  # noqa: ANN201 - an ExitCode or None
         run = self.ctx.run
         if not run.is_finished_ok:
-            return self.exit_codes.ERROR_ROUND_FAILED.format(number=self.ctx.number, message=f'{run.process_label}<{run.pk}> '
-                                                             f'exit status {run.exit_status}: {run.exit_message}')
+            message = f'{run.process_label}<{run.pk}> exit status {run.exit_status}: {run.exit_message}'
+            return self.exit_codes.ERROR_ROUND_FAILED.format(number=self.ctx.number, message=message)
         self.ctx.runs.append(run)
         return None
 
