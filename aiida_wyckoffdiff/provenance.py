@@ -161,7 +161,8 @@ def structures_of(source: orm.Node | orm.Group) -> dict[str, orm.StructureData]:
     """The structures a hand-off starts from, by key.
 
     A Group gives its StructureData members (keyed ``node_<pk>``); a ``wyckoffdiff.phase_diagram`` run its
-    ``hull_structures`` (a ``wyckoffdiff.rounds`` run those of its last round); a ``wyckoffdiff.dft_hull`` run its ``relaxed`` structures; a StructureData itself.
+    ``hull_structures`` (a ``wyckoffdiff.rounds`` run those of its last round); a ``wyckoffdiff.dft_hull`` run its
+    ``relaxed`` structures; a StructureData itself.
     """
     if isinstance(source, orm.Group):
         return {f'node_{node.pk}': node for node in source.nodes if isinstance(node, orm.StructureData)}

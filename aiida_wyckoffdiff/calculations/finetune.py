@@ -20,7 +20,7 @@ from ..nodes import CheckpointData
 __all__ = ['FINETUNE_DEFAULTS', 'finetune_inputs', 'finetune_on_rows', 'validate_finetune_settings']
 
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    'epochs': 1,  # epochs beyond the checkpoint's own: a round costs minutes, not the ~40 s x 15 of the full dataset
+    'epochs': 1,  # beyond the checkpoint's own, each over the mixed rows only: seconds, not the full dataset's ~40 s
     'dataset_share': DATASET_SHARE,  # of the training rows, from the dataset: the new rows never outweigh real crystals
     'val_rows': 256,  # validation rows drawn from the dataset's val split (all of them where None)
     'learning_rate': None,  # None: the checkpoint's fine-tuning learning rate
@@ -46,6 +46,10 @@ def validate_finetune_settings(value: orm.Dict | None, _: object) -> str | None:
         return f'epochs must be a positive integer, not {settings["epochs"]!r}'
     if not 0 <= settings['dataset_share'] < 1:
         return f'dataset_share must be from 0 to below 1, not {settings["dataset_share"]}'
+    if settings['val_rows'] is not None and (not isinstance(settings['val_rows'], int) or settings['val_rows'] < 1):
+        return f'val_rows must be a positive integer or None (all), not {settings["val_rows"]!r}'
+    if not isinstance(settings['threads'], int) or settings['threads'] < 1:
+        return f'threads must be a positive integer, not {settings["threads"]!r}'
     return None
 
 
