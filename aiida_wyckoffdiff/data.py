@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     'DATA_DIR_VARIABLE',
+    'DATASET_SHARE',
     'DatasetReport',
     'MAIN_FILE',
     'EXTRA_FILE',
@@ -37,12 +38,16 @@ __all__ = [
     'dataset_hash',
     'default_dataset_path',
     'find_data_dir',
+    'frame_sha256',
     'load_dataset',
+    'mix_rows',
+    'protostructure_columns',
     'protostructure_of',
     'spacegroup_counts',
     'split_of',
     'training_spacegroup_counts',
     'training_spacegroups',
+    'write_dataset',
 ]
 
 DATA_DIR_VARIABLE = 'WYCKOFFDIFF_DATA_DIR'
@@ -52,6 +57,9 @@ EXTRA_FILE = 'mp_structures_extra.csv.gz'
 SPLIT_FRACTIONS = {'test': 0.1, 'val': 0.1}
 """The rest is ``train``; assignment hashes the material id, so it never depends on row order."""
 TRAINING_SPACEGROUPS_FILE = 'training_spacegroups.json'
+DATASET_SHARE = 0.8
+"""Default share of the dataset's rows among the training rows when fine-tuning on new rows (:func:`mix_rows`): four
+real crystals per new row, so the model does not forget real crystals; no measurement behind the number."""
 COLUMNS = [
     'material_id',
     'label',
@@ -108,6 +116,28 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def protostructure_columns(label: str) -> dict[str, Any]:
+    """The dataset's protostructure columns of a label from :func:`structure_label` (``label``, ``spacegroup``,
+    ``chemsys``, ``num_atoms``, ``wyckoff_matrix``): one encoding for MP crystals and the workflow's own relaxations.
+
+    :raises ProtostructureError: the label does not round-trip through :class:`Protostructure`.
+    """
+    from pymatgen.core.periodic_table import Element
+
+    protostructure = Protostructure.from_label(label)
+    if protostructure.label != label:
+        raise ProtostructureError(f'label {label} does not round-trip (read back as {protostructure.label})')
+    row_of = {position.letter: index for index, position in enumerate(protostructure.info.positions)}
+    return {
+        'label': label,
+        'spacegroup': protostructure.spacegroup,
+        'chemsys': protostructure.chemsys,
+        'num_atoms': protostructure.num_atoms,
+        # Sparse Wyckoff element matrix: [position index (a=0, b=1, ...), atomic number, orbits].
+        'wyckoff_matrix': [[row_of[letter], Element(el).Z, n] for el, letter, n in protostructure.sites],
+    }
+
+
 def _protostructure_row(record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """One CSV row -> one dataset row, or ``None`` and the reason it was dropped."""
     from pymatgen.core import Structure
@@ -122,29 +152,22 @@ def _protostructure_row(record: dict[str, Any]) -> tuple[dict[str, Any] | None, 
         return None, 'no formation energy'
     try:
         label = structure_label(structure)
-        protostructure = Protostructure.from_label(label)
     except ProtostructureError:
         return None, 'symmetry detection failed'
-    if protostructure.label != label:
+    try:
+        columns = protostructure_columns(label)
+    except ProtostructureError:
         return None, 'label does not round-trip'
-    positions = protostructure.info.positions
-    row_of = {position.letter: index for index, position in enumerate(positions)}
-    from pymatgen.core.periodic_table import Element
-
     e_above_hull = record['e_above_hull']
     return {
         'material_id': record['material_id'],
-        'label': label,
-        'spacegroup': protostructure.spacegroup,
-        'chemsys': protostructure.chemsys,
-        'num_atoms': protostructure.num_atoms,
+        **{key: columns[key] for key in ('label', 'spacegroup', 'chemsys', 'num_atoms')},
         'nsites': int(record['nsites']),
         'formation_energy_per_atom': float(record['formation_energy_per_atom']),
         'e_above_hull': None if _missing(e_above_hull) else float(e_above_hull),
         'split': split_of(record['material_id']),
         'source': record['source'],
-        # Sparse Wyckoff element matrix: [position index (a=0, b=1, ...), atomic number, orbits].
-        'wyckoff_matrix': [[row_of[letter], Element(el).Z, n] for el, letter, n in protostructure.sites],
+        'wyckoff_matrix': columns['wyckoff_matrix'],
     }, None
 
 
@@ -221,6 +244,13 @@ def build_dataset(
     report.rows_kept = len(table)
     report.dropped = dict(dropped)
     report.splits = dict(Counter(table['split']))
+    write_dataset(table, path)
+    return report
+
+
+def write_dataset(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write rows as :func:`load_dataset` reads them (gzipped JSON lines), through a temporary name."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + '.partial')
     text = table.to_json(orient='records', lines=True, double_precision=15)
@@ -228,7 +258,7 @@ def build_dataset(
     # checkpoint records (and `--resume` checks) survives rebuilding the cache.
     partial.write_bytes(gzip.compress(text.encode(), mtime=0))
     partial.replace(path)  # never leave a half-written cache where load_dataset would find it
-    return report
+    return path
 
 
 def load_dataset(path: str | Path | None = None, data_dir: str | Path | None = None) -> pd.DataFrame:
@@ -283,3 +313,31 @@ def protostructure_of(row: Any) -> Protostructure:
         tuple((Element.from_Z(z).symbol, positions[index].letter, n) for index, z, n in row['wyckoff_matrix']),
     )
 
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of rows as :func:`write_dataset` serializes them: the dataset hash of rows that are no file."""
+    return hashlib.sha256(frame.to_json(orient='records', lines=True, double_precision=15).encode()).hexdigest()
+
+
+def mix_rows(
+    dataset: pd.DataFrame, rows: pd.DataFrame, *, dataset_share: float = DATASET_SHARE, val_rows: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """New training rows with enough of the dataset's ``train`` rows that those make ``dataset_share`` of the
+    training rows (so fine-tuning on new rows does not forget real crystals), and ``val_rows`` of its ``val`` rows
+    (all where ``None``) to validate on. Every new row counts as ``train``; the draws are seeded.
+
+    :param dataset_share: share of the dataset's rows among the training rows, from 0 (new rows only) below 1.
+    """
+    import pandas as pd
+
+    if not 0 <= dataset_share < 1:
+        raise ValueError(f'dataset_share must be from 0 to below 1, not {dataset_share}')
+    train = dataset[(dataset['split'] == 'train') & dataset['e_above_hull'].notna()]
+    val = dataset[(dataset['split'] == 'val') & dataset['e_above_hull'].notna()]
+    wanted = min(len(train), math.ceil(len(rows) * dataset_share / (1 - dataset_share)))
+    if val_rows is not None:
+        val = val.sample(n=min(val_rows, len(val)), random_state=seed)
+    parts = [rows.assign(split='train'), train.sample(n=wanted, random_state=seed), val]
+    return pd.concat(parts, ignore_index=True)

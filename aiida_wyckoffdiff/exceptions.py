@@ -7,6 +7,7 @@ __all__ = [
     'ConditionError',
     'ConfigurationError',
     'DataNotFoundError',
+    'NoRelaxationsError',
     'ProtocolError',
     'ProtostructureError',
     'ReferenceDataError',
@@ -54,3 +55,7 @@ class CheckpointError(WyckoffDiffError):
 
 class ConditionError(WyckoffDiffError, ValueError):
     """A generation request the model cannot honour, e.g. an element outside its vocabulary."""
+
+
+class NoRelaxationsError(WyckoffDiffError, LookupError):
+    """The profile holds no finished phase-diagram run with relaxed structures to learn from."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiida import orm
 
-__all__ = ['phase_diagram_builder', 'run_phase_diagram_example', 'scan_summary']
+__all__ = ['phase_diagram_builder', 'run_phase_diagram_example', 'run_rounds_example', 'scan_summary']
 
 
 def phase_diagram_builder(
@@ -177,4 +177,56 @@ def run_phase_diagram_example(
         report = scan_report(node)
         (options.output / 'metrics.json').write_text(json.dumps(report, indent=1))
         print(format_report(report), end='')
+    return node
+
+
+def run_rounds_example(chemsys: str, argv: list[str] | None = None) -> orm.WorkChainNode:
+    """Parse the example's options, run rounds of scan and fine-tuning (``wyckoffdiff.rounds``) with caching on, so
+    that running it again relaxes nothing twice, and print the per-round table and what to trace."""
+    import contextlib
+
+    from aiida.engine import run_get_node
+    from aiida.manage.caching import enable_caching
+
+    from .provenance import structures_of
+    from .workchains.rounds import RoundsWorkChain
+
+    parser = argparse.ArgumentParser(description=f'{chemsys}: rounds of generate -> relax -> hull -> fine-tune')
+    parser.add_argument('--protocol', choices=list(RoundsWorkChain.get_available_protocols()),
+                        default=RoundsWorkChain.get_default_protocol(), help='Rounds protocol (default fast).')
+    parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument('--samples', type=int, default=1, help='Protostructures per space group and round (default 1).')
+    parser.add_argument('--spacegroup-count', type=int, default=8,
+                        help='Space groups chosen for the chemistry (default 8: with --samples 1, 8 samples a round).')
+    parser.add_argument('--epochs', type=int, help="Extra fine-tuning epochs per round (protocol: 1).")
+    parser.add_argument('--dataset-share', type=float,
+                        help='Share of dataset rows among the training rows (protocol: 0.8).')
+    parser.add_argument('--dataset', type=Path, help='Dataset file (default: the cache of `wyckoffdiff data build`).')
+    parser.add_argument('--no-caching', action='store_true', help='Run every job again, even where its outputs exist.')
+    options = parser.parse_args(argv)
+    finetune = {key: value for key, value in (('epochs', options.epochs), ('dataset_share', options.dataset_share))
+                if value is not None}
+    run = {'num_samples': options.samples, 'spacegroup_count': options.spacegroup_count}
+    overrides: dict[str, Any] = {'rounds': options.rounds, 'phase_diagram': run}
+    if finetune:
+        overrides['finetune'] = finetune
+    builder = RoundsWorkChain.get_builder_from_protocol('wyckoffdiff@localhost', chemsys, options.protocol, overrides,
+                                                        dataset=options.dataset)
+    with contextlib.nullcontext() if options.no_caching else enable_caching():
+        _, node = run_get_node(builder)
+    if not node.is_finished_ok:
+        raise SystemExit(f'RoundsWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
+    for row in node.outputs.rounds.get_list():
+        median = 'n/a' if row['median_e_above_hull'] is None else f"{row['median_e_above_hull']:+.3f}"
+        print(f"round {row['round']}: PhaseDiagramWorkChain<{row['run_pk']}> from "
+              f"CheckpointData<{row['checkpoint_pk']}>: "
+              f"{row['hits']} of {row['relaxed']} relaxed within {row['hull_tolerance']} eV/atom, median e_above_hull "
+              f"{median} eV/atom, {row['wall_seconds']:.0f} s; fine-tuned on {row['rows']} rows in "
+              f"{row['finetune_seconds']:.0f} s -> CheckpointData<{row['finetuned_checkpoint_pk']}>")
+    hull = structures_of(node)
+    print(f'RoundsWorkChain<{node.pk}> finished: {len(hull)} hull structures in the last round')
+    for key, structure in sorted(hull.items()):
+        print(f'  {key}: StructureData<{structure.pk}> {structure.get_formula()}')
+    if hull:
+        print(f'provenance, back through the fine-tunings: wyckoffdiff lineage {next(iter(hull.values())).pk}')
     return node

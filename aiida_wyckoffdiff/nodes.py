@@ -14,7 +14,7 @@ from aiida import orm
 
 from .files import SHA256_MISMATCH, file_sha256
 
-__all__ = ['CheckpointData', 'validate_checkpoint']
+__all__ = ['CheckpointData', 'dataset_file', 'validate_checkpoint']
 
 
 class CheckpointData(orm.SinglefileData):
@@ -56,6 +56,26 @@ class CheckpointData(orm.SinglefileData):
         builder = orm.QueryBuilder().append(cls, filters={'attributes.sha256': digest, 'attributes.kind': kind})
         existing = builder.first(flat=True)
         return existing if existing is not None else cls(file=file, kind=kind).store()
+
+
+def dataset_file(path: str | Path) -> orm.SinglefileData:
+    """The protostructure dataset file as a stored node (attribute ``sha256``), stored once per content like the
+    checkpoints: a fine-tuning step takes it as an input, so the graph says which real crystals it mixed in.
+
+    :raises DataNotFoundError: there is no file at ``path``.
+    """
+    from .exceptions import DataNotFoundError
+
+    if not Path(path).is_file():
+        raise DataNotFoundError(f'no protostructure dataset at {path}: run `wyckoffdiff data build` first')
+    digest = file_sha256(path)
+    builder = orm.QueryBuilder().append(orm.SinglefileData, subclassing=False, filters={'attributes.sha256': digest})
+    existing = builder.first(flat=True)
+    if existing is not None:
+        return existing
+    node = orm.SinglefileData(file=path)
+    node.base.attributes.set('sha256', digest)
+    return node.store()
 
 
 def validate_checkpoint(value: CheckpointData | None, _: object) -> str | None:

@@ -1,7 +1,8 @@
 """Walk the provenance graph back from a structure to the conditions, seed and weights that made it.
 
 A relaxed structure comes from a ``wyckoffdiff.relax`` job, whose input structure comes from the
-``wyckoffdiff.realize`` calcfunction, whose label lists come from ``wyckoffdiff.generate`` jobs.
+``wyckoffdiff.realize`` calcfunction, whose label lists come from ``wyckoffdiff.generate`` jobs, whose checkpoint
+may come from a ``wyckoffdiff.finetune`` on earlier rounds' relaxations (and its checkpoint from an earlier one).
 :func:`lineage` follows exactly those links and returns one record per step, nearest first.
 """
 
@@ -59,7 +60,8 @@ def spacegroup_choice_of(workflow: orm.ProcessNode | None) -> dict[str, Any] | N
 
 
 def lineage(node: orm.Node) -> list[dict[str, Any]]:
-    """Steps from ``node`` back to the generation conditions; each step names its process and what it recorded."""
+    """Steps from ``node`` back to the generation conditions, and from a checkpoint fine-tuned on relaxations on to
+    the runs and structures it learned from; each step names its process and what it recorded."""
     steps: list[dict[str, Any]] = []
     current: orm.Node | None = node
     while current is not None:
@@ -121,6 +123,20 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             choice = spacegroup_choice_of(caller)
             if choice is not None:
                 step['spacegroup_choice'] = {key: choice[key] for key in ('method', 'reason') if key in choice}
+            current = inputs.checkpoint  # a checkpoint fine-tuned on earlier relaxations goes on to them
+        elif name == 'wyckoffdiff.finetune':
+            rows = creator.inputs.rows.get_list()
+            incoming = creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+            sources = {link.link_label: link.node for link in incoming}
+            tables = {sources[row['table_input']].pk: sources[row['table_input']] for row in rows}.values()
+            step.update(
+                rows=len(rows),
+                runs=sorted({table.creator.caller.pk for table in tables if table.creator and table.creator.caller}),
+                relaxed_pks=sorted(sources[row['structure_input']].pk for row in rows),
+                report=_value(creator.outputs.report) if 'report' in creator.outputs else None,
+                previous_checkpoint_pk=creator.inputs.checkpoint.pk,
+            )
+            current = creator.inputs.checkpoint
         elif name == 'wyckoffdiff.random':
             inputs = creator.inputs
             step.update(source='random', chemsys=_value(inputs.chemsys), spacegroups=_value(inputs.spacegroups),
@@ -136,7 +152,9 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
     return steps
 
 
-_STRUCTURE_OUTPUTS = {'wyckoffdiff.phase_diagram': 'hull_structures', 'wyckoffdiff.dft_hull': 'relaxed'}
+_STRUCTURE_OUTPUTS = {
+    'wyckoffdiff.phase_diagram': 'hull_structures', 'wyckoffdiff.rounds': 'hull_structures', 'wyckoffdiff.dft_hull': 'relaxed'
+}
 """The output namespace that holds the structures of each workflow a hand-off can start from."""
 
 
@@ -144,7 +162,8 @@ def structures_of(source: orm.Node | orm.Group) -> dict[str, orm.StructureData]:
     """The structures a hand-off starts from, by key.
 
     A Group gives its StructureData members (keyed ``node_<pk>``); a ``wyckoffdiff.phase_diagram`` run its
-    ``hull_structures``; a ``wyckoffdiff.dft_hull`` run its ``relaxed`` structures; a StructureData itself.
+    ``hull_structures`` (a ``wyckoffdiff.rounds`` run those of its last round); a ``wyckoffdiff.dft_hull`` run its
+    ``relaxed`` structures; a StructureData itself.
     """
     if isinstance(source, orm.Group):
         return {f'node_{node.pk}': node for node in source.nodes if isinstance(node, orm.StructureData)}

@@ -48,6 +48,16 @@ def sample_structures(sample_rows: pd.DataFrame) -> dict[str, Structure]:
 
 
 @pytest.fixture(scope='session')
+def sample_dataset_path(sample_dir, tmp_path_factory):
+    """The committed real sample rows as a dataset file, built once per session."""
+    from aiida_wyckoffdiff.data import build_dataset
+
+    path = tmp_path_factory.mktemp('dataset') / 'sample.jsonl.gz'
+    build_dataset(sample_dir, output=path, processes=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope='session')
 def shared_data_dir() -> Path:
     """The full shared data folder; tests that need it skip, saying why, where it is absent."""
     try:

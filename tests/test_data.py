@@ -17,6 +17,7 @@ from aiida_wyckoffdiff.data import (
     dataset_hash,
     find_data_dir,
     load_dataset,
+    mix_rows,
     protostructure_of,
     spacegroup_counts,
     split_of,
@@ -116,6 +117,20 @@ def test_rebuilt_dataset_keeps_its_hash(sample_dir, tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_mixed_rows_keep_the_dataset_share(sample_dataset_path) -> None:
+    """New rows are training rows; dataset rows make the requested share of the training rows; val rows as asked."""
+    dataset = load_dataset(sample_dataset_path)
+    rows = dataset[dataset['split'] == 'test'].head(6).assign(source='relaxation')
+    mixed = mix_rows(dataset, rows, dataset_share=0.75, val_rows=5, seed=0)
+    train = mixed[mixed['split'] == 'train']
+    assert (train['source'] == 'relaxation').sum() == 6 and (train['source'] != 'relaxation').sum() == 18
+    assert (mixed['split'] == 'val').sum() == 5 and set(mixed['split']) == {'train', 'val'}
+    assert mixed.equals(mix_rows(dataset, rows, dataset_share=0.75, val_rows=5, seed=0))
+    assert len(mix_rows(dataset, rows, dataset_share=0.0, val_rows=5)) == 11
+    with pytest.raises(ValueError, match='dataset_share'):
+        mix_rows(dataset, rows, dataset_share=1.0)
+
+
 def test_whole_shared_dataset_round_trips(shared_data_dir, tmp_path) -> None:
     """Structure -> label -> Protostructure -> label over all ~30k rows: at least 99 % must survive."""
     report = build_dataset(shared_data_dir, output=tmp_path / 'full.jsonl.gz', progress=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..data import DATA_DIR_VARIABLE
+from ..data import DATA_DIR_VARIABLE, DATASET_SHARE
 from ..files import verify_sha256, write_atomically
 from ..model.config import GUIDABLE_CONDITIONS, SamplingConfig
 from .base import SHA256_OPTION, main
@@ -102,6 +102,19 @@ def train(
     '--learning-rate', type=click.FloatRange(min=0, min_open=True), help='Override the fine-tuning learning rate.'
 )
 @click.option('--resume', is_flag=True, help='Continue from OUTPUT if it exists (same data).')
+@click.option(
+    '--rows',
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='New training rows (`wyckoffdiff relaxation-rows`), mixed with the dataset\'s rows by --dataset-share.',
+)
+@click.option(
+    '--dataset-share',
+    type=click.FloatRange(0, 1, max_open=True),
+    default=DATASET_SHARE,
+    show_default=True,
+    help='With --rows: the share of dataset rows among the training rows.',
+)
+@click.option('--val-rows', type=click.IntRange(min=1), help='With --rows: validation rows drawn [default: all].')
 @DEVICE_OPTION
 def finetune(
     base: Path,
@@ -111,12 +124,21 @@ def finetune(
     epochs: int | None,
     learning_rate: float | None,
     resume: bool,
+    rows: Path | None,
+    dataset_share: float,
+    val_rows: int | None,
     device: str | None,
 ) -> None:
-    """Fine-tune adapters for chemical system, space group and e_above_hull on a base model."""
+    """Fine-tune adapters for chemical system, space group and e_above_hull on a base model, or a fine-tuned one
+    further (--epochs above its own), optionally on new rows mixed with the dataset."""
     from ..model.training import finetune as finetune_model
 
     frame, digest = _dataset(dataset, data_dir)
+    if rows is not None:
+        from ..data import frame_sha256, load_dataset, mix_rows
+
+        frame = mix_rows(frame, load_dataset(rows), dataset_share=dataset_share, val_rows=val_rows)
+        digest = frame_sha256(frame)
     _log_to_stderr()
     path = finetune_model(
         frame,

@@ -1,4 +1,5 @@
-"""``wyckoffdiff lineage NODE`` and ``wyckoffdiff metrics WORKCHAIN``: what the provenance graph says about a structure and a run."""
+"""``wyckoffdiff lineage NODE``, ``wyckoffdiff metrics WORKCHAIN`` and ``wyckoffdiff relaxation-rows``: what the
+provenance graph says about a structure, a run, and the relaxations a model can learn from."""
 
 from __future__ import annotations
 
@@ -65,3 +66,33 @@ def metrics(identifier: str, profile_name: str | None, stability: float, output:
     if output:
         output.write_text(json.dumps(report, indent=1))
         click.echo(f'wrote {output}')
+
+
+@main.command('relaxation-rows')
+@click.option('--chemsys', help='Only runs of this chemical system, e.g. Li-O [default: every run].')
+@click.option('--run', 'runs', type=int, multiple=True, help='Only this phase-diagram run (pk); repeat for several.')
+@click.option('--potential', help='Only structures relaxed by this potential (rows of several are refused).')
+@click.option('--include-pruned', is_flag=True,
+              help='Keep structures whose relaxation was stopped early (their energy is not a relaxed one).')
+@click.option('--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
+@click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=Path), default='relaxation-rows.jsonl.gz',
+              show_default=True, help='Rows as the dataset file is written: `wyckoffdiff finetune --rows` reads them.')
+def relaxation_rows(chemsys: str | None, runs: tuple[int, ...], potential: str | None, include_pruned: bool,
+                    profile_name: str | None, output: Path) -> None:
+    """Fine-tuning rows from the profile's finished phase-diagram runs: a row per relaxed protostructure label (its
+    lowest e_above_hull against the reference hull), with the pks it came from."""
+    import pandas as pd
+    from aiida import load_profile
+
+    from ..data import write_dataset
+    from ..relaxation_rows import find_relaxations, training_rows
+
+    load_profile(profile_name, allow_switch=True)
+    sources = find_relaxations(chemsys=chemsys, runs=runs or None)
+    try:
+        report = training_rows(sources, potential=potential, include_pruned=include_pruned)
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from None
+    write_dataset(pd.DataFrame(report.rows), output)
+    click.echo(f'{report.summary()}, from runs {", ".join(str(source.run.pk) for source in sources)}')
+    click.echo(f'wrote {output}')

@@ -27,16 +27,6 @@ def _seeded() -> None:
 
 
 @pytest.fixture(scope='session')
-def sample_dataset_path(sample_dir, tmp_path_factory):
-    """The committed real sample rows as a dataset file, built once per session."""
-    from aiida_wyckoffdiff.data import build_dataset
-
-    path = tmp_path_factory.mktemp('dataset') / 'sample.jsonl.gz'
-    build_dataset(sample_dir, output=path, processes=1, progress=False)
-    return path
-
-
-@pytest.fixture(scope='session')
 def tiny_config() -> ModelConfig:
     return ModelConfig(
         elements=ELEMENTS, max_count=4, num_layers=2, hidden_dim=16, condition_dim=8, adapter_dim=8, num_timesteps=20

@@ -136,3 +136,21 @@ def test_shipped_checkpoint_with_known_prototypes_reuses_training_arrangements(t
     assert known >= 6
     refused = CliRunner().invoke(main, [*arguments, '--known-prototypes', '1.5'])
     assert refused.exit_code == 2 and '1.5' in refused.output
+
+
+def test_finetune_on_new_rows_mixes_in_the_dataset(cli_checkpoints, sample_dataset_path, tmp_path) -> None:
+    """``--rows`` (what ``wyckoffdiff relaxation-rows`` writes) trains a fine-tuned checkpoint further on those rows
+    with a share of the dataset's; the checkpoint records the hash of the rows it saw."""
+    from aiida_wyckoffdiff.data import frame_sha256, load_dataset, mix_rows, write_dataset
+
+    dataset = load_dataset(sample_dataset_path)
+    rows = write_dataset(dataset[dataset['split'] == 'test'].head(4).assign(source='relaxation', e_above_hull=1.5),
+                         tmp_path / 'rows.jsonl.gz')
+    arguments = ['finetune', '--base', str(cli_checkpoints[1]), '--dataset', str(sample_dataset_path), '--rows', str(rows),
+                 '--dataset-share', '0.5', '--val-rows', '4', '--epochs', '2', '--output', str(tmp_path / 'more.pt')]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    mixed = mix_rows(dataset, load_dataset(rows), dataset_share=0.5, val_rows=4)
+    assert len(mixed) == 4 + 4 + 4
+    tuned = load_checkpoint(tmp_path / 'more.pt', 'cpu')
+    assert tuned.epoch == 2 and tuned.dataset_hash == frame_sha256(mixed)
