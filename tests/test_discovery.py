@@ -239,3 +239,8 @@ def test_system_level_counts_training_prototypes_among_distinct_samples(benchmar
     assert row['samples'] == len(samples) and row['distinct'] == 7
     assert row['training_prototype'] == round(6 / 7, 3) and row['identical_to_training'] == round(3 / 7, 3)
     assert row['novel_prototype'] == round(1 / 7, 3)
+    samples = ['A2B_cF12_225_c_a:Li-O', 'AB3_cP4_221_a_c:Li-O']  # Li2O balances, LiO3 does not
+    every_group = sorted(set(sample_table['spacegroup']))
+    row = benchmark.system_level(context, benchmark.as_generator('random'), ('Li', 'O'), len(samples), every_group)
+    assert row['plausible'] == 0.5 and row['distinct_compositions'] == 2
+    assert 0 < row['real_plausible'] <= 1 and row['real_crystals'] > 0
