@@ -557,21 +557,25 @@ def scan_spacegroups(chemsys: tuple[str, ...], method: str) -> list[int]:
     return list(choose_spacegroups(chemsys, 20, method).spacegroups)
 
 
-def real_reference(context: Context, arity: int, spacegroups: list[int]) -> dict[str, Any]:
-    """What real crystals score on the system level's measures: the test split's crystals with ``arity`` elements in
-    ``spacegroups`` (a generated sample is compared with the crystals it could have been)."""
-    from aiida_wyckoffdiff.metrics import composition_plausible
+def real_reference(context: Context, chemsys: tuple[str, ...], spacegroups: list[int]) -> dict[str, Any]:
+    """What real crystals score on the system level's measures: the test split's crystals with as many elements as
+    ``chemsys`` in ``spacegroups`` (a generated sample is compared with the crystals it could have been); plausible
+    compositions among those that are ionic as ``chemsys`` is or is not (``metrics.ionic_system``), since charge
+    balance says little of carbides and silicides."""
+    from aiida_wyckoffdiff.metrics import composition_plausible, ionic_system
 
-    test = context.frame[(context.frame['split'] == 'test') & (context.frame['chemsys'].str.count('-') == arity - 1)]
+    frame = context.frame
+    test = frame[(frame['split'] == 'test') & (frame['chemsys'].str.count('-') == len(chemsys) - 1)]
     test = test[test['spacegroup'].isin(spacegroups)]
     if test.empty:
         return {'real_crystals': 0}
     prototypes = test['label'].str.split(':').str[0]
-    formulas = {_formula(label) for label in test['label']}
+    alike = test[[ionic_system(system.split('-')) == ionic_system(chemsys) for system in test['chemsys']]]
+    formulas = {_formula(label) for label in alike['label']}
     return {
         'real_crystals': len(test),
         'real_training_prototype': round(float(prototypes.isin(context.train_prototypes).mean()), 3),
-        'real_plausible': round(float(np.mean([composition_plausible(f) for f in formulas])), 3),
+        'real_plausible': round(float(np.mean([composition_plausible(f) for f in formulas])), 3) if formulas else None,
         'real_atoms_median': float(test['num_atoms'].median()),
     }
 
@@ -604,7 +608,7 @@ def system_level(
         'distinct_compositions': len(formulas),
         'atoms_median': float(np.median([_counts(label)[0] for label in labels])) if labels else None,
         'cpu_seconds': round(cpu_seconds() - started, 1),
-        **real_reference(context, len(chemsys), spacegroups),
+        **real_reference(context, chemsys, spacegroups),
     }
 
 
