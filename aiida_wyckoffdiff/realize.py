@@ -5,7 +5,7 @@ Given a template (a training crystal of the same prototype, :mod:`.templates`), 
 is the candidate. Otherwise PyXtal places atoms on the requested Wyckoff sites with random free coordinates and a
 random lattice; with ``scale_volume`` (the "predicted cell") the lattice takes the shape of a random training crystal of
 the same space group (:mod:`.lattices`) at the fitted atomic volumes of :mod:`.templates`, PyXtal's own random lattice
-(rescaled to those volumes) where atoms cannot be placed in it. A candidate can
+(rescaled to those volumes) once atoms could not be placed in one. A candidate can
 still come out with higher symmetry (a free coordinate landing on a special value) or with atoms too close (far below
 the sum of their covalent radii: :func:`.templates.bond_problem`), so each candidate's protostructure is detected
 again and compared with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same
@@ -87,7 +87,8 @@ def realize(
         it fails (the reason is among the rejections).
     :param scale_volume: the predicted cell: PyXtal places atoms in the lattice shape of a random training crystal of the
         group at the fitted volume (:func:`.lattices.draw_lattice`); where it cannot (counted among the rejections),
-        in its own random lattice rescaled to the predicted volume (``templates.predicted_volume``).
+        in its own random lattice rescaled to the predicted volume (``templates.predicted_volume``), for that and
+        every later attempt.
     :param real_shapes: with ``scale_volume``, draw real crystals' lattice shapes; ``False`` keeps PyXtal's random
         lattice, rescaled (the behaviour before real shapes, for comparison).
     """
@@ -113,12 +114,16 @@ def realize(
             return result
         rejections[f'template {template.material_id}: {problem}'] += 1
     placement_failures = 0
+    shapes = scale_volume and real_shapes
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
-        lattice = _real_lattice(protostructure, rng) if scale_volume and real_shapes else None
+        lattice = _real_lattice(protostructure, rng) if shapes else None
         crystal = _place(protostructure, lattice, rng, tolerances)
         if crystal is None and lattice is not None:
+            # A failed placement in a given lattice costs ~5 s and mostly means the atoms are too crowded at the
+            # fitted volume, which the next shape will not cure: PyXtal's own lattices from here on.
             rejections[REAL_SHAPE_FAILED] += 1
+            shapes = False
             crystal = _place(protostructure, None, rng, tolerances)
         if crystal is None:
             rejections['PyXtal could not place the atoms'] += 1
@@ -153,10 +158,15 @@ def realize(
 
 def _real_lattice(protostructure: Protostructure, rng: np.random.Generator) -> Lattice | None:
     """A real crystal's lattice shape for the protostructure's group at its atoms' fitted volume; ``None`` where an
-    element has no fitted volume (PyXtal's own lattice then)."""
+    element has no fitted volume or PyXtal rejects the volume (PyXtal's own lattice then)."""
+    from pyxtal.msg import VolumeError
+
     species, num_ions, _ = protostructure.pyxtal_sites()
     volume = fitted_volume(element for element, count in zip(species, num_ions, strict=True) for _ in range(count))
-    return None if volume is None else draw_lattice(protostructure.spacegroup, volume, rng)
+    try:
+        return None if volume is None else draw_lattice(protostructure.spacegroup, volume, rng)
+    except VolumeError:  # PyXtal's Lattice draws a random cell of the volume first, and gives up on tiny ones
+        return None
 
 
 def _place(protostructure: Protostructure, lattice: Lattice | None, rng: np.random.Generator,

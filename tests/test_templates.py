@@ -216,8 +216,10 @@ def test_pyxtal_realization_takes_a_real_shape_and_keeps_the_label() -> None:
 
 def test_a_shape_pyxtal_cannot_fill_falls_back_to_its_own_lattice_counted(monkeypatch) -> None:
     """Atoms that do not fit the real shape's cell (here one far too small) are placed in PyXtal's own lattice, and
-    the failure is counted among the rejections."""
-    monkeypatch.setattr(realize_module, '_real_lattice', lambda p, rng: draw_lattice(p.spacegroup, 20.0, rng))
+    the failure is counted among the rejections, once."""
+    monkeypatch.setattr(realize_module, '_real_lattice', lambda p, rng: draw_lattice(p.spacegroup, 8.0, rng))
     result = realize(SPINEL_LABEL, seed=1, scale_volume=True, attempts=2)
     assert result.ok and structure_label(result.structure) == SPINEL_LABEL
-    assert result.rejections[REAL_SHAPE_FAILED] == result.attempts
+    assert result.rejections[REAL_SHAPE_FAILED] == 1
+    never = realize(SPINEL_LABEL, seed=1, scale_volume=True, attempts=3, min_distance=50.0)  # every draw rejected
+    assert never.attempts == 3 and never.rejections[REAL_SHAPE_FAILED] == 1, 'later attempts in PyXtal\'s own lattice'
