@@ -14,7 +14,8 @@ is realized by each method and compared with the real crystal, before any relaxa
   place the atoms.
 
 Reported per method: the share of crystals whose realization matches the real one (pymatgen ``StructureMatcher``,
-default tolerances), the median |V / V_real - 1|, and the coverage (test crystals with a training prototype); for
+default tolerances), the median |V / V_real - 1|, the median elongation error |ln(e / e_real)| (e: longest over
+shortest axis of the Niggli-reduced cell), and the coverage (test crystals with a training prototype); for
 the PyXtal arms also the crystals not realized in 20 attempts, the draws whose atoms PyXtal could not place in a
 real shape, and the mean seconds per crystal. The test crystals without a training prototype are realized by the
 PyXtal arms alone (where the workflow uses PyXtal), reported apart.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -114,6 +116,16 @@ def realizations(label: str, template: Any, seed: int, costs: dict[str, list[dic
     return found
 
 
+def elongation(structure: Any) -> float:
+    """Longest over shortest axis of the Niggli-reduced cell: how far from equiaxed the lattice is, in any setting."""
+    lengths = structure.lattice.get_niggli_reduced_lattice().abc
+    return max(lengths) / min(lengths)
+
+
+def median(values: list[float]) -> float | None:
+    return round(float(np.median(values)), 3) if values else None
+
+
 class Tally:
     """Per method: whether each realization matches its real crystal, the volume errors, and the PyXtal arms'
     costs (``realizations`` appends to ``costs``)."""
@@ -121,6 +133,7 @@ class Tally:
     def __init__(self) -> None:
         self.matches: dict[str, list[bool]] = defaultdict(list)
         self.volume_errors: dict[str, list[float]] = defaultdict(list)
+        self.shape_errors: dict[str, list[float]] = defaultdict(list)
         self.costs: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     def add(self, found: dict[str, Any], real: Any, matcher: Any) -> None:
@@ -128,11 +141,12 @@ class Tally:
             self.matches[method].append(structure is not None and matcher.fit(structure, real))
             if structure is not None:
                 self.volume_errors[method].append(abs(structure.volume / len(structure) / (real.volume / len(real)) - 1))
+                self.shape_errors[method].append(abs(math.log(elongation(structure) / elongation(real))))
 
     def rows(self, methods: list[str]) -> list[dict[str, Any]]:
         return [{'method': m, 'crystals': len(self.matches[m]), 'matches_real': round(float(np.mean(self.matches[m])), 3)
-                 if self.matches[m] else None, 'median_volume_error': round(float(np.median(self.volume_errors[m])), 3)
-                 if self.volume_errors[m] else None} for m in methods]
+                 if self.matches[m] else None, 'median_volume_error': median(self.volume_errors[m]),
+                 'median_elongation_error': median(self.shape_errors[m])} for m in methods]
 
     def pyxtal_costs(self) -> dict[str, dict[str, Any]]:
         """Per PyXtal arm: crystals not realized, real-shape placement failures, and mean seconds per crystal."""
@@ -144,10 +158,11 @@ class Tally:
 
 
 def print_tables(rows: list[dict[str, Any]], costs: dict[str, dict[str, Any]]) -> None:
-    print('| method | crystals | matches the real crystal | median volume error |')
-    print('|---|---|---|---|')
+    print('| method | crystals | matches the real crystal | median volume error | median elongation error |')
+    print('|---|---|---|---|---|')
     for row in rows:
-        print(f"| {row['method']} | {row['crystals']} | {row['matches_real']} | {row['median_volume_error']} |")
+        print(f"| {row['method']} | {row['crystals']} | {row['matches_real']} | {row['median_volume_error']} | "
+              f"{row['median_elongation_error']} |")
     print('\n| PyXtal arm | not realized | real-shape placement failures | mean seconds per crystal |\n|---|---|---|---|')
     for method, cost in costs.items():
         print(f"| {method} | {cost['not_realized']} | {cost['shape_placement_failures']} | {cost['mean_seconds']} |")
