@@ -3,7 +3,9 @@ comes out as asked.
 
 Given a template (a training crystal of the same prototype, :mod:`.templates`), its geometry with the new elements
 is the candidate. Otherwise PyXtal places atoms on the requested Wyckoff sites with random free coordinates and a
-random lattice (with ``scale_volume``, rescaled to the fitted atomic volumes of :mod:`.templates`). A candidate can
+random lattice; with ``scale_volume`` (the "predicted cell") the lattice takes the shape of a random training crystal of
+the same space group (:mod:`.lattices`) at the fitted atomic volumes of :mod:`.templates`, PyXtal's own random lattice
+(rescaled to those volumes) once atoms could not be placed in one. A candidate can
 still come out with higher symmetry (a free coordinate landing on a special value) or with atoms too close (far below
 the sum of their covalent radii: :func:`.templates.bond_problem`), so each candidate's protostructure is detected
 again and compared with the request; up to ``attempts`` candidates are drawn. Everything is seeded: the same
@@ -23,10 +25,14 @@ import numpy as np
 
 from .exceptions import ProtostructureError
 from .symmetry import Protostructure, label_against
-from .templates import bond_problem, predicted_volume, substitute
+from .lattices import draw_lattice
+from .templates import bond_problem, fitted_volume, predicted_volume, substitute
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
+    from pyxtal import pyxtal
+    from pyxtal.lattice import Lattice
+    from pyxtal.tolerance import Tol_matrix
 
     from .templates import Template
 
@@ -37,6 +43,10 @@ DEFAULT_MIN_DISTANCE = 0.5
 """Ångström: shorter interatomic distances mean overlapping atoms, whatever the elements."""
 MAX_PLACEMENT_FAILURES = 3
 """PyXtal only gives up on a placement after ~2 s of internal retries; three in a row mean the site set does not fit."""
+PYXTAL_TRIES = 10
+"""PyXtal's own retries of a placement (its default); in a given lattice one try: every retry would use the same
+lattice, and a failing one costs ~5 s."""
+REAL_SHAPE_FAILED = "PyXtal could not place the atoms in a real crystal's lattice shape (then in its own)"
 
 
 @dataclass
@@ -66,6 +76,7 @@ def realize(
     min_distance: float = DEFAULT_MIN_DISTANCE,
     template: Template | None = None,
     scale_volume: bool = False,
+    real_shapes: bool = True,
 ) -> RealizationResult:
     """Realize a protostructure (or label) as a structure whose protostructure is the requested one.
 
@@ -74,9 +85,13 @@ def realize(
     :param min_distance: reject candidates with two atoms closer than this, in Å.
     :param template: a training crystal of the same prototype whose geometry is tried first; PyXtal draws only if
         it fails (the reason is among the rejections).
-    :param scale_volume: rescale PyXtal's cells to the predicted volume (``templates.predicted_volume``).
+    :param scale_volume: the predicted cell: PyXtal places atoms in the lattice shape of a random training crystal of the
+        group at the fitted volume (:func:`.lattices.draw_lattice`); where it cannot (counted among the rejections),
+        in its own random lattice rescaled to the predicted volume (``templates.predicted_volume``), for that and
+        every later attempt.
+    :param real_shapes: with ``scale_volume``, draw real crystals' lattice shapes; ``False`` keeps PyXtal's random
+        lattice, rescaled (the behaviour before real shapes, for comparison).
     """
-    from pyxtal import pyxtal
     from pyxtal.tolerance import Tol_matrix
 
     if isinstance(protostructure, str):
@@ -84,7 +99,6 @@ def realize(
     if attempts < 1:
         raise ProtostructureError(f'attempts must be at least 1, not {attempts}')
     target = protostructure.label
-    species, num_ions, sites = protostructure.pyxtal_sites()
     rng = np.random.default_rng(seed)
     tolerances = Tol_matrix(prototype='atomic')  # PyXtal would rebuild this table for every candidate
     result = RealizationResult(protostructure, seed)
@@ -100,14 +114,18 @@ def realize(
             return result
         rejections[f'template {template.material_id}: {problem}'] += 1
     placement_failures = 0
+    shapes = scale_volume and real_shapes
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
-        crystal = pyxtal()
-        try:
-            crystal.from_random(
-                3, protostructure.spacegroup, species, num_ions, sites=sites, random_state=rng, tm=tolerances
-            )
-        except RuntimeError:
+        lattice = _real_lattice(protostructure, rng) if shapes else None
+        crystal = _place(protostructure, lattice, rng, tolerances)
+        if crystal is None and lattice is not None:
+            # A failed placement in a given lattice costs ~5 s and mostly means the atoms are too crowded at the
+            # fitted volume, which the next shape will not cure: PyXtal's own lattices from here on.
+            rejections[REAL_SHAPE_FAILED] += 1
+            shapes = False
+            crystal = _place(protostructure, None, rng, tolerances)
+        if crystal is None:
             rejections['PyXtal could not place the atoms'] += 1
             placement_failures += 1
             if placement_failures >= MAX_PLACEMENT_FAILURES:
@@ -136,6 +154,35 @@ def realize(
         causes = '; '.join(f'{count}x {cause}' for cause, count in rejections.most_common(3))
         result.reason = f'no candidate in {result.attempts} attempts matched {target} ({causes})'
     return result
+
+
+def _real_lattice(protostructure: Protostructure, rng: np.random.Generator) -> Lattice | None:
+    """A real crystal's lattice shape for the protostructure's group at its atoms' fitted volume; ``None`` where an
+    element has no fitted volume or PyXtal rejects the volume (PyXtal's own lattice then)."""
+    from pyxtal.msg import VolumeError
+
+    species, num_ions, _ = protostructure.pyxtal_sites()
+    volume = fitted_volume(element for element, count in zip(species, num_ions, strict=True) for _ in range(count))
+    try:
+        return None if volume is None else draw_lattice(protostructure.spacegroup, volume, rng)
+    except VolumeError:  # PyXtal's Lattice draws a random cell of the volume first, and gives up on tiny ones
+        return None
+
+
+def _place(protostructure: Protostructure, lattice: Lattice | None, rng: np.random.Generator,
+           tolerances: Tol_matrix) -> pyxtal | None:
+    """PyXtal's random placement of the protostructure's atoms in ``lattice`` (its own random one if ``None``);
+    ``None`` where it gives up."""
+    from pyxtal import pyxtal
+
+    species, num_ions, sites = protostructure.pyxtal_sites()
+    crystal = pyxtal()
+    try:
+        crystal.from_random(3, protostructure.spacegroup, species, num_ions, sites=sites, random_state=rng,
+                            tm=tolerances, lattice=lattice, max_count=PYXTAL_TRIES if lattice is None else 1)
+    except RuntimeError:
+        return None
+    return crystal
 
 
 def _predicted_cell(candidate: Structure) -> Structure:

@@ -8,10 +8,17 @@ is realized by each method and compared with the real crystal, before any relaxa
 - the same geometry with the template's volume, scaled by pymatgen's ``RLSVolumePredictor`` (radii ratios to the
   template) and by its ``DLSVolumePredictor`` (data-mined bond lengths): the alternatives to that volume;
 - ``pyxtal`` and ``pyxtal, fitted volume``: a random PyXtal draw, as drawn and rescaled to the sum of the fitted
-  volumes of its atoms.
+  volumes of its atoms;
+- ``pyxtal, real lattice shapes``: a PyXtal draw in the lattice shape of a random training crystal of the group at the
+  fitted volume (``realize(..., scale_volume=True)``, the package's PyXtal fallback), PyXtal's own where it cannot
+  place the atoms.
 
 Reported per method: the share of crystals whose realization matches the real one (pymatgen ``StructureMatcher``,
-default tolerances), the median |V / V_real - 1|, and the coverage (test crystals with a training prototype).
+default tolerances), the median |V / V_real - 1|, the median elongation error |ln(e / e_real)| (e: longest over
+shortest axis of the Niggli-reduced cell), and the coverage (test crystals with a training prototype); for
+the PyXtal arms also the crystals not realized in 20 attempts, the draws whose atoms PyXtal could not place in a
+real shape, and the mean seconds per crystal. The test crystals without a training prototype are realized by the
+PyXtal arms alone (where the workflow uses PyXtal), reported apart.
 
     python benchmarks/templates.py [--crystals 300] [--output benchmarks/templates_results.json]
 """
@@ -20,15 +27,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
+import time
 import warnings
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+PYXTAL_ARMS: dict[str, dict[str, bool]] = {
+    'pyxtal': {},
+    'pyxtal, fitted volume': {'scale_volume': True, 'real_shapes': False},
+    'pyxtal, real lattice shapes': {'scale_volume': True},
+}
 
 
 def held_out(crystals: int, seed: int, data_dir: Path | None, dataset: Path | None) -> list[tuple]:
@@ -68,20 +83,22 @@ def other_volumes(structure: Any, template: Any) -> dict[str, float | None]:
     return volumes
 
 
-def realizations(label: str, template: Any, seed: int) -> dict[str, Any]:
-    """The candidate structure of every method (``None`` where it failed)."""
+def realizations(label: str, template: Any, seed: int, costs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The candidate structure of every method (``None`` where it failed; only the PyXtal arms without a
+    ``template``); each PyXtal arm's cost is appended to ``costs``."""
     from aiida_wyckoffdiff.exceptions import ProtostructureError
-    from aiida_wyckoffdiff.realize import realize
+    from aiida_wyckoffdiff.realize import REAL_SHAPE_FAILED, realize
     from aiida_wyckoffdiff.symmetry import Protostructure
     from aiida_wyckoffdiff.templates import substitute
 
     protostructure = Protostructure.from_label(label)
     found: dict[str, Any] = {}
-    try:
-        found['template'] = substitute(protostructure, template)
-    except ProtostructureError:
-        found['template'] = None
-    if found['template'] is not None:
+    if template is not None:
+        try:
+            found['template'] = substitute(protostructure, template)
+        except ProtostructureError:
+            found['template'] = None
+    if found.get('template') is not None:
         unscaled = template.structure.copy()
         unscaled.replace_species(dict(zip(template.elements, protostructure.elements, strict=True)))
         found["template, template's volume"] = unscaled
@@ -90,9 +107,65 @@ def realizations(label: str, template: Any, seed: int) -> dict[str, Any]:
             if volume is not None:
                 scaled.scale_lattice(volume)
             found[f'template, {name}'] = scaled if volume is not None else None
-    found['pyxtal'] = realize(protostructure, seed=seed, attempts=20).structure
-    found['pyxtal, fitted volume'] = realize(protostructure, seed=seed, attempts=20, scale_volume=True).structure
+    for method, options in PYXTAL_ARMS.items():
+        started = time.perf_counter()
+        result = realize(protostructure, seed=seed, attempts=20, **options)
+        found[method] = result.structure
+        costs[method].append({'seconds': time.perf_counter() - started, 'failed': not result.ok,
+                              'shape_fallbacks': result.rejections.get(REAL_SHAPE_FAILED, 0)})
     return found
+
+
+def elongation(structure: Any) -> float:
+    """Longest over shortest axis of the Niggli-reduced cell: how far from equiaxed the lattice is, in any setting."""
+    lengths = structure.lattice.get_niggli_reduced_lattice().abc
+    return max(lengths) / min(lengths)
+
+
+def median(values: list[float]) -> float | None:
+    return round(float(np.median(values)), 3) if values else None
+
+
+class Tally:
+    """Per method: whether each realization matches its real crystal, the volume errors, and the PyXtal arms'
+    costs (``realizations`` appends to ``costs``)."""
+
+    def __init__(self) -> None:
+        self.matches: dict[str, list[bool]] = defaultdict(list)
+        self.volume_errors: dict[str, list[float]] = defaultdict(list)
+        self.shape_errors: dict[str, list[float]] = defaultdict(list)
+        self.costs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def add(self, found: dict[str, Any], real: Any, matcher: Any) -> None:
+        for method, structure in found.items():
+            self.matches[method].append(structure is not None and matcher.fit(structure, real))
+            if structure is not None:
+                self.volume_errors[method].append(abs(structure.volume / len(structure) / (real.volume / len(real)) - 1))
+                self.shape_errors[method].append(abs(math.log(elongation(structure) / elongation(real))))
+
+    def rows(self, methods: list[str]) -> list[dict[str, Any]]:
+        return [{'method': m, 'crystals': len(self.matches[m]), 'matches_real': round(float(np.mean(self.matches[m])), 3)
+                 if self.matches[m] else None, 'median_volume_error': median(self.volume_errors[m]),
+                 'median_elongation_error': median(self.shape_errors[m])} for m in methods]
+
+    def pyxtal_costs(self) -> dict[str, dict[str, Any]]:
+        """Per PyXtal arm: crystals not realized, real-shape placement failures, and mean seconds per crystal."""
+        return {method: {'not_realized': sum(c['failed'] for c in self.costs[method]),
+                         'shape_placement_failures': sum(c['shape_fallbacks'] for c in self.costs[method]),
+                         'mean_seconds': round(float(np.mean([c['seconds'] for c in self.costs[method]])), 3)
+                         if self.costs[method] else None}
+                for method in PYXTAL_ARMS}
+
+
+def print_tables(rows: list[dict[str, Any]], costs: dict[str, dict[str, Any]]) -> None:
+    print('| method | crystals | matches the real crystal | median volume error | median elongation error |')
+    print('|---|---|---|---|---|')
+    for row in rows:
+        print(f"| {row['method']} | {row['crystals']} | {row['matches_real']} | {row['median_volume_error']} | "
+              f"{row['median_elongation_error']} |")
+    print('\n| PyXtal arm | not realized | real-shape placement failures | mean seconds per crystal |\n|---|---|---|---|')
+    for method, cost in costs.items():
+        print(f"| {method} | {cost['not_realized']} | {cost['shape_placement_failures']} | {cost['mean_seconds']} |")
 
 
 def main() -> None:
@@ -118,36 +191,30 @@ def main() -> None:
     library = shipped_templates()
     crystals = held_out(arguments.crystals, arguments.seed, arguments.data_dir, arguments.dataset)
     matcher = StructureMatcher()
-    methods = ['template', "template, template's volume", 'template, radius ratio', 'template, bond lengths', 'pyxtal',
-               'pyxtal, fitted volume']
-    matches: dict[str, list[bool]] = {m: [] for m in methods}
-    volume_errors: dict[str, list[float]] = {m: [] for m in methods}
-    covered = 0
+    methods = ['template', "template, template's volume", 'template, radius ratio', 'template, bond lengths',
+               *PYXTAL_ARMS]
+    covered, uncovered = Tally(), Tally()
     for index, (_, label, real) in enumerate(tqdm(crystals, desc='held-out crystals')):
         templates = library.templates_for(label, 1)
-        if not templates:
-            continue
-        covered += 1
-        for method, structure in realizations(label, templates[0], arguments.seed + index).items():
-            matches[method].append(structure is not None and matcher.fit(structure, real))
-            if structure is not None:
-                volume_errors[method].append(abs(structure.volume / len(structure) / (real.volume / len(real)) - 1))
-    rows = [{'method': m, 'crystals': len(matches[m]), 'matches_real': round(float(np.mean(matches[m])), 3),
-             'median_volume_error': round(float(np.median(volume_errors[m])), 3) if volume_errors[m] else None}
-            for m in methods]
+        tally = covered if templates else uncovered
+        found = realizations(label, templates[0] if templates else None, arguments.seed + index, tally.costs)
+        tally.add(found, real, matcher)
+    with_prototype = len(covered.matches['pyxtal'])
     document = {
         'command': ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         'test_crystals': len(crystals),
-        'with_training_prototype': covered,
+        'with_training_prototype': with_prototype,
         'distinct_prototypes_in_library': len(library.by_prototype),
-        'rows': rows,
+        'rows': covered.rows(methods),
+        'pyxtal_costs': covered.pyxtal_costs(),
+        'without_training_prototype': {'rows': uncovered.rows(list(PYXTAL_ARMS)),
+                                       'pyxtal_costs': uncovered.pyxtal_costs()},
     }
     arguments.output.write_text(json.dumps(document, indent=1) + '\n')
-    print(f'{covered} of {len(crystals)} test-split crystals have a training prototype\n')
-    print('| method | crystals | matches the real crystal | median volume error |')
-    print('|---|---|---|---|')
-    for row in rows:
-        print(f"| {row['method']} | {row['crystals']} | {row['matches_real']} | {row['median_volume_error']} |")
+    print(f'{with_prototype} of {len(crystals)} test-split crystals have a training prototype\n')
+    print_tables(document['rows'], document['pyxtal_costs'])
+    print(f'\nThe {len(crystals) - with_prototype} without one (PyXtal only: where the workflow uses it)\n')
+    print_tables(document['without_training_prototype']['rows'], document['without_training_prototype']['pyxtal_costs'])
     print(f'\nwrote {arguments.output}')
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
@@ -17,8 +18,10 @@ from pymatgen.core import Lattice, Structure
 from aiida_wyckoffdiff.cli import main
 from aiida_wyckoffdiff.data import MAIN_FILE, split_of
 from aiida_wyckoffdiff.files import file_sha256
+from aiida_wyckoffdiff.lattices import MIN_GROUP_SHAPES, draw_lattice, lattice_shape, shipped_lattice_shapes
 from aiida_wyckoffdiff.provenance import lineage
-from aiida_wyckoffdiff.realize import _predicted_cell, realize
+from aiida_wyckoffdiff import realize as realize_module
+from aiida_wyckoffdiff.realize import REAL_SHAPE_FAILED, _predicted_cell, realize
 from aiida_wyckoffdiff.symmetry import Protostructure, structure_label
 from aiida_wyckoffdiff.templates import bond_problem, fitted_volume, prototype_of, shipped_templates, substitute
 
@@ -154,8 +157,69 @@ def test_templates_benchmark_quick_run(sample_dir, tmp_path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     document = json.loads(output.read_text())
     rows = {row['method']: row for row in document['rows']}
-    assert {'template', 'pyxtal', 'pyxtal, fitted volume'} <= rows.keys()
+    assert {'template', 'pyxtal', 'pyxtal, fitted volume', 'pyxtal, real lattice shapes'} <= rows.keys()
+    assert document['pyxtal_costs']['pyxtal, real lattice shapes']['mean_seconds'] > 0
     assert 0 < document['with_training_prototype'] <= document['test_crystals'] <= 20
     assert all(row['crystals'] == document['with_training_prototype'] for row in rows.values())
     assert rows['template']['matches_real'] >= rows['pyxtal']['matches_real']
     assert '| template |' in completed.stdout
+
+
+# Pnma A2B3 (the Li2O3 prototype of mp-8956): orthorhombic, so its shape is (b/a, c/a).
+ORTHORHOMBIC_LABEL = 'A2B3_oP20_62_2c_3c:Li-O'
+
+
+def test_lattice_shapes_are_the_training_crystals() -> None:
+    """The shipped shapes are those :func:`lattice_shape` gives the shipped templates (a seeded sample checked),
+    of the same data, and cover nearly every template."""
+    library, shapes = shipped_templates(), shipped_lattice_shapes()
+    assert shapes.data_sha256 == library.data_sha256
+    assert 0.99 * len(library) <= sum(map(len, shapes.by_spacegroup.values())) <= len(library)
+    templates = [t for prototype in sorted(library.by_prototype) for t in library.by_prototype[prototype]]
+    for index in np.random.default_rng(0).choice(len(templates), 30, replace=False):
+        found = lattice_shape(templates[index])
+        assert found is None or found[1] in shapes.by_spacegroup[found[0]], templates[index].material_id
+
+
+def test_cubic_groups_have_cubic_shapes_and_sparse_groups_their_systems() -> None:
+    shapes = shipped_lattice_shapes()
+    assert len(shapes.shapes_for(225)) > 1000 and set(shapes.shapes_for(225)) == {()}
+    lattice = draw_lattice(225, 180.0, np.random.default_rng(0))
+    assert np.allclose(lattice.get_para(degree=True), [180 ** (1 / 3)] * 3 + [90] * 3)
+    sparse = next(g for g, own in sorted(shapes.by_spacegroup.items()) if len(own) < MIN_GROUP_SHAPES and 16 <= g <= 74)
+    orthorhombic = shapes.shapes_for(sparse)
+    assert len(orthorhombic) > 1000 and all(len(shape) == 2 for shape in orthorhombic), 'all orthorhombic groups'
+    assert shapes.shapes_for(62) == shapes.by_spacegroup[62]
+
+
+def test_drawn_lattice_is_a_real_shape_at_the_volume() -> None:
+    own = np.array(shipped_lattice_shapes().shapes_for(12))  # C2/m: b/a, c/a, beta
+    for seed in range(5):
+        a, b, c, alpha, beta, gamma = draw_lattice(12, 300.0, np.random.default_rng(seed)).get_para(degree=True)
+        assert np.isclose(own, [b / a, c / a, beta], atol=1e-3).all(axis=1).any()
+        assert alpha == pytest.approx(90) and gamma == pytest.approx(90)
+        assert a * b * c * np.sin(np.radians(beta)) == pytest.approx(300.0)
+
+
+def test_pyxtal_realization_takes_a_real_shape_and_keeps_the_label() -> None:
+    """With the predicted cell, PyXtal's draw has the shape of a training crystal of the group and the fitted volume,
+    and still carries the requested label; seeded."""
+    result = realize(ORTHORHOMBIC_LABEL, seed=1, scale_volume=True)
+    assert result.ok and REAL_SHAPE_FAILED not in result.rejections
+    assert structure_label(result.structure) == ORTHORHOMBIC_LABEL
+    a, b, c = result.structure.lattice.abc
+    assert np.isclose(shipped_lattice_shapes().shapes_for(62), [b / a, c / a], atol=1e-3).all(axis=1).any()
+    assert result.structure.volume == pytest.approx(fitted_volume(s.specie.symbol for s in result.structure))
+    again = realize(ORTHORHOMBIC_LABEL, seed=1, scale_volume=True)
+    assert np.allclose(again.structure.lattice.matrix, result.structure.lattice.matrix)
+
+
+def test_a_shape_pyxtal_cannot_fill_falls_back_to_its_own_lattice_counted(monkeypatch) -> None:
+    """Atoms that do not fit the real shape's cell (here one far too small) are placed in PyXtal's own lattice, and
+    the failure is counted among the rejections, once."""
+    monkeypatch.setattr(realize_module, '_real_lattice', lambda p, rng: draw_lattice(p.spacegroup, 8.0, rng))
+    result = realize(SPINEL_LABEL, seed=1, scale_volume=True, attempts=2)
+    assert result.ok and structure_label(result.structure) == SPINEL_LABEL
+    assert result.rejections[REAL_SHAPE_FAILED] == 1
+    never = realize(SPINEL_LABEL, seed=1, scale_volume=True, attempts=3, min_distance=50.0)  # every draw rejected
+    assert never.attempts == 3 and never.rejections[REAL_SHAPE_FAILED] == 1, 'later attempts in PyXtal\'s own lattice'

@@ -44,3 +44,16 @@ def templates(data_dir: Path | None, output: Path) -> None:
         build_dataset(data_dir, output=dataset)
     library = build_template_library(data_dir, load_dataset(dataset), output)
     click.echo(f'wrote {len(library)} templates of {len(library.by_prototype)} prototypes to {output}')
+
+
+@data.command('lattice-shapes')
+@click.option('--output', '-o', type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help='Where to write the shapes (the package ships aiida_wyckoffdiff/resources/lattice_shapes.json.gz).')
+def lattice_shapes(output: Path) -> None:
+    """Write the lattice shapes of the shipped template library's crystals, per space group, for PyXtal's draws."""
+    from ..lattices import build_lattice_shapes
+    from ..templates import shipped_templates
+
+    shapes = build_lattice_shapes(shipped_templates(), output)
+    count = sum(map(len, shapes.by_spacegroup.values()))
+    click.echo(f'wrote {count} lattice shapes of {len(shapes.by_spacegroup)} space groups to {output}')
