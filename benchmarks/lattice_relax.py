@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from templates import ROOT, held_out  # noqa: E402
 
-ARMS = {'pyxtal, fitted volume': {'real_shapes': False}, 'pyxtal, real lattice shapes': {}}
+ARMS = {'pyxtal, fitted volume': {'real_shapes': False}, 'pyxtal, real lattice shapes': {'real_shapes': True}}
 
 
 def realized_pairs(count: int, max_atoms: int, seed: int) -> list[tuple[str, dict[str, Any]]]:

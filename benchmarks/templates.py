@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYXTAL_ARMS: dict[str, dict[str, bool]] = {
     'pyxtal': {},
     'pyxtal, fitted volume': {'scale_volume': True, 'real_shapes': False},
-    'pyxtal, real lattice shapes': {'scale_volume': True},
+    'pyxtal, real lattice shapes': {'scale_volume': True, 'real_shapes': True},
 }
 
 

@@ -204,13 +204,13 @@ def test_drawn_lattice_is_a_real_shape_at_the_volume() -> None:
 def test_pyxtal_realization_takes_a_real_shape_and_keeps_the_label() -> None:
     """With the predicted cell, PyXtal's draw has the shape of a training crystal of the group and the fitted volume,
     and still carries the requested label; seeded."""
-    result = realize(ORTHORHOMBIC_LABEL, seed=1, scale_volume=True)
+    result = realize(ORTHORHOMBIC_LABEL, seed=1, scale_volume=True, real_shapes=True)
     assert result.ok and REAL_SHAPE_FAILED not in result.rejections
     assert structure_label(result.structure) == ORTHORHOMBIC_LABEL
     a, b, c = result.structure.lattice.abc
     assert np.isclose(shipped_lattice_shapes().shapes_for(62), [b / a, c / a], atol=1e-3).all(axis=1).any()
     assert result.structure.volume == pytest.approx(fitted_volume(s.specie.symbol for s in result.structure))
-    again = realize(ORTHORHOMBIC_LABEL, seed=1, scale_volume=True)
+    again = realize(ORTHORHOMBIC_LABEL, seed=1, scale_volume=True, real_shapes=True)
     assert np.allclose(again.structure.lattice.matrix, result.structure.lattice.matrix)
 
 
@@ -218,8 +218,8 @@ def test_a_shape_pyxtal_cannot_fill_falls_back_to_its_own_lattice_counted(monkey
     """Atoms that do not fit the real shape's cell (here one far too small) are placed in PyXtal's own lattice, and
     the failure is counted among the rejections, once."""
     monkeypatch.setattr(realize_module, '_real_lattice', lambda p, rng: draw_lattice(p.spacegroup, 8.0, rng))
-    result = realize(SPINEL_LABEL, seed=1, scale_volume=True, attempts=2)
+    result = realize(SPINEL_LABEL, seed=1, scale_volume=True, real_shapes=True, attempts=2)
     assert result.ok and structure_label(result.structure) == SPINEL_LABEL
     assert result.rejections[REAL_SHAPE_FAILED] == 1
-    never = realize(SPINEL_LABEL, seed=1, scale_volume=True, attempts=3, min_distance=50.0)  # every draw rejected
+    never = realize(SPINEL_LABEL, seed=1, scale_volume=True, real_shapes=True, attempts=3, min_distance=50.0)  # every draw rejected
     assert never.attempts == 3 and never.rejections[REAL_SHAPE_FAILED] == 1, 'later attempts in PyXtal\'s own lattice'
