@@ -214,8 +214,12 @@ def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
     assert '| Li-O | random |' in completed.stdout
     for row in document['system']:
         assert row['samples'] + row['failed_slots'] == 4 or row['generator'] == 'substitution'
+        if not row['distinct']:  # substitution may have nothing to propose from the sample rows
+            assert row['training_prototype'] is None and row['generator'] == 'substitution'
+            continue
         assert row['training_prototype'] + row['novel_prototype'] == pytest.approx(1.0, abs=0.002)
         assert row['identical_to_training'] <= row['training_prototype']
+    assert any(row['distinct'] for row in document['system'] if row['generator'].startswith('model:'))
 
 
 def test_system_level_counts_training_prototypes_among_distinct_samples(benchmark, sample_table) -> None:
