@@ -354,7 +354,6 @@ def generate_many(
     pools = _pools(requests)
     missing = {pool: list(slots) for pool, slots in pools.items()}
     drawn, valid, new = Counter[Pool](), Counter[Pool](), Counter[Pool]()
-    new_allowed = {pool: len(slots) - math.ceil(config.known_prototypes * len(slots)) for pool, slots in pools.items()}
     spare: dict[Pool, list[tuple[Protostructure, int]]] = {pool: [] for pool in pools}
     known = _known_prototypes() if config.known_prototypes else None
     seek = min(KNOWN_PROTOTYPE_DRAWS, config.max_draws)
@@ -388,7 +387,7 @@ def generate_many(
                 drawn[pool] += 1
                 reason = result if isinstance(result, str) else None if missing[pool] else 'surplus'
                 if reason is None and known is not None and prototype_of(result.label) not in known:
-                    if new[pool] < new_allowed[pool]:
+                    if new[pool] < len(pools[pool]) - math.ceil(config.known_prototypes * len(pools[pool])):
                         new[pool] += 1
                     else:  # kept in case the budget ends before a known arrangement comes
                         reason = 'new prototype beyond the share'
