@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -132,14 +133,30 @@ def random_protostructures(
     seed: int = 0,
     max_atoms: int = 60,
     max_draws: int = 1000,
+    known_prototypes: float = 0.0,
 ) -> list[Protostructure]:
     """``num_samples`` random protostructures cycling over ``spacegroups``, each obeying the same constraints as
-    the model's samples; a slot that still breaks them after ``max_draws`` draws is left out."""
+    the model's samples; a slot that still breaks them after ``max_draws`` draws is left out.
+
+    ``known_prototypes``: the share of each group's samples drawn uniformly, without replacement, from the training
+    arrangements with these elements (``TemplateLibrary.arrangements``), the model's library choice without its
+    score; slots the library cannot fill are drawn from the prior.
+    """
+    from .templates import shipped_templates
+
     elements = tuple(sorted(set(chemsys)))
     rng = np.random.default_rng(seed)
+    groups = [check_spacegroup(spacegroups[slot % len(spacegroups)]) for slot in range(num_samples)]
+    chosen: dict[int, list[Protostructure]] = {}
+    for group, slots in Counter(groups).items() if known_prototypes else ():
+        arrangements = shipped_templates().arrangements(elements, group, max_atoms)
+        share = min(len(arrangements), math.ceil(known_prototypes * slots))
+        chosen[group] = [arrangements[i] for i in rng.choice(len(arrangements), share, replace=False)]
     samples = []
-    for slot in range(num_samples):
-        group = check_spacegroup(spacegroups[slot % len(spacegroups)])
+    for group in groups:
+        if chosen.get(group):
+            samples.append(chosen[group].pop())
+            continue
         for _ in range(max_draws):
             candidate = prior.draw(group, elements, rng)
             if candidate is not None and candidate.num_atoms <= max_atoms and set(candidate.elements) == set(elements):

@@ -129,6 +129,21 @@ class TemplateLibrary:
     def __len__(self) -> int:
         return sum(map(len, self.by_prototype.values()))
 
+    @functools.cached_property
+    def _by_group(self) -> dict[tuple[int, int], list[str]]:
+        grouped: dict[tuple[int, int], list[str]] = defaultdict(list)
+        for prototype, templates in sorted(self.by_prototype.items()):
+            grouped[(int(prototype.split('_')[2]), len(templates[0].elements))].append(prototype)
+        return grouped
+
+    def arrangements(self, chemsys: Iterable[str], spacegroup: int, max_atoms: int) -> list[Protostructure]:
+        """The elements of ``chemsys`` on each prototype of the group's templates with as many elements, within the
+        atom limit: one protostructure per prototype (the label's i-th element on the prototype's i-th orbits)."""
+        elements = sorted(set(chemsys))
+        arrangements = (Protostructure.from_label(f'{prototype}:{"-".join(elements)}')
+                        for prototype in self._by_group.get((spacegroup, len(elements)), []))
+        return [arrangement for arrangement in arrangements if arrangement.num_atoms <= max_atoms]
+
     def templates_for(self, protostructure: Protostructure | str, count: int) -> list[Template]:
         """At most ``count`` templates of the protostructure's prototype, the most chemically similar first (ties by
         material id, so the choice never depends on the library's order)."""

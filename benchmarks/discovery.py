@@ -60,6 +60,9 @@ class Generator:
     checkpoint: str | None = None
     realization: str = 'pyxtal'
     """``real=template``: realized from training crystals where one has the prototype (``templates``), PyXtal else."""
+    known_prototypes: float = 0.0
+    """``random:known=SHARE``: that share of each group's random samples drawn uniformly from the training
+    arrangements, the model's ``known=`` without its score."""
 
     @property
     def kind(self) -> str:
@@ -96,9 +99,12 @@ def as_generator(name: str) -> Generator:
     kind, _, options = name.partition(':')
     settings = dict(item.split('=', 1) for item in options.split(',') if '=' in item)
     if kind not in ('base', 'random', 'substitution') or len(settings) != len([o for o in options.split(',') if o]) \
-            or set(settings) - {'k', 'real'} or settings.get('real', 'pyxtal') not in ('pyxtal', 'template'):
-        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template] or substitution')
-    return Generator(name, candidates=int(settings.get('k', 1)), realization=settings.get('real', 'pyxtal'))
+            or set(settings) - {'k', 'real', 'known'} or settings.get('real', 'pyxtal') not in ('pyxtal', 'template') \
+            or ('known' in settings and kind != 'random'):
+        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template,known=SHARE] or '
+                         'substitution')
+    return Generator(name, candidates=int(settings.get('k', 1)), realization=settings.get('real', 'pyxtal'),
+                     known_prototypes=float(settings.get('known', 0.0)))
 
 
 def cpu_seconds() -> float:
@@ -171,7 +177,8 @@ class Context:
         from aiida_wyckoffdiff.model.sampling import GenerationRequest, generate
 
         if generator.kind == 'random':
-            samples = random_protostructures(self.prior, chemsys, spacegroups, num_samples, seed=seed)
+            samples = random_protostructures(self.prior, chemsys, spacegroups, num_samples, seed=seed,
+                                             known_prototypes=generator.known_prototypes)
         elif generator.kind == 'substitution':
             group = spacegroups[0] if len(spacegroups) == 1 else None
             samples = substituted_structures(

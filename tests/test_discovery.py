@@ -100,6 +100,22 @@ def test_random_protostructures_obey_the_models_constraints(sample_table) -> Non
         WyckoffPrior().draw(225, ('Ti', 'O'), np.random.default_rng(0))
 
 
+def test_random_protostructures_take_a_share_of_training_arrangements(sample_table) -> None:
+    """``known_prototypes``: that share of each group's slots are distinct training arrangements with the elements,
+    the rest prior draws; a group whose library is smaller gives the library all it has."""
+    from aiida_wyckoffdiff.templates import shipped_templates
+
+    prior = WyckoffPrior.from_dataset(sample_table)
+    samples = random_protostructures(prior, ('Li', 'O'), [225, 221], 8, seed=0, max_atoms=20, known_prototypes=0.5)
+    assert len(samples) == 8
+    for group in (225, 221):
+        library = set(shipped_templates().arrangements(('Li', 'O'), group, max_atoms=20))
+        chosen = [s for s in samples if s.spacegroup == group and s in library]
+        assert len(chosen) >= 2 and len(set(chosen)) == len(chosen)
+    few = random_protostructures(prior, ('Li', 'O'), [225], 6, seed=0, max_atoms=12, known_prototypes=1.0)
+    assert set(shipped_templates().arrangements(('Li', 'O'), 225, max_atoms=12)) <= set(few)
+
+
 def test_substitution_proposes_the_source_structures_in_the_new_system(sample_structures) -> None:
     """Ti4+ -> Sn4+ in the TiO2 polymorphs of the sample; the ternary spinel has the wrong arity to be a source."""
     titania = [s for s in sample_structures.values() if s.composition.reduced_formula == 'TiO2']

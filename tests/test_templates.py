@@ -223,3 +223,16 @@ def test_a_shape_pyxtal_cannot_fill_falls_back_to_its_own_lattice_counted(monkey
     assert result.rejections[REAL_SHAPE_FAILED] == 1
     never = realize(SPINEL_LABEL, seed=1, scale_volume=True, real_shapes=True, attempts=3, min_distance=50.0)  # every draw rejected
     assert never.attempts == 3 and never.rejections[REAL_SHAPE_FAILED] == 1, 'later attempts in PyXtal\'s own lattice'
+
+
+def test_arrangements_put_the_elements_on_each_training_prototype_of_the_group() -> None:
+    """Li-O in Fm-3m within 12 atoms: rocksalt, fluorite and antifluorite, each a training prototype, none larger."""
+    from aiida_wyckoffdiff.templates import prototype_of, shipped_templates
+
+    library = shipped_templates()
+    arrangements = library.arrangements(('O', 'Li'), 225, max_atoms=12)
+    labels = {a.label for a in arrangements}
+    assert {'AB_cF8_225_a_b:Li-O', 'A2B_cF12_225_c_a:Li-O', 'AB2_cF12_225_a_c:Li-O'} <= labels
+    assert all(prototype_of(a.label) in library.by_prototype and a.num_atoms <= 12 for a in arrangements)
+    assert len(library.arrangements(('Li', 'O'), 225, max_atoms=60)) > len(arrangements)
+    assert library.arrangements(('Li', 'O', 'Xe', 'Kr', 'Ne'), 225, max_atoms=60) == []

@@ -151,12 +151,15 @@ class WyckoffDiffusion(nn.Module):
         size = batch.spacegroup.shape[0]
         t = torch.randint(1, self.config.num_timesteps + 1, (size,), generator=generator, device=batch.x_fixed.device)
         logits_fixed, logits_count = self.denoiser(self.noisy(batch, t, generator), t, conditions)
-        nll_fixed = nn.functional.cross_entropy(logits_fixed.transpose(1, 2), batch.x_fixed, reduction='none')  # (B, N)
-        nll_count = nn.functional.cross_entropy(logits_count.permute(0, 3, 1, 2), batch.x_count, reduction='none').sum(
-            -1
-        )
-        total = (nll_fixed * batch.fixed).sum() + (nll_count * batch.free).sum()
-        return total / batch.mask.sum()
+        return x0_nll(batch, logits_fixed, logits_count).sum() / batch.mask.sum()
+
+
+def x0_nll(batch: ProtoBatch, logits_fixed: torch.Tensor, logits_count: torch.Tensor) -> torch.Tensor:
+    """(B,) negative log-likelihood of each graph's clean variables under the predicted x0, summed over its positions
+    (a free position's over its ``V`` count variables)."""
+    nll_fixed = nn.functional.cross_entropy(logits_fixed.transpose(1, 2), batch.x_fixed, reduction='none')  # (B, N)
+    nll_count = nn.functional.cross_entropy(logits_count.permute(0, 3, 1, 2), batch.x_count, reduction='none').sum(-1)
+    return (nll_fixed * batch.fixed).sum(-1) + (nll_count * batch.free).sum(-1)
 
 
 def build_model(config: ModelConfig, *, adapters: bool = False, fill_tables: bool = True) -> WyckoffDiffusion:

@@ -14,7 +14,6 @@ number of tries (docs/spacegroups.md).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import time
@@ -30,11 +29,10 @@ from torch import nn
 
 from ..exceptions import ConditionError, ConfigurationError, ProtostructureError
 from ..symmetry import Protostructure, check_spacegroup
-from ..templates import prototype_of
 from .adapters import Condition, Conditions
 from .config import SamplingConfig
-from .diffusion import WyckoffDiffusion, sample_categorical
-from .encoding import EncodedCrystal, ProtoBatch, collate, decode, structure_tensors
+from .diffusion import WyckoffDiffusion, sample_categorical, x0_nll
+from .encoding import EncodedCrystal, ProtoBatch, collate, decode, encode, structure_tensors
 
 __all__ = [
     'GeneratedSample',
@@ -92,7 +90,10 @@ class GenerationRequest:
 class GeneratedSample:
     protostructure: Protostructure
     draws: int
-    """Rounds of drawing it took (1: accepted from the first chain run for it)."""
+    """Rounds of drawing it took (1: accepted from the first chain run for it; 0: chosen from the library)."""
+    origin: str = 'chain'
+    """``chain``: a reverse chain's new draw; ``library``: a training arrangement chosen by the model's score
+    (``known_prototypes``)."""
 
 
 @dataclass
@@ -244,10 +245,9 @@ def _check(protostructure: Protostructure, request: GenerationRequest, config: S
     return None
 
 
-KNOWN_PROTOTYPE_DRAWS = 8
-"""Chains per sample a space group spends seeking training arrangements (``known_prototypes``) before the new ones it
-drew fill its missing samples: in groups where the network rarely draws a known arrangement, seeking one costs more
-than it brings."""
+LIBRARY_SCORE_DRAWS = 8
+"""Noised copies per candidate whose denoising log-likelihoods average into the model's score of a training
+arrangement (at times spread evenly over the chain, the same for every candidate)."""
 
 Pool = tuple[int, int | None]
 """Request index and space group (``None``: drawn per chain from the training distribution): chains of one pool
@@ -305,12 +305,71 @@ def _draw_spacegroups(model: WyckoffDiffusion, plan: Sequence[Pool], generator: 
     return [next(drawn) if group is None else group for _, group in plan]
 
 
-@functools.cache
-def _known_prototypes() -> frozenset[str]:
-    """Prototypes of the training split's crystals, from the shipped template library (no data folder needed)."""
+def library_candidates(model: WyckoffDiffusion, request: GenerationRequest, spacegroup: int,
+                       config: SamplingConfig) -> list[Protostructure]:
+    """The request's elements on each training arrangement of the group (:meth:`TemplateLibrary.arrangements`) that
+    obeys every condition: the atom limit, the model's orbit counts and, where asked, the composition filter."""
+    from ..metrics import composition_plausible, ionic_system
     from ..templates import shipped_templates
 
-    return frozenset(shipped_templates().by_prototype)
+    filtered = config.plausible and ionic_system(request.chemsys)
+    return [
+        candidate for candidate in shipped_templates().arrangements(request.chemsys, spacegroup, config.max_atoms)
+        if candidate.element_matrix().max() <= model.config.max_count
+        and not (filtered and not composition_plausible(candidate.composition))
+    ]
+
+
+@torch.no_grad()
+def library_scores(
+    model: WyckoffDiffusion,
+    candidates: Sequence[Protostructure],
+    conditions: Conditions,
+    config: SamplingConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """(C,) the model's log-likelihood score of each candidate under one request's ``conditions`` (batch of one): the
+    mean over :data:`LIBRARY_SCORE_DRAWS` noised copies of the log-probability the guided denoiser gives its clean
+    variables, the quantity training minimizes."""
+    device = model.spacegroup_counts.device
+    elements = model.config.elements
+    offset = model.denoiser.position_offset.cpu().numpy()
+    num_timesteps = model.config.num_timesteps
+    times = [max(1, round(num_timesteps * (k + 0.5) / LIBRARY_SCORE_DRAWS)) for k in range(LIBRARY_SCORE_DRAWS)]
+    scores = []
+    for start in range(0, len(candidates), config.batch_size):
+        chunk = [encode(c, elements, model.config.max_count) for c in candidates[start : start + config.batch_size]]
+        batch = collate(chunk, len(elements), offset).to(device)
+        size = len(chunk)
+        expanded = Conditions(conditions.chemsys.expand(size, -1), batch.spacegroup,
+                              conditions.e_above_hull.expand(size), conditions.mask.expand(size, -1))
+        nll = torch.zeros(size, device=device)
+        for t in times:
+            steps = torch.full((size,), t, dtype=torch.long, device=device)
+            logits = _guided_logits(model, model.noisy(batch, steps, generator), steps, expanded, config)
+            nll += x0_nll(batch, *(x / config.temperature for x in logits))
+        scores.append(-nll / len(times))
+    return torch.cat(scores)
+
+
+def _choose_from_library(
+    model: WyckoffDiffusion,
+    request: GenerationRequest,
+    spacegroup: int,
+    count: int,
+    conditions: Conditions,
+    config: SamplingConfig,
+    generator: torch.Generator,
+) -> list[Protostructure]:
+    """Up to ``count`` distinct training arrangements with the request's elements, drawn without replacement in
+    proportion to the model's likelihood (Gumbel top-k over :func:`library_scores`)."""
+    candidates = library_candidates(model, request, spacegroup, config)
+    if not candidates or count < 1:
+        return []
+    scores = library_scores(model, candidates, conditions, config, generator)
+    uniform = torch.rand(len(candidates), generator=generator, device=scores.device).clamp_min(1e-12)
+    keys = scores - torch.log(-torch.log(uniform))
+    return [candidates[i] for i in keys.argsort(descending=True)[:count].tolist()]
 
 
 def _vocabulary_check(model: WyckoffDiffusion, request: GenerationRequest) -> None:
@@ -353,25 +412,25 @@ def generate_many(
     accepted: dict[tuple[int, int], GeneratedSample] = {}
     pools = _pools(requests)
     missing = {pool: list(slots) for pool, slots in pools.items()}
-    drawn, valid, new = Counter[Pool](), Counter[Pool](), Counter[Pool]()
-    spare: dict[Pool, list[tuple[Protostructure, int]]] = {pool: [] for pool in pools}
-    known = _known_prototypes() if config.known_prototypes else None
-    seek = min(KNOWN_PROTOTYPE_DRAWS, config.max_draws)
+    for (index, group), slots in missing.items():
+        share = math.ceil(config.known_prototypes * len(slots))
+        if group is None or not share:
+            continue
+        conditions = Conditions(chemsys=chemsys[index : index + 1], spacegroup=torch.tensor([group], device=device),
+                                e_above_hull=energies[index : index + 1], mask=mask[index : index + 1])
+        for protostructure in _choose_from_library(model, requests[index], group, share, conditions, config, generator):
+            accepted[slots.pop(0)] = GeneratedSample(protostructure, 0, 'library')
+    drawn, valid = Counter[Pool](), Counter[Pool]()
     rejected = [Counter[str]() for _ in requests]
     gave_up: set[Pool] = set()
     rounds = 0
     while True:
-        for pool, slots in missing.items():
-            if drawn[pool] >= seek * len(pools[pool]):  # sought long enough: new arrangements will do
-                while slots and spare[pool]:
-                    rejected[pool[0]]['new prototype beyond the share'] -= 1
-                    accepted[slots.pop(0)] = GeneratedSample(*spare[pool].pop(0))
         left = [config.max_draws * request.num_samples for request in requests]  # the bound holds per request
         for pool, count in drawn.items():
             left[pool[0]] -= count
         plan = []
         for pool, slots in missing.items():
-            budget = (seek if spare[pool] else config.max_draws) * len(pools[pool]) - drawn[pool]
+            budget = config.max_draws * len(pools[pool]) - drawn[pool]
             chains = _chains_to_run(len(slots), valid[pool], drawn[pool], min(budget, left[pool[0]]))
             left[pool[0]] -= chains
             plan += [pool] * chains
@@ -386,12 +445,6 @@ def generate_many(
                                                        generator), strict=True):
                 drawn[pool] += 1
                 reason = result if isinstance(result, str) else None if missing[pool] else 'surplus'
-                if reason is None and known is not None and prototype_of(result.label) not in known:
-                    if new[pool] < len(pools[pool]) - math.ceil(config.known_prototypes * len(pools[pool])):
-                        new[pool] += 1
-                    else:  # kept in case the budget ends before a known arrangement comes
-                        reason = 'new prototype beyond the share'
-                        spare[pool].append((result, rounds))
                 if reason is None:
                     valid[pool] += 1
                     accepted[missing[pool].pop(0)] = GeneratedSample(result, rounds)
@@ -473,6 +526,7 @@ def generate_json(
             'chemsys': sample.protostructure.chemsys,
             'num_atoms': sample.protostructure.num_atoms,
             'draws': sample.draws,
+            'origin': sample.origin,
             'conditions': {**conditions, 'spacegroup': sample.protostructure.spacegroup},
         }
         for sample in result.samples

@@ -120,20 +120,34 @@ def test_shipped_checkpoint_generates_offline(chemsys, spacegroups, tmp_path) ->
         assert str(sample['spacegroup']) in spacegroups and sample['chemsys'] == chemsys
 
 
-def test_shipped_checkpoint_with_known_prototypes_reuses_training_arrangements(tmp_path) -> None:
-    """Asked for known arrangements, the shipped model's Li-O samples in Fm-3m are training prototypes beyond the
-    allowance of new ones; the setting is recorded, and a share above 1 is refused."""
-    from aiida_wyckoffdiff.model.sampling import _known_prototypes
-    from aiida_wyckoffdiff.templates import prototype_of
+def test_shipped_checkpoint_ranks_the_paper_examples_first_among_training_arrangements(tmp_path) -> None:
+    """The shipped model's score puts spinel first among the Al-Mg-O arrangements of Fd-3m and the double perovskite
+    first among the Ba-In-O-Ta ones of Fm-3m; asked for known arrangements, the CLI returns them (marked ``library``)
+    and records the setting, and a share above 1 is refused."""
+    from aiida_wyckoffdiff.model.adapters import Conditions
+    from aiida_wyckoffdiff.model.config import SamplingConfig
+    from aiida_wyckoffdiff.model.sampling import GenerationRequest, library_candidates, library_scores
+
+    model = load_checkpoint(shipped_checkpoint_path(), torch.device('cpu')).model
+    for chemsys, group, best in (
+        (('Al', 'Mg', 'O'), 227, 'A2BC4_cF56_227_c_b_e:Al-Mg-O'),
+        (('Ba', 'In', 'O', 'Ta'), 225, 'A2BC6D_cF40_225_c_a_e_b:Ba-In-O-Ta'),
+    ):
+        config = SamplingConfig()
+        candidates = library_candidates(model, GenerationRequest(chemsys, (group,), 0.0), group, config)
+        conditions = Conditions(torch.tensor([[float(e in chemsys) for e in model.config.elements]]),
+                                torch.tensor([group]), torch.tensor([0.0]), torch.ones(1, 3))
+        scores = library_scores(model, candidates, conditions, config, torch.Generator().manual_seed(0))
+        assert len(candidates) > 5 and candidates[int(scores.argmax())].label == best
 
     output = tmp_path / 'gen.json'
-    arguments = ['generate', '--chemsys', 'Li-O', '--spacegroup', '225', '--num-samples', '8', '--output', str(output)]
-    result = CliRunner().invoke(main, [*arguments, '--known-prototypes', '0.75'])
+    arguments = ['generate', '--chemsys', 'Ba-In-O-Ta', '--spacegroup', '225', '--num-samples', '4', '--output',
+                 str(output)]
+    result = CliRunner().invoke(main, [*arguments, '--known-prototypes', '0.5'])
     assert result.exit_code == 0, result.output
     document = json.loads(output.read_text())
-    assert document['meta']['known_prototypes'] == 0.75 and len(document['samples']) == 8
-    known = sum(prototype_of(sample['protostructure']) in _known_prototypes() for sample in document['samples'])
-    assert known >= 6
+    assert document['meta']['known_prototypes'] == 0.5 and len(document['samples']) == 4
+    assert [sample['origin'] for sample in document['samples']].count('library') == 2
     refused = CliRunner().invoke(main, [*arguments, '--known-prototypes', '1.5'])
     assert refused.exit_code == 2 and '1.5' in refused.output
 

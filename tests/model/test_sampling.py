@@ -289,31 +289,24 @@ def test_a_cold_chain_keeps_to_the_likeliest_classes(adapted_model, monkeypatch)
         SamplingConfig(temperature=0)
 
 
-def test_known_prototypes_fill_their_share_and_never_cost_a_sample(adapted_model, monkeypatch) -> None:
-    """With a share of known arrangements asked for, each group's samples beyond its allowance of new ones are
-    training prototypes; when seeking them is given up, the new arrangements drawn meanwhile fill the rest (N of N)."""
-    from aiida_wyckoffdiff.model import sampling
-    from aiida_wyckoffdiff.templates import prototype_of
+def test_known_prototypes_are_chosen_from_the_library_and_chains_fill_the_rest(adapted_model) -> None:
+    """The share of known arrangements is chosen, without any chain, among the training crystals' prototypes of the
+    group with the request's elements: distinct, within the atom limit. Chains fill the other samples, and those the
+    library cannot (within 8 atoms, rocksalt is Fm-3m's only binary arrangement): N of N."""
+    from aiida_wyckoffdiff.templates import shipped_templates
 
     request = GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.0, num_samples=8)
-    many = replace(request, num_samples=64)
-    free = generate(adapted_model, many, SamplingConfig(num_steps=5, max_atoms=40), torch.Generator().manual_seed(0))
-    counts = Counter(prototype_of(s.protostructure.label) for s in free.samples)
-    known = frozenset(prototype for prototype, _ in counts.most_common(4))
-    monkeypatch.setattr(sampling, '_known_prototypes', lambda: known)
-    monkeypatch.setattr(sampling, 'KNOWN_PROTOTYPE_DRAWS', 50)
+    result = generate(adapted_model, request, SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=0.5),
+                      torch.Generator().manual_seed(0))
+    library = [sample.protostructure for sample in result.samples if sample.origin == 'library']
+    assert len(result.samples) == 8 and len(library) == 4 == len({p.label for p in library})
+    assert set(library) <= set(shipped_templates().arrangements(('Li', 'O'), 225, max_atoms=40))
+    assert result.num_drawn - sum(result.rejected.values()) == 4  # chains only for the other four
 
-    def known_share(config: SamplingConfig) -> tuple[float, GenerationResult]:
-        result = generate(adapted_model, request, config, torch.Generator().manual_seed(1))
-        assert len(result.samples) == request.num_samples
-        assert result.num_drawn - len(result.samples) == sum(result.rejected.values())
-        return sum(prototype_of(s.protostructure.label) in known for s in result.samples) / len(result.samples), result
-
-    half, result = known_share(SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=0.5))
-    assert half >= 0.5 and result.rejected['new prototype beyond the share'] > 0
-    monkeypatch.setattr(sampling, 'KNOWN_PROTOTYPE_DRAWS', 1)  # seek no longer than one chain per sample
-    hurried, _ = known_share(SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=1.0))
-    assert hurried < 1.0
+    tight = generate(adapted_model, replace(request, num_samples=4),
+                     SamplingConfig(num_steps=5, max_atoms=8, known_prototypes=1.0), torch.Generator().manual_seed(0))
+    assert len(tight.samples) == 4
+    assert [s.protostructure.label for s in tight.samples if s.origin == 'library'] == ['AB_cF8_225_a_b:Li-O']
 
 
 def test_a_group_that_cannot_fill_its_samples_hands_them_to_one_that_can(adapted_model) -> None:
