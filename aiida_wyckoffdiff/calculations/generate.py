@@ -76,7 +76,8 @@ class GenerateCalculation(WyckoffDiffCalculation):
                    help='Redraw samples whose composition no common oxidation states balance.')
         spec.input('known_prototypes', valid_type=orm.Float, serializer=orm.to_aiida_type,
                    default=lambda: orm.Float(SamplingConfig.known_prototypes), validator=validate_share,
-                   help='Share of each space group\'s samples that reuse the Wyckoff arrangement of a training crystal.')
+                   help='Share of each space group\'s samples chosen among training crystals\' Wyckoff arrangements '
+                   'by the model\'s score.')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))

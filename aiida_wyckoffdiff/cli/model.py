@@ -186,8 +186,8 @@ def finetune(
 )
 @click.option(
     '--known-prototypes', type=click.FloatRange(0, 1), default=SamplingConfig.known_prototypes, show_default=True,
-    help='Share of each space group\'s samples that reuse the arrangement of Wyckoff orbits of a training crystal '
-    '(docs/discovery.md).',
+    help='Share of each space group\'s samples chosen among the training crystals\' arrangements of Wyckoff orbits, '
+    'with the requested elements, by the model\'s score (docs/discovery.md).',
 )
 @click.option(
     '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'

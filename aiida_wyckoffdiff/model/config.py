@@ -120,10 +120,11 @@ class SamplingConfig:
     """Share of the reverse chain after which a requested element the predicted structure lacks is required at the
     position likeliest to hold it (``sampling._require_missing``); 1 never requires one, so a sample missing an element
     is only redrawn."""
-    known_prototypes: float = 0.0
-    """Share of each space group's samples that must reuse the arrangement of Wyckoff orbits of a training crystal
-    (its prototype, the label before ``:``), drawn for within ``max_draws``; the rest may be new arrangements. Real
-    crystals reuse one 79-88 % of the time, the network's samples 12-20 % (docs/discovery.md); 0 keeps every sample."""
+    known_prototypes: float = 0.75
+    """Share of each space group's samples chosen, without a chain, among the training crystals' arrangements of
+    Wyckoff orbits (prototypes, the label before ``:``) with the request's elements, distinct, in proportion to the
+    model's likelihood of each (``sampling.library_scores``); chains draw the rest, new arrangements among them. Real
+    crystals reuse a training prototype 79-88 % of the time, the network's chains 12-20 % (docs/discovery.md)."""
     temperature: float = 1.0
     """Divides the denoiser's logits before each reverse step: below 1 the chain keeps to what the model finds likely
     (the arrangements of real crystals), above 1 it explores (docs/discovery.md measures the trade)."""

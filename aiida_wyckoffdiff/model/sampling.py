@@ -10,6 +10,11 @@ end without one; what is still missing is drawn again: each round runs, for ever
 short of samples, as many chains as its acceptance so far says will fill the gap, up to a budget of ``max_draws``
 chains per requested sample, so a rare combination is filled in a few rounds instead of being given up after a fixed
 number of tries (docs/spacegroups.md).
+
+Where a share of known arrangements is asked for (``known_prototypes``), that share of each group's samples is not
+drawn at all but chosen: the request's elements on each prototype of the group's training crystals are scored by the
+model's denoising likelihood and drawn without replacement in proportion to it, so the model ranks what real crystals
+do instead of hoping a chain lands on it (docs/discovery.md).
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ from aiida_wyckoffdiff.model.sampling import (
 SPACEGROUPS = (225, 194, 62, 227)
 
 
+def chains(**settings) -> SamplingConfig:
+    """Sampling by reverse chains alone, without the library share (``known_prototypes``): the mechanics tested here."""
+    return SamplingConfig(known_prototypes=0.0, **settings)
+
+
 @pytest.fixture
 def adapted_model(tiny_model):
     """Random adapters, so that guidance and conditioning really change the logits."""
@@ -81,7 +86,7 @@ def test_raw_chains_never_leave_the_chemical_system_or_the_atom_limit(adapted_mo
 @pytest.mark.parametrize('guidance', [0.0, 1.0, 2.0])
 def test_every_accepted_sample_obeys_the_request(adapted_model, guidance) -> None:
     request = GenerationRequest(('O', 'Li'), (225, 194), e_above_hull=0.0, num_samples=12)
-    config = SamplingConfig(num_steps=5, guidance_scale=guidance, max_atoms=40, max_draws=30)
+    config = chains(num_steps=5, guidance_scale=guidance, max_atoms=40, max_draws=30)
     result = generate(adapted_model, request, config, torch.Generator().manual_seed(0))
     assert len(result.samples) + result.num_failed == 12
     assert result.num_drawn <= config.max_draws * 12
@@ -98,7 +103,7 @@ def test_a_ternary_returns_every_requested_sample_redrawing_what_is_missing(adap
     """Three elements in few atoms are rarely all drawn at once; later rounds run more chains for what is missing
     (by the acceptance so far) until every sample is there."""
     request = GenerationRequest(('Al', 'Mg', 'O'), (2, 1), e_above_hull=0.0, num_samples=10)
-    config = SamplingConfig(num_steps=4, require_elements_from=1.0)  # redrawing alone, no element required
+    config = chains(num_steps=4, require_elements_from=1.0)  # redrawing alone, no element required
     result = generate(adapted_model, request, config, torch.Generator().manual_seed(0))
     assert result.num_failed == 0 and len(result.samples) == 10
     assert result.rejected.get('missing element', 0) > 0 and max(sample.draws for sample in result.samples) > 1
@@ -110,7 +115,7 @@ def test_requiring_the_missing_elements_in_the_chain_completes_the_samples(adapt
     """From the middle of the chain on, an element the predicted structure lacks is required where it is likeliest:
     no chain then ends without one, so fewer are run."""
     request = GenerationRequest(('Al', 'Mg', 'O', 'Ti'), (2, 1), e_above_hull=0.0, num_samples=10)
-    results = {share: generate(adapted_model, request, SamplingConfig(num_steps=6, require_elements_from=share),
+    results = {share: generate(adapted_model, request, chains(num_steps=6, require_elements_from=share),
                                torch.Generator().manual_seed(0)) for share in (1.0, 0.5)}
     assert len(results[0.5].samples) == 10 and 'missing element' not in results[0.5].rejected
     assert results[1.0].rejected['missing element'] > 0 and results[0.5].num_drawn < results[1.0].num_drawn
@@ -119,7 +124,7 @@ def test_requiring_the_missing_elements_in_the_chain_completes_the_samples(adapt
 
 def test_an_impossible_request_stops_at_its_budget(adapted_model) -> None:
     """Three elements can never fit in 4 atoms of Fm-3m (orbits of 4 and more): the budget bounds the chains run."""
-    config = SamplingConfig(num_steps=2, max_atoms=4, max_draws=6)
+    config = chains(num_steps=2, max_atoms=4, max_draws=6)
     result = generate(adapted_model, GenerationRequest(('Li', 'Mg', 'O'), (225,), num_samples=3), config,
                       torch.Generator().manual_seed(0))
     assert result.samples == [] and result.num_failed == 3
@@ -129,14 +134,14 @@ def test_an_impossible_request_stops_at_its_budget(adapted_model) -> None:
 def test_space_groups_are_cycled_in_order(adapted_model) -> None:
     request = GenerationRequest(('Li',), (229, 221), num_samples=4)
     result = generate(
-        adapted_model, request, SamplingConfig(num_steps=3, max_draws=50), torch.Generator().manual_seed(1)
+        adapted_model, request, chains(num_steps=3, max_draws=50), torch.Generator().manual_seed(1)
     )
     assert [s.protostructure.spacegroup for s in result.samples] == [229, 221, 229, 221][: len(result.samples)]
 
 
 def test_same_seed_same_samples(adapted_model) -> None:
     request = GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.1, num_samples=6)
-    config = SamplingConfig(num_steps=4, max_draws=5)
+    config = chains(num_steps=4, max_draws=5)
     first, second = (generate(adapted_model, request, config, torch.Generator().manual_seed(7)) for _ in range(2))
     assert [s.protostructure for s in first.samples] == [s.protostructure for s in second.samples]
 
@@ -212,12 +217,12 @@ def test_unknown_guided_condition_is_refused() -> None:
 
 def test_plausible_sampling_returns_only_balanced_compositions(adapted_model) -> None:
     request = GenerationRequest(('Li', 'O'), (225, 194, 62), e_above_hull=0.0, num_samples=12)
-    config = SamplingConfig(num_steps=5, max_atoms=40, max_draws=60, plausible=True)
+    config = chains(num_steps=5, max_atoms=40, max_draws=60, plausible=True)
     result = generate(adapted_model, request, config, torch.Generator().manual_seed(0))
     assert result.samples
     assert all(composition_plausible(s.protostructure.composition) for s in result.samples)
     unfiltered = generate(
-        adapted_model, request, SamplingConfig(num_steps=5, max_atoms=40, max_draws=60), torch.Generator().manual_seed(0)
+        adapted_model, request, chains(num_steps=5, max_atoms=40, max_draws=60), torch.Generator().manual_seed(0)
     )
     assert 'implausible composition' not in unfiltered.rejected
     assert result.rejected.get('implausible composition', 0) > 0
@@ -231,7 +236,7 @@ def test_requests_sampled_together_each_obey_their_own_request(adapted_model) ->
         GenerationRequest(('Mg',), (229, 221), num_samples=3),
         GenerationRequest(('Ti', 'O'), (136,), e_above_hull=0.3, num_samples=4),
     ]
-    config = SamplingConfig(num_steps=4, max_atoms=40, max_draws=20, batch_size=7)
+    config = chains(num_steps=4, max_atoms=40, max_draws=20, batch_size=7)
     results = generate_many(adapted_model, requests, config, torch.Generator().manual_seed(2))
     assert len(results) == 3
     for request, result in zip(requests, results, strict=True):
@@ -312,7 +317,7 @@ def test_known_prototypes_are_chosen_from_the_library_and_chains_fill_the_rest(a
 def test_a_group_that_cannot_fill_its_samples_hands_them_to_one_that_can(adapted_model) -> None:
     """Within 8 atoms, Fd-3m has one orbit (8a) and so never holds Li and O: its samples go to Pm-3m, N of N."""
     request = GenerationRequest(('Li', 'O'), (227, 221), e_above_hull=0.0, num_samples=6)
-    result = generate(adapted_model, request, SamplingConfig(num_steps=5, max_atoms=8, max_draws=10),
+    result = generate(adapted_model, request, chains(num_steps=5, max_atoms=8, max_draws=10),
                       torch.Generator().manual_seed(0))
     assert len(result.samples) == 6 and result.num_failed == 0
     assert {s.protostructure.spacegroup for s in result.samples} == {221}
