@@ -72,8 +72,10 @@ class Generator:
 
 def model_generator(name: str) -> Generator:
     """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,known=0,plausible=1,k=1,ckpt=PATH,real=template``: any
-    omitted key keeps the default (``t``: the sampling temperature; ``known``: the share of known prototypes; ``ckpt``: another checkpoint file than the shipped one, to compare a retrained model in the same run;
-    ``real``: the realization method, ``pyxtal`` by default)."""
+    omitted key keeps the default (``t``: the sampling temperature; ``known``: the library share of known prototypes,
+    0.75 by default since 5 December 2026 and 0 before, so older result files' names without it mean 0; ``ckpt``:
+    another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
+    realization method, ``pyxtal`` by default)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
     settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
@@ -84,7 +86,7 @@ def model_generator(name: str) -> Generator:
         num_steps=int(settings.get('steps', 100)),
         plausible=settings.get('plausible', '0') == '1',
         temperature=float(settings.get('t', 1.0)),
-        known_prototypes=float(settings.get('known', 0.0)),
+        known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,
@@ -196,7 +198,7 @@ class Context:
         from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
         if generator.kind == 'base':
-            return SamplingConfig(guidance_scale=0.0, guided=GUIDABLE_CONDITIONS, max_draws=10), 0.0
+            return SamplingConfig(guidance_scale=0.0, guided=GUIDABLE_CONDITIONS, max_draws=10, known_prototypes=0.0), 0.0
         return generator.config
 
     def generate_many(
