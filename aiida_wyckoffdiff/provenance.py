@@ -64,6 +64,7 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
     the runs and structures it learned from; each step names its process and what it recorded."""
     steps: list[dict[str, Any]] = []
     current: orm.Node | None = node
+    label = None  # the protostructure a realization was of, so the generation step can say how it was chosen
     while current is not None:
         creator, link_label = _created_as(current)
         if creator is None:
@@ -90,7 +91,8 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             # Candidate k of a protostructure (``structure_NNNNN_c<k>``) shares its report entry.
             first, candidate = candidate_of(link_label)
             entry = report.get(first, {})
-            step.update(attempts=_value(creator.inputs.attempts), label=entry.get('label'))
+            label = entry.get('label')
+            step.update(attempts=_value(creator.inputs.attempts), label=label)
             realized_by = (entry.get('realized_by') or {}).get(link_label)
             if realized_by is None:  # reports written before templates: draw k's seed was seed + k
                 realized_by = {'seed': _value(creator.inputs.seed) + candidate}
@@ -119,6 +121,7 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
                 seed=_value(inputs.seed),
                 checkpoint_sha256=inputs.checkpoint.sha256,
                 checkpoint_pk=inputs.checkpoint.pk,
+                origin=_sample_origin(creator, label),
             )
             choice = spacegroup_choice_of(caller)
             if choice is not None:
@@ -150,6 +153,20 @@ def lineage(node: orm.Node) -> list[dict[str, Any]]:
             current = creator.inputs.structure
         steps.append(step)
     return steps
+
+
+SAMPLE_ORIGINS = {
+    'library': "chosen among the training crystals' arrangements by the model's score",
+    'chain': 'drawn by a reverse diffusion chain',
+}
+
+
+def _sample_origin(generate: orm.CalcJobNode, label: str | None) -> str | None:
+    """How the generate job came by the protostructure ``label`` (both ways where both gave it; ``None`` for documents
+    written before samples recorded their origin)."""
+    document = generate.outputs.samples.get_dict() if 'samples' in generate.outputs else {}
+    origins = {sample.get('origin') for sample in document.get('samples', []) if sample.get('protostructure') == label}
+    return ' and '.join(SAMPLE_ORIGINS[origin] for origin in sorted(origins - {None})) or None
 
 
 _STRUCTURE_OUTPUTS = {

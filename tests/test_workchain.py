@@ -11,7 +11,7 @@ from aiida_wyckoffdiff.codes import get_or_create_code
 from aiida_wyckoffdiff.data import build_dataset, load_dataset, split_of
 from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.model.config import SamplingConfig
-from aiida_wyckoffdiff.provenance import lineage, potential_e_above_hull, structures_of
+from aiida_wyckoffdiff.provenance import SAMPLE_ORIGINS, lineage, potential_e_above_hull, structures_of
 from aiida_wyckoffdiff.relax import available_cores
 from aiida_wyckoffdiff.reporting import format_report, scan_report
 from aiida_wyckoffdiff.workchains.phase_diagram import RELAX_JOB_GIB
@@ -80,6 +80,9 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
         assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
         assert steps['wyckoffdiff.realize']['label'] == row['label_requested']
         assert 'wyckoffdiff.generate' in steps, steps
+    # How each protostructure was come by: the library share (known_prototypes) or a chain.
+    origins = {lineages[row['key']]['wyckoffdiff.generate']['origin'] for row in relaxed}
+    assert None not in origins and SAMPLE_ORIGINS['library'] in ' '.join(origins)
     structure = relaxed_nodes[relaxed[0]['key']]
     generate = lineages[relaxed[0]['key']]['wyckoffdiff.generate']
     assert generate['chemsys'] == 'Li-O'
