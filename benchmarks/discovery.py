@@ -85,6 +85,7 @@ def model_generator(name: str) -> Generator:
         guided=GUIDABLE_CONDITIONS if guided == 'all' else tuple(guided.split('+')),
         num_steps=int(settings.get('steps', 100)),
         plausible=settings.get('plausible', '0') == '1',
+        plausible_library=settings.get('plib', '0') == '1',
         temperature=float(settings.get('t', 1.0)),
         known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
     )

@@ -133,6 +133,10 @@ class SamplingConfig:
     allowed: ``metrics.composition_plausible``), in systems where charge balance applies (``metrics.ionic_system``:
     with a chalcogen, halogen, N or P); alloys and carbides are never filtered."""
 
+    plausible_library: bool = False
+    """Apply the composition filter to the library share alone (``known_prototypes``), where it costs no redraw: only
+    charge-balanced arrangements are candidates in ionic systems, the chains are left unfiltered."""
+
     def __post_init__(self) -> None:
         if int(self.num_steps) < 1:
             raise ConfigurationError(f'the number of reverse steps must be at least 1, not {self.num_steps!r}')

@@ -317,7 +317,7 @@ def library_candidates(model: WyckoffDiffusion, request: GenerationRequest, spac
     from ..metrics import composition_plausible, ionic_system
     from ..templates import shipped_templates
 
-    filtered = config.plausible and ionic_system(request.chemsys)
+    filtered = (config.plausible or config.plausible_library) and ionic_system(request.chemsys)
     return [
         candidate for candidate in shipped_templates().arrangements(request.chemsys, spacegroup, config.max_atoms)
         if candidate.element_matrix().max() <= model.config.max_count

@@ -314,6 +314,25 @@ def test_known_prototypes_are_chosen_from_the_library_and_chains_fill_the_rest(a
     assert [s.protostructure.label for s in tight.samples if s.origin == 'library'] == ['AB_cF8_225_a_b:Li-O']
 
 
+def test_the_library_share_can_keep_to_balanced_compositions_without_filtering_the_chains(adapted_model) -> None:
+    """``plausible_library``: only the charge-balanced Li-O arrangements of Fm-3m (antifluorite Li2O among them) are
+    candidates; the chains are not filtered, and a system where charge balance does not apply keeps every one."""
+    from aiida_wyckoffdiff.model.sampling import library_candidates
+
+    request = GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.0, num_samples=8)
+    every = library_candidates(adapted_model, request, 225, SamplingConfig(max_atoms=40))
+    balanced = library_candidates(adapted_model, request, 225, SamplingConfig(max_atoms=40, plausible_library=True))
+    assert balanced == [c for c in every if composition_plausible(c.composition)] and len(balanced) < len(every)
+    assert 'A2B_cF12_225_c_a:Li-O' in {c.label for c in balanced}
+    result = generate(adapted_model, request, SamplingConfig(num_steps=5, max_atoms=40, plausible_library=True),
+                      torch.Generator().manual_seed(0))
+    assert len(result.samples) == 8 and 'implausible composition' not in result.rejected
+    assert all(composition_plausible(s.protostructure.composition) for s in result.samples if s.origin == 'library')
+    alloy = GenerationRequest(('Li', 'Mg'), (225,), e_above_hull=0.0)
+    alloys = library_candidates(adapted_model, alloy, 225, SamplingConfig(max_atoms=40))
+    assert alloys and library_candidates(adapted_model, alloy, 225, SamplingConfig(max_atoms=40, plausible_library=True)) == alloys
+
+
 def test_a_group_that_cannot_fill_its_samples_hands_them_to_one_that_can(adapted_model) -> None:
     """Within 8 atoms, Fd-3m has one orbit (8a) and so never holds Li and O: its samples go to Pm-3m, N of N."""
     request = GenerationRequest(('Li', 'O'), (227, 221), e_above_hull=0.0, num_samples=6)
