@@ -96,9 +96,12 @@ class GeneratedSample:
     protostructure: Protostructure
     draws: int
     """Rounds of drawing it took (1: accepted from the first chain run for it; 0: chosen from the library)."""
-    origin: str = 'chain'
-    """``chain``: a reverse chain's new draw; ``library``: a training arrangement chosen by the model's score
-    (``known_prototypes``)."""
+
+    @property
+    def origin(self) -> str:
+        """``library``: a training arrangement chosen by the model's score (``known_prototypes``); ``chain``: a
+        reverse chain's draw."""
+        return 'library' if self.draws == 0 else 'chain'
 
 
 @dataclass
@@ -321,7 +324,7 @@ def library_candidates(model: WyckoffDiffusion, request: GenerationRequest, spac
     return [
         candidate for candidate in shipped_templates().arrangements(request.chemsys, spacegroup, config.max_atoms)
         if candidate.element_matrix().max() <= model.config.max_count
-        and not (filtered and not composition_plausible(candidate.composition))
+        and (not filtered or composition_plausible(candidate.composition))
     ]
 
 
@@ -369,7 +372,7 @@ def _choose_from_library(
     """Up to ``count`` distinct training arrangements with the request's elements, drawn without replacement in
     proportion to the model's likelihood (Gumbel top-k over :func:`library_scores`)."""
     candidates = library_candidates(model, request, spacegroup, config)
-    if not candidates or count < 1:
+    if not candidates:
         return []
     scores = library_scores(model, candidates, conditions, config, generator)
     uniform = torch.rand(len(candidates), generator=generator, device=scores.device).clamp_min(1e-12)
@@ -424,7 +427,7 @@ def generate_many(
         conditions = Conditions(chemsys=chemsys[index : index + 1], spacegroup=torch.tensor([group], device=device),
                                 e_above_hull=energies[index : index + 1], mask=mask[index : index + 1])
         for protostructure in _choose_from_library(model, requests[index], group, share, conditions, config, generator):
-            accepted[slots.pop(0)] = GeneratedSample(protostructure, 0, 'library')
+            accepted[slots.pop(0)] = GeneratedSample(protostructure, draws=0)
     drawn, valid = Counter[Pool](), Counter[Pool]()
     rejected = [Counter[str]() for _ in requests]
     gave_up: set[Pool] = set()
