@@ -56,6 +56,14 @@ BOND_FACTOR = 0.6
 al. 2008) has overlapping atoms: none of 1,992 training crystals comes below it, 0.2 % below 0.7 (docs/realization.md)."""
 
 
+def _electronegativity_order(symbol: str) -> tuple[float, int]:
+    """Pauling electronegativity, then Pettifor's Mendeleev number (for ties and the noble gases, which have none)."""
+    from pymatgen.core import Element
+
+    element = Element(symbol)
+    return (5.0 if element.is_noble_gas else element.X, element.mendeleev_no)
+
+
 def prototype_of(label: str) -> str:
     """The element-free prototype of a protostructure label: the part before ``:``."""
     return label.split(':', 1)[0]
@@ -138,11 +146,28 @@ class TemplateLibrary:
 
     def arrangements(self, chemsys: Iterable[str], spacegroup: int, max_atoms: int) -> list[Protostructure]:
         """The elements of ``chemsys`` on each prototype of the group's templates with as many elements, within the
-        atom limit: one protostructure per prototype (the label's i-th element on the prototype's i-th orbits)."""
-        elements = sorted(set(chemsys))
-        arrangements = (Protostructure.from_label(f'{prototype}:{"-".join(elements)}')
-                        for prototype in self._by_group.get((spacegroup, len(elements)), []))
-        return [arrangement for arrangement in arrangements if arrangement.num_atoms <= max_atoms]
+        atom limit: distinct, sorted by label.
+
+        Each template says which element goes where: the request's elements take its elements' places in the same
+        order of electronegativity (the most electronegative on its anion's orbits), so a prototype yields one
+        arrangement per ordering its crystals have. A prototype's letters follow its crystal's alphabetical order,
+        which says nothing about the request: rutile TiO2 is ``A2B_..._f_a:O-Ti``, so Li-O in label order would
+        put lithium on the anion's orbits."""
+        requested = sorted(set(chemsys), key=_electronegativity_order)
+        arrangements: dict[str, Protostructure] = {}
+        for prototype in self._by_group.get((spacegroup, len(requested)), []):
+            templates = self.by_prototype[prototype]
+            placeholder = Protostructure.from_label(templates[0].label)
+            if placeholder.num_atoms > max_atoms:
+                continue
+            # the electronegativity rank of the element on each of the prototype's element orbits, per template
+            ranks = {tuple(sorted(t.elements, key=_electronegativity_order).index(e) for e in t.elements)
+                     for t in templates}
+            for rank in sorted(ranks):
+                assign = {old: requested[r] for old, r in zip(templates[0].elements, rank, strict=True)}
+                arrangement = Protostructure(spacegroup, tuple((assign[e], w, n) for e, w, n in placeholder.sites))
+                arrangements.setdefault(arrangement.label, arrangement)
+        return [arrangements[label] for label in sorted(arrangements)]
 
     def templates_for(self, protostructure: Protostructure | str, count: int) -> list[Template]:
         """At most ``count`` templates of the protostructure's prototype, the most chemically similar first (ties by

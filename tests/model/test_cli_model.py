@@ -138,7 +138,7 @@ def test_shipped_checkpoint_ranks_the_paper_examples_first_among_training_arrang
         conditions = Conditions(torch.tensor([[float(e in chemsys) for e in model.config.elements]]),
                                 torch.tensor([group]), torch.tensor([0.0]), torch.ones(1, 3))
         scores = library_scores(model, candidates, conditions, config, torch.Generator().manual_seed(0))
-        assert len(candidates) > 5 and candidates[int(scores.argmax())].label == best
+        assert len(candidates) >= 3 and candidates[int(scores.argmax())].label == best
 
     output = tmp_path / 'gen.json'
     arguments = ['generate', '--chemsys', 'Ba-In-O-Ta', '--spacegroup', '225', '--num-samples', '4', '--output',
