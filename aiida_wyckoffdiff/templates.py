@@ -37,6 +37,7 @@ __all__ = [
     'REALIZATION_METHODS',
     'Template',
     'TemplateLibrary',
+    'arrangement_of',
     'bond_problem',
     'build_template_library',
     'fit_element_volumes',
@@ -67,6 +68,14 @@ def _electronegativity_order(symbol: str) -> tuple[float, int]:
 def prototype_of(label: str) -> str:
     """The element-free prototype of a protostructure label: the part before ``:``."""
     return label.split(':', 1)[0]
+
+
+def arrangement_of(label: str) -> str:
+    """The prototype up to the order of its elements: the Pearson symbol, the group and each element's Wyckoff
+    letters, sorted. ``A2B_tP6_136_f_a`` (rutile) and ``AB2_tP6_136_a_f`` (rutile written for a compound whose cation
+    comes first in the alphabet) are one arrangement: a prototype's letters follow its crystal's alphabet."""
+    _, pearson, spacegroup, *wyckoffs = prototype_of(label).split('_')
+    return '_'.join([pearson, spacegroup, *sorted(wyckoffs)])
 
 
 @dataclass(frozen=True)

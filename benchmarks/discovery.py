@@ -73,7 +73,8 @@ class Generator:
 def model_generator(name: str) -> Generator:
     """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,known=0,plausible=1,k=1,ckpt=PATH,real=template``: any
     omitted key keeps the default (``t``: the sampling temperature; ``known``: the library share of known prototypes,
-    0.75 by default since 5 December 2026 and 0 before, so older result files' names without it mean 0; ``ckpt``:
+    0.75 by default since 5 December 2026 and 0 before, so older result files' names without it mean 0; ``plausible``:
+    the composition filter, on by default since 6 December 2026 and off before, likewise; ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
     realization method, ``pyxtal`` by default)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
@@ -84,7 +85,7 @@ def model_generator(name: str) -> Generator:
         guidance_scale=float(settings.get('g', 2.0)),
         guided=GUIDABLE_CONDITIONS if guided == 'all' else tuple(guided.split('+')),
         num_steps=int(settings.get('steps', 100)),
-        plausible=settings.get('plausible', '0') == '1',
+        plausible=settings.get('plausible', str(int(SamplingConfig.plausible))) == '1',
         plausible_library=settings.get('plib', '0') == '1',
         temperature=float(settings.get('t', 1.0)),
         known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
@@ -135,6 +136,7 @@ class Context:
         from aiida_wyckoffdiff.data import build_dataset, default_dataset_path, find_data_dir, load_dataset
         from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, shipped_checkpoint_path
         from aiida_wyckoffdiff.relax import quiet_cell_filter_warnings, single_threaded_linear_algebra
+        from aiida_wyckoffdiff.templates import arrangement_of
 
         torch.set_num_threads(1)
         single_threaded_linear_algebra()  # as in a relax job: OpenBLAS threads only spin on 3x3 algebra
@@ -151,6 +153,7 @@ class Context:
         self.train = self.frame[self.frame['split'] == 'train']
         self.train_labels = set(self.train['label'])
         self.train_prototypes = {label.split(':')[0] for label in self.train_labels}
+        self.train_arrangements = {arrangement_of(label) for label in self.train_labels}
         self.prior = WyckoffPrior.from_dataset(self.frame)
         self._structures: dict[int, list] = {}
 
@@ -573,6 +576,7 @@ def real_reference(context: Context, chemsys: tuple[str, ...], spacegroups: list
     compositions among those that are ionic as ``chemsys`` is or is not (``metrics.ionic_system``), since charge
     balance says little of carbides and silicides."""
     from aiida_wyckoffdiff.metrics import composition_plausible, ionic_system
+    from aiida_wyckoffdiff.templates import arrangement_of
 
     frame = context.frame
     test = frame[(frame['split'] == 'test') & (frame['chemsys'].str.count('-') == len(chemsys) - 1)]
@@ -585,6 +589,8 @@ def real_reference(context: Context, chemsys: tuple[str, ...], spacegroups: list
     return {
         'real_crystals': len(test),
         'real_training_prototype': round(float(prototypes.isin(context.train_prototypes).mean()), 3),
+        'real_training_arrangement': round(float(np.mean([arrangement_of(label) in context.train_arrangements
+                                                          for label in test['label']])), 3),
         'real_plausible': round(float(np.mean([composition_plausible(f) for f in formulas])), 3) if formulas else None,
         'real_atoms_median': float(test['num_atoms'].median()),
     }
@@ -598,6 +604,7 @@ def system_level(
     crystal (so that copying cannot pass for realism), plausible compositions (``metrics.composition_plausible``:
     oxides, peroxides, superoxides, mixed valence; alloys pass), and the median cell beside the real crystals'."""
     from aiida_wyckoffdiff.metrics import composition_plausible
+    from aiida_wyckoffdiff.templates import arrangement_of
 
     started = cpu_seconds()
     samples, failed = context.generate(generator, chemsys, spacegroups, num_samples, context.seed)
@@ -614,6 +621,7 @@ def system_level(
         'training_prototype': share(sum(label.split(':')[0] in context.train_prototypes for label in distinct)),
         'identical_to_training': share(sum(label in context.train_labels for label in distinct)),
         'novel_prototype': share(sum(label.split(':')[0] not in context.train_prototypes for label in distinct)),
+        'training_arrangement': share(sum(arrangement_of(label) in context.train_arrangements for label in distinct)),
         'plausible': round(float(np.mean([composition_plausible(f) for f in formulas])), 3) if formulas else None,
         'distinct_compositions': len(formulas),
         'atoms_median': float(np.median([_counts(label)[0] for label in labels])) if labels else None,

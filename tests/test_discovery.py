@@ -244,6 +244,7 @@ def test_system_level_counts_training_prototypes_among_distinct_samples(benchmar
     from types import SimpleNamespace
 
     from aiida_wyckoffdiff.symmetry import Protostructure
+    from aiida_wyckoffdiff.templates import arrangement_of
 
     train = sample_table[sample_table['split'] == 'train']
     binaries = train[train['chemsys'].str.count('-') == 1]['label'].head(3).tolist()
@@ -253,12 +254,13 @@ def test_system_level_counts_training_prototypes_among_distinct_samples(benchmar
     context = SimpleNamespace(
         seed=0, frame=sample_table, train_labels=set(train['label']),
         train_prototypes={label.split(':')[0] for label in train['label']},
+        train_arrangements={arrangement_of(label) for label in train['label']},
         generate=lambda *_: ([Protostructure.from_label(label) for label in samples], 0),
     )
     row = benchmark.system_level(context, benchmark.as_generator('random'), ('Li', 'O'), len(samples), [225])
     assert row['samples'] == len(samples) and row['distinct'] == 7
     assert row['training_prototype'] == round(6 / 7, 3) and row['identical_to_training'] == round(3 / 7, 3)
-    assert row['novel_prototype'] == round(1 / 7, 3)
+    assert row['novel_prototype'] == round(1 / 7, 3) and row['training_arrangement'] == round(6 / 7, 3)
     samples = ['A2B_cF12_225_c_a:Li-O', 'AB3_cP4_221_a_c:Li-O']  # Li2O balances, LiO3 does not
     every_group = sorted(set(sample_table['spacegroup']))
     row = benchmark.system_level(context, benchmark.as_generator('random'), ('Li', 'O'), len(samples), every_group)

@@ -240,14 +240,16 @@ def test_arrangements_put_the_elements_on_each_training_prototype_of_the_group()
 
 def test_arrangements_put_each_element_where_a_template_has_one_as_electronegative() -> None:
     """Rutile VO2 is ``A2B_tP6_136_f_a:O-V`` (oxygen first by the alphabet): Li-O on it gets lithium on vanadium's
-    orbits, as LiO2; Al-Mg-O in Fd-3m gets the spinel MgAl2O4, and oxygen, the most electronegative, is the majority
-    element of every Al-Mg-O arrangement there, as in the training oxides (label order would give Al2Mg4O from
-    the spinel Ni2SiO4, ``A2B4C_cF56_227_c_e_b:Ni-O-Si``)."""
-    from aiida_wyckoffdiff.templates import shipped_templates
+    orbits, as LiO2, the rutile arrangement (``arrangement_of``) under another label. Al-Mg-O in Fd-3m gets the
+    spinel MgAl2O4, and oxygen, the most electronegative, is the majority element of every Al-Mg-O arrangement there,
+    as in the training oxides (label order would give Al2Mg4O from the spinel Ni2SiO4, ``A2B4C_cF56_227_c_e_b``)."""
+    from aiida_wyckoffdiff.templates import arrangement_of, shipped_templates
 
     library = shipped_templates()
     assert any(t.elements == ['O', 'V'] for t in library.by_prototype['A2B_tP6_136_f_a'])
     assert 'AB2_tP6_136_a_f:Li-O' in {a.label for a in library.arrangements(('Li', 'O'), 136, max_atoms=6)}
+    assert arrangement_of('A2B_tP6_136_f_a:O-V') == arrangement_of('AB2_tP6_136_a_f:Li-O') == 'tP6_136_a_f'
+    assert arrangement_of('A2B_tP6_136_f_a:O-V') != arrangement_of('AB_tP8_136_f_g:Li-O')
     spinels = library.arrangements(('Al', 'Mg', 'O'), 227, max_atoms=60)
     assert 'A2BC4_cF56_227_c_b_e:Al-Mg-O' in {a.label for a in spinels}
     assert all(a.composition['O'] == max(a.composition.values()) for a in spinels)

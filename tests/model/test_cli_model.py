@@ -133,7 +133,7 @@ def test_shipped_checkpoint_ranks_the_paper_examples_first_among_training_arrang
         (('Al', 'Mg', 'O'), 227, 'A2BC4_cF56_227_c_b_e:Al-Mg-O'),
         (('Ba', 'In', 'O', 'Ta'), 225, 'A2BC6D_cF40_225_c_a_e_b:Ba-In-O-Ta'),
     ):
-        config = SamplingConfig()
+        config = SamplingConfig(plausible=False)  # every arrangement, balanced or not, is ranked
         candidates = library_candidates(model, GenerationRequest(chemsys, (group,), 0.0), group, config)
         conditions = Conditions(torch.tensor([[float(e in chemsys) for e in model.config.elements]]),
                                 torch.tensor([group]), torch.tensor([0.0]), torch.ones(1, 3))

@@ -28,8 +28,9 @@ SPACEGROUPS = (225, 194, 62, 227)
 
 
 def chains(**settings) -> SamplingConfig:
-    """Sampling by reverse chains alone, without the library share (``known_prototypes``): the mechanics tested here."""
-    return SamplingConfig(known_prototypes=0.0, **settings)
+    """Sampling by reverse chains alone, without the library share (``known_prototypes``) or, unless asked, the
+    composition filter: the mechanics tested here."""
+    return SamplingConfig(**{'known_prototypes': 0.0, 'plausible': False, **settings})
 
 
 @pytest.fixture
@@ -301,7 +302,7 @@ def test_known_prototypes_are_chosen_from_the_library_and_chains_fill_the_rest(a
     from aiida_wyckoffdiff.templates import shipped_templates
 
     request = GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.0, num_samples=8)
-    result = generate(adapted_model, request, SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=0.5),
+    result = generate(adapted_model, request, SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=0.5, plausible=False),
                       torch.Generator().manual_seed(0))
     library = [sample.protostructure for sample in result.samples if sample.origin == 'library']
     assert len(result.samples) == 8 and len(library) == 4 == len({p.label for p in library})
@@ -309,7 +310,7 @@ def test_known_prototypes_are_chosen_from_the_library_and_chains_fill_the_rest(a
     assert result.num_drawn - sum(result.rejected.values()) == 4  # chains only for the other four
 
     tight = generate(adapted_model, replace(request, num_samples=4),
-                     SamplingConfig(num_steps=5, max_atoms=8, known_prototypes=1.0), torch.Generator().manual_seed(0))
+                     SamplingConfig(num_steps=5, max_atoms=8, known_prototypes=1.0, plausible=False), torch.Generator().manual_seed(0))
     assert len(tight.samples) == 4
     assert [s.protostructure.label for s in tight.samples if s.origin == 'library'] == ['AB_cF8_225_a_b:Li-O']
 
@@ -320,17 +321,17 @@ def test_the_library_share_can_keep_to_balanced_compositions_without_filtering_t
     from aiida_wyckoffdiff.model.sampling import library_candidates
 
     request = GenerationRequest(('Li', 'O'), (225,), e_above_hull=0.0, num_samples=8)
-    every = library_candidates(adapted_model, request, 225, SamplingConfig(max_atoms=40))
-    balanced = library_candidates(adapted_model, request, 225, SamplingConfig(max_atoms=40, plausible_library=True))
+    every = library_candidates(adapted_model, request, 225, SamplingConfig(max_atoms=40, plausible=False))
+    library_only = SamplingConfig(max_atoms=40, plausible=False, plausible_library=True)
+    balanced = library_candidates(adapted_model, request, 225, library_only)
     assert balanced == [c for c in every if composition_plausible(c.composition)] and len(balanced) < len(every)
     assert 'A2B_cF12_225_c_a:Li-O' in {c.label for c in balanced}
-    result = generate(adapted_model, request, SamplingConfig(num_steps=5, max_atoms=40, plausible_library=True),
-                      torch.Generator().manual_seed(0))
+    result = generate(adapted_model, request, replace(library_only, num_steps=5), torch.Generator().manual_seed(0))
     assert len(result.samples) == 8 and 'implausible composition' not in result.rejected
     assert all(composition_plausible(s.protostructure.composition) for s in result.samples if s.origin == 'library')
     alloy = GenerationRequest(('Li', 'Mg'), (225,), e_above_hull=0.0)
-    alloys = library_candidates(adapted_model, alloy, 225, SamplingConfig(max_atoms=40))
-    assert alloys and library_candidates(adapted_model, alloy, 225, SamplingConfig(max_atoms=40, plausible_library=True)) == alloys
+    alloys = library_candidates(adapted_model, alloy, 225, SamplingConfig(max_atoms=40, plausible=False))
+    assert alloys and library_candidates(adapted_model, alloy, 225, library_only) == alloys
 
 
 def test_a_group_that_cannot_fill_its_samples_hands_them_to_one_that_can(adapted_model) -> None:
