@@ -73,7 +73,8 @@ class GenerateCalculation(WyckoffDiffCalculation):
                    help='Conditions the guidance contrasts; the others are kept in both passes.')
         spec.input('plausible', valid_type=orm.Bool, serializer=orm.to_aiida_type,
                    default=lambda: orm.Bool(SamplingConfig.plausible),
-                   help='Redraw samples whose composition no common oxidation states balance.')
+                   help='In ionic systems, keep to compositions that common oxidation states balance (on by default; '
+                        'off for metal-rich suboxides).')
         spec.input('known_prototypes', valid_type=orm.Float, serializer=orm.to_aiida_type,
                    default=lambda: orm.Float(SamplingConfig.known_prototypes), validator=validate_share,
                    help='Share of each space group\'s samples chosen among training crystals\' Wyckoff arrangements '

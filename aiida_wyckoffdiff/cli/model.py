@@ -182,7 +182,9 @@ def finetune(
     '--plausible/--any-composition',
     default=SamplingConfig.plausible,
     show_default=True,
-    help='Redraw samples whose composition no common oxidation states balance (peroxide, superoxide allowed).',
+    help='In ionic systems, keep to compositions that common oxidation states balance (peroxide, superoxide '
+    'allowed): known arrangements that do not are skipped, chains redrawn. --any-composition for metal-rich '
+    'suboxides such as Ti6O.',
 )
 @click.option(
     '--known-prototypes', type=click.FloatRange(0, 1), default=SamplingConfig.known_prototypes, show_default=True,
