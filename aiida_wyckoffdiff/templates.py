@@ -57,6 +57,7 @@ BOND_FACTOR = 0.6
 al. 2008) has overlapping atoms: none of 1,992 training crystals comes below it, 0.2 % below 0.7 (docs/realization.md)."""
 
 
+@functools.cache
 def _electronegativity_order(symbol: str) -> tuple[float, int]:
     """Pauling electronegativity, then Pettifor's Mendeleev number (for ties and the noble gases, which have none)."""
     from pymatgen.core import Element

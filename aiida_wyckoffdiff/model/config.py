@@ -133,7 +133,7 @@ class SamplingConfig:
     ``metrics.composition_plausible``) in systems where charge balance applies (``metrics.ionic_system``: with a
     chalcogen, halogen, N or P): library candidates that break it are never scored, chains that break it are redrawn.
     Alloys and carbides are never filtered. On by default since 6 December 2026, chosen by outcome (docs/discovery.md):
-    without it 5-10 % of an oxide scan's compositions were balanced, against 77-90 % of real crystals."""
+    without it 8-10 % of a Li-O or Al-Mg-O scan's compositions balanced, against 77-90 % of real crystals."""
 
     plausible_library: bool = False
     """Apply the composition filter to the library share alone (``known_prototypes``), where it costs no redraw: only
