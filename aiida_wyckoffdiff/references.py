@@ -269,14 +269,15 @@ def _aflow_prototype(element: str, state: dict[str, Any]) -> tuple[str, Structur
     """pymatgen's AFLOW prototype of ``element`` itself whose conventional lattice is ASE's reference state's; ``None``
     where there is none, or ASE gives no lattice constant (Pu)."""
     import numpy as np
-    from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from .symmetry import pymatgen_prototypes
 
     if 'a' not in state:
         return None
     a = state['a']
     expected = np.sort([a, a * state.get('b/a', 1.0), a * state.get('c/a', 1.0)])
-    for prototype in AFLOW_PROTOTYPE_LIBRARY:
+    for prototype in pymatgen_prototypes().AFLOW_PROTOTYPE_LIBRARY:
         structure = prototype['snl'].structure
         if [e.symbol for e in structure.composition] != [element]:
             continue

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -38,6 +40,7 @@ __all__ = [
     'WyckoffPosition',
     'check_spacegroup',
     'label_against',
+    'pymatgen_prototypes',
     'spacegroup_info',
     'structure_label',
     'wyckoff_positions',
@@ -56,6 +59,58 @@ _CRYSTAL_FAMILY_LETTER = {
     'hexagonal': 'h',
     'cubic': 'c',
 }
+
+
+class _DeferredLibrary(Sequence):
+    """A sequence read from its file the first time anything looks into it."""
+
+    def __init__(self, load: Callable[[], list[Any]]) -> None:
+        self._load: Callable[[], list[Any]] | None = load
+        self._items: list[Any] = []
+
+    def _loaded(self) -> list[Any]:
+        if self._load is not None:
+            self._items, self._load = self._load(), None
+        return self._items
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._loaded()[index]
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._loaded())
+
+
+def pymatgen_prototypes() -> ModuleType:
+    """``pymatgen.analysis.prototypes``, imported without reading its AFLOW prototype library until it is used.
+
+    The module reads the library (1,100 structures with their references) on import: 2.5-3.5 s on this machine, most
+    of the start-up of a ``wyckoffdiff generate`` that then samples for 1 s, and paid by every process that writes a
+    label. The labels need only its Wyckoff tables; the library is read when something iterates it (the AFLOW
+    prototype matcher, elemental references).
+    """
+    name = 'pymatgen.analysis.prototypes'
+    if name in sys.modules:
+        return sys.modules[name]
+    import monty.serialization
+
+    read = monty.serialization.loadfn
+
+    def deferred(path: str, *args: Any, **kwargs: Any) -> Any:
+        if str(path).endswith('aflow_prototypes.json.gz'):
+            return _DeferredLibrary(lambda: read(path, *args, **kwargs))
+        return read(path, *args, **kwargs)
+
+    monty.serialization.loadfn = deferred  # the module binds loadfn when it is imported, under the import lock
+    try:
+        import pymatgen.analysis.prototypes as prototypes
+    finally:
+        monty.serialization.loadfn = read
+    return prototypes
+
+
 _LABEL_PATTERN = re.compile(r'^(?P<formula>[A-Z][A-Z0-9]*)_(?P<pearson>[amothc][PSCIFABR]\d+)_(?P<spg>\d+)_(?P<wyckoffs>.+)$')
 _ELEMENT_WYCKOFFS_PATTERN = re.compile(r'^(\d*[a-zA-Z])+$')
 _COUNT_LETTER_PATTERN = re.compile(r'(\d*)([a-zA-Z])')
@@ -294,9 +349,7 @@ class Protostructure:
     @property
     def dof(self) -> int:
         """Degrees of freedom of a relaxation: free coordinates plus free lattice parameters."""
-        from pymatgen.analysis.prototypes import count_crystal_dof
-
-        return count_crystal_dof(self.label)
+        return pymatgen_prototypes().count_crystal_dof(self.label)
 
     @property
     def pearson_symbol(self) -> str:
@@ -305,23 +358,19 @@ class Protostructure:
 
     @property
     def prototype_formula(self) -> str:
-        from pymatgen.analysis.prototypes import get_prototype_formula_from_composition
-
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', FutureWarning)  # pymatgen's own use of a deprecated gcd
-            return get_prototype_formula_from_composition(self.composition)
+            return pymatgen_prototypes().get_prototype_formula_from_composition(self.composition)
 
     @cached_property
     def label(self) -> str:
         """Canonical protostructure label: the same for every equivalent choice of origin."""
-        from pymatgen.analysis.prototypes import canonicalize_element_wyckoffs
-
         order = {letter: index for index, letter in enumerate(LETTER_ORDER)}
         per_element = []
         for element in self.elements:
             own = sorted(((letter, n) for el, letter, n in self.sites if el == element), key=lambda s: order[s[0]])
             per_element.append(''.join(f'{n}{letter}' for letter, n in own))
-        wyckoffs = canonicalize_element_wyckoffs('_'.join(per_element), self.spacegroup)
+        wyckoffs = pymatgen_prototypes().canonicalize_element_wyckoffs('_'.join(per_element), self.spacegroup)
         return f'{self.prototype_formula}_{self.pearson_symbol}_{self.spacegroup}_{wyckoffs}:{self.chemsys}'
 
     def canonical(self) -> Protostructure:
@@ -366,8 +415,7 @@ def structure_label(structure: Structure, symprec: float = 0.1, method: Literal[
     such as PyXtal's, so realization checks use it. Its Pearson symbols write C-centring as ``S``;
     they are rewritten to pymatgen's ``C`` so both methods give one label.
     """
-    from pymatgen.analysis.prototypes import get_protostructure_label_from_moyopy, get_protostructure_label_from_spglib
-
+    prototypes = pymatgen_prototypes()
     os.environ.setdefault('SPGLIB_WARNING', 'OFF')  # spglib's C layer prints every failed tolerance retry
     if len(structure) == 0:
         raise ProtostructureError('the structure has no atoms')
@@ -377,9 +425,9 @@ def structure_label(structure: Structure, symprec: float = 0.1, method: Literal[
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', FutureWarning)  # pymatgen's own use of a deprecated gcd
             if method == 'moyopy':
-                label = get_protostructure_label_from_moyopy(structure, raise_errors=True, symprec=symprec)
+                label = prototypes.get_protostructure_label_from_moyopy(structure, raise_errors=True, symprec=symprec)
                 return _MOYOPY_CENTERING.sub(r'_\1C\2_', label, count=1)
-            return get_protostructure_label_from_spglib(structure, raise_errors=True, init_symprec=symprec)
+            return prototypes.get_protostructure_label_from_spglib(structure, raise_errors=True, init_symprec=symprec)
     except (ValueError, RuntimeError) as exception:
         raise ProtostructureError(f'symmetry detection failed for {structure.composition.reduced_formula}: {exception}') from None
 

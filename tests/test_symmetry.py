@@ -111,3 +111,20 @@ def test_structure_label_rejects_empty_and_disordered() -> None:
 def test_matrix_shape_is_checked() -> None:
     with pytest.raises(ProtostructureError, match='does not fit space group 225'):
         Protostructure.from_element_matrix(225, np.zeros((3, 2), dtype=int), ['Li', 'O'])
+
+
+def test_labels_do_not_read_the_aflow_library_until_it_is_used() -> None:
+    """Writing a label imports pymatgen's prototype module without its AFLOW library (seconds of every command's
+    start); the library is still all there for whoever iterates it. In a fresh interpreter, since this one may have
+    imported the module already."""
+    import subprocess
+    import sys
+
+    script = (
+        'from aiida_wyckoffdiff.symmetry import Protostructure, pymatgen_prototypes\n'
+        'label = Protostructure.from_label("A2BC4_cF56_227_c_b_e:Al-Mg-O").canonical().label\n'
+        'library = pymatgen_prototypes().AFLOW_PROTOTYPE_LIBRARY\n'
+        'print(label, library._load is not None, len(library) > 200, library[0]["snl"].structure.is_ordered)\n'
+    )
+    printed = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, check=True).stdout.split()
+    assert printed == ['A2BC4_cF56_227_c_b_e:Al-Mg-O', 'True', 'True', 'True']

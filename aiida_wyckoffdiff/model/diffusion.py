@@ -28,6 +28,7 @@ __all__ = [
     'WyckoffDiffusion',
     'build_model',
     'cosine_alpha_bar',
+    'gumbel_scores',
     'sample_categorical',
     'stationary_distribution',
 ]
@@ -51,10 +52,15 @@ def stationary_distribution(transition: Transition, class_counts: torch.Tensor) 
     return smoothed / smoothed.sum()
 
 
+def gumbel_scores(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(..., D) log-probabilities plus Gumbel noise: their argmax is a draw, ``-inf`` where the probability is 0."""
+    uniform = torch.rand(probs.shape, generator=generator, device=probs.device).clamp_(1e-20, 1.0)
+    return torch.log(probs.clamp_min(0)) - torch.log(-torch.log(uniform))
+
+
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one class per row of ``probs`` (..., D) by the Gumbel-max trick; zero-probability classes never win."""
-    uniform = torch.rand(probs.shape, generator=generator, device=probs.device).clamp_(1e-20, 1.0)
-    return (torch.log(probs.clamp_min(0)) - torch.log(-torch.log(uniform))).argmax(dim=-1)
+    return gumbel_scores(probs, generator).argmax(dim=-1)
 
 
 class D3PM(nn.Module):

@@ -36,7 +36,8 @@ from ..exceptions import ConditionError, ConfigurationError, ProtostructureError
 from ..symmetry import Protostructure, check_spacegroup
 from .adapters import Condition, Conditions
 from .config import SamplingConfig
-from .diffusion import WyckoffDiffusion, sample_categorical, x0_nll
+from .constrained import constrained_argmax
+from .diffusion import WyckoffDiffusion, gumbel_scores, sample_categorical, x0_nll
 from .encoding import EncodedCrystal, ProtoBatch, collate, decode, encode, structure_tensors
 
 __all__ = [
@@ -96,6 +97,9 @@ class GeneratedSample:
     protostructure: Protostructure
     draws: int
     """Rounds of drawing it took (1: accepted from the first chain run for it; 0: chosen from the library)."""
+    repaired: bool = False
+    """Whether its chain broke a condition on the composition and its last step was drawn under it instead
+    (``SamplingConfig.constrained_last_step``)."""
 
     @property
     def origin(self) -> str:
@@ -176,7 +180,9 @@ def _reverse_chain(
     config: SamplingConfig,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sampled ``x_fixed`` (B, N) and ``x_count`` (B, N, V) of every graph in ``batch``."""
+    """The last step's Gumbel-perturbed log-probabilities of every graph in ``batch``, (B, N, V + 1) and
+    (B, N, V, K + 1): their argmax is the chain's draw of ``x_fixed`` and ``x_count``, and
+    :func:`~.constrained.constrained_argmax` of them its likeliest draw under conditions on the composition."""
     fixed_diffusion, count_diffusion = model.fixed_diffusion, model.count_diffusion
     allowed_fixed, allowed_count = _allowed_classes(
         batch, conditions.chemsys, count_diffusion.num_classes, config.max_atoms
@@ -197,9 +203,10 @@ def _reverse_chain(
         if step >= require_from and _require_missing(p0_fixed, p0_count, conditions.chemsys, allowed_fixed, allowed_count):
             p0_fixed = torch.softmax(logits_fixed.masked_fill(~allowed_fixed, float('-inf')), dim=-1)
             p0_count = torch.softmax(logits_count.masked_fill(~allowed_count, float('-inf')), dim=-1)
-        x_fixed = sample_categorical(fixed_diffusion.posterior(p0_fixed, x_fixed, t, s) * allowed_fixed, generator)
-        x_count = sample_categorical(count_diffusion.posterior(p0_count, x_count, t, s) * allowed_count, generator)
-    return x_fixed, x_count
+        scores_fixed = gumbel_scores(fixed_diffusion.posterior(p0_fixed, x_fixed, t, s) * allowed_fixed, generator)
+        scores_count = gumbel_scores(count_diffusion.posterior(p0_count, x_count, t, s) * allowed_count, generator)
+        x_fixed, x_count = scores_fixed.argmax(dim=-1), scores_count.argmax(dim=-1)
+    return scores_fixed, scores_count
 
 
 def _require_missing(
@@ -240,15 +247,18 @@ def _require_missing(
     return changed
 
 
-def _check(protostructure: Protostructure, request: GenerationRequest, config: SamplingConfig) -> str | None:
-    """Why a decoded sample breaks the request, or ``None``."""
+def _check(atoms: dict[str, int], request: GenerationRequest, config: SamplingConfig) -> str | None:
+    """Why a sample with ``atoms`` of each element in its conventional cell breaks the request, or ``None``."""
+    from pymatgen.core import Composition
+
     from ..metrics import composition_plausible, ionic_system
 
-    if protostructure.num_atoms > config.max_atoms:
+    present = {element: count for element, count in atoms.items() if count}
+    if sum(present.values()) > config.max_atoms:
         return 'too many atoms'
-    if set(protostructure.elements) != set(request.chemsys):
+    if set(present) != set(request.chemsys):
         return 'missing element'
-    if config.plausible and ionic_system(request.chemsys) and not composition_plausible(protostructure.composition):
+    if config.plausible and ionic_system(request.chemsys) and not composition_plausible(Composition(present)):
         return 'implausible composition'
     return None
 
@@ -455,7 +465,7 @@ def generate_many(
                 reason = result if isinstance(result, str) else None if missing[pool] else 'surplus'
                 if reason is None:
                     valid[pool] += 1
-                    accepted[missing[pool].pop(0)] = GeneratedSample(result, rounds)
+                    accepted[missing[pool].pop(0)] = GeneratedSample(result[0], rounds, repaired=result[1])
                 else:
                     rejected[pool[0]][reason] += 1
     seconds = time.perf_counter() - started
@@ -496,17 +506,33 @@ def _run_chains(
     conditions = Conditions(
         chemsys=chemsys[rows], spacegroup=batch.spacegroup, e_above_hull=energies[rows], mask=mask[rows]
     )
-    x_fixed, x_count = (x.cpu().numpy() for x in _reverse_chain(model, batch, conditions, config, generator))
-    results: list[Protostructure | str] = []
+    scores_fixed, scores_count = (x.cpu().numpy() for x in _reverse_chain(model, batch, conditions, config, generator))
+    x_fixed, x_count = scores_fixed.argmax(axis=-1), scores_count.argmax(axis=-1)
+    results: list[tuple[Protostructure, bool] | str] = []
     for row, ((index, _), group) in enumerate(zip(plan, groups, strict=True)):
-        n = len(graphs[row].fixed)
-        try:
-            protostructure = decode(group, x_fixed[row, :n], x_count[row, :n], elements)
-        except ProtostructureError:
-            results.append('empty')
+        request, n = requests[index], len(graphs[row].fixed)
+        reason = _check(_atoms(x_fixed[row, :n], x_count[row, :n], graphs[row].multiplicity, elements), request, config)
+        repaired = False
+        if reason is not None and config.constrained_last_step:
+            columns = [elements.index(element) for element in request.chemsys]
+            draw = constrained_argmax(
+                scores_fixed[row, :n], scores_count[row, :n], graphs[row].multiplicity, columns, config.max_atoms,
+                lambda atoms: _check(dict(zip(request.chemsys, atoms, strict=True)), request, config) is None,
+            )
+            if draw is not None:
+                (x_fixed[row, :n], x_count[row, :n]), reason, repaired = draw, None, True
+        if reason is not None:
+            results.append(reason)
             continue
-        results.append(_check(protostructure, requests[index], config) or protostructure)
+        results.append((decode(group, x_fixed[row, :n], x_count[row, :n], elements), repaired))
     return results
+
+
+def _atoms(x_fixed: np.ndarray, x_count: np.ndarray, multiplicity: np.ndarray, elements: Sequence[str]) -> dict[str, int]:
+    """Atoms of each vocabulary element in the conventional cell of one chain's draw (fixed positions first)."""
+    atoms = np.bincount(x_fixed, weights=multiplicity, minlength=len(elements) + 1)[1:]
+    atoms += (x_count * multiplicity[:, None]).sum(axis=0)
+    return {element: int(count) for element, count in zip(elements, atoms, strict=True) if count}
 
 
 def generate_json(
@@ -535,6 +561,7 @@ def generate_json(
             'num_atoms': sample.protostructure.num_atoms,
             'draws': sample.draws,
             'origin': sample.origin,
+            'repaired': sample.repaired,
             'conditions': {**conditions, 'spacegroup': sample.protostructure.spacegroup},
         }
         for sample in result.samples
@@ -552,12 +579,14 @@ def generate_json(
         'guided': list(config.guided),
         'temperature': config.temperature,
         'plausible': config.plausible,
+        'constrained_last_step': config.constrained_last_step,
         'known_prototypes': config.known_prototypes,
         'max_atoms': config.max_atoms,
         'max_draws': config.max_draws,
         'requested': {**conditions, 'spacegroups': list(request.spacegroups), 'num_samples': request.num_samples},
         'num_drawn': result.num_drawn,
         'num_failed': result.num_failed,
+        'num_repaired': sum(sample.repaired for sample in result.samples),
         'rejected': result.rejected,
         'seconds': round(result.seconds, 4),
     }

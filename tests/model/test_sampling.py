@@ -29,8 +29,8 @@ SPACEGROUPS = (225, 194, 62, 227)
 
 def chains(**settings) -> SamplingConfig:
     """Sampling by reverse chains alone, without the library share (``known_prototypes``) or, unless asked, the
-    composition filter: the mechanics tested here."""
-    return SamplingConfig(**{'known_prototypes': 0.0, 'plausible': False, **settings})
+    composition filter or the constrained last step: the mechanics of redrawing tested here."""
+    return SamplingConfig(**{'known_prototypes': 0.0, 'plausible': False, 'constrained_last_step': False, **settings})
 
 
 @pytest.fixture
@@ -71,7 +71,8 @@ def test_raw_chains_never_leave_the_chemical_system_or_the_atom_limit(adapted_mo
         chemsys.expand(size, -1), batch.spacegroup, torch.zeros(size), torch.ones(size, len(Condition))
     )
     config = SamplingConfig(num_steps=10, max_atoms=24)
-    x_fixed, x_count = _reverse_chain(adapted_model, batch, conditions, config, torch.Generator().manual_seed(3))
+    scores = _reverse_chain(adapted_model, batch, conditions, config, torch.Generator().manual_seed(3))
+    x_fixed, x_count = (score.argmax(dim=-1) for score in scores)
     assert not x_fixed[~batch.fixed].any() and not x_count[~batch.free].any()
     assert (x_count * batch.multiplicity[..., None] <= 24).all()
     for row, graph in enumerate(graphs):
@@ -261,8 +262,8 @@ def test_the_composition_filter_applies_only_where_charge_balance_does() -> None
         protostructure = Protostructure.from_label(label)
         assert not composition_plausible(protostructure.composition)
         request = GenerationRequest(tuple(label.split(':')[1].split('-')), (221,), num_samples=1)
-        assert _check(protostructure, request, config) == expected
-        assert _check(protostructure, request, SamplingConfig(plausible=False)) is None
+        assert _check(protostructure.element_counts, request, config) == expected
+        assert _check(protostructure.element_counts, request, SamplingConfig(plausible=False)) is None
 
 
 def test_a_cold_chain_keeps_to_the_likeliest_classes(adapted_model, monkeypatch) -> None:
@@ -288,7 +289,7 @@ def test_a_cold_chain_keeps_to_the_likeliest_classes(adapted_model, monkeypatch)
     ends = {}
     for temperature in (1e-3, 1.0):
         config = SamplingConfig(num_steps=10, max_atoms=60, temperature=temperature, require_elements_from=1.0)
-        x_fixed, _ = _reverse_chain(adapted_model, batch, conditions, config, torch.Generator().manual_seed(0))
+        x_fixed = _reverse_chain(adapted_model, batch, conditions, config, torch.Generator().manual_seed(0))[0].argmax(-1)
         ends[temperature] = {tuple(row.tolist()) for row in x_fixed}
     assert len(ends[1e-3]) == 1 < len(ends[1.0])
     with pytest.raises(ConfigurationError, match='temperature must be positive'):
@@ -342,3 +343,86 @@ def test_a_group_that_cannot_fill_its_samples_hands_them_to_one_that_can(adapted
     assert len(result.samples) == 6 and result.num_failed == 0
     assert {s.protostructure.spacegroup for s in result.samples} == {221}
     assert result.num_drawn - len(result.samples) == sum(result.rejected.values())
+
+
+def _brute_force(scores_fixed, scores_count, multiplicity, elements, accept):  # noqa: ANN001, ANN202
+    """Best summed score over every assignment of the variables whose composition is accepted (or ``None``)."""
+    import itertools
+
+    choices = [np.flatnonzero(np.isfinite(row)) for row in scores_fixed]
+    choices += [np.flatnonzero(np.isfinite(scores_count[n, v])) for n in range(len(multiplicity)) for v in elements]
+    best = None
+    for assignment in itertools.product(*choices):
+        fixed, counts = assignment[: len(multiplicity)], assignment[len(multiplicity):]
+        atoms = [0] * len(elements)
+        score = sum(scores_fixed[n, c] for n, c in enumerate(fixed))
+        for n, c in enumerate(fixed):
+            if c:
+                atoms[elements.index(c - 1)] += multiplicity[n]
+        for (n, v), k in zip(itertools.product(range(len(multiplicity)), elements), counts, strict=True):
+            score += scores_count[n, v, k]
+            atoms[elements.index(v)] += k * multiplicity[n]
+        if sum(atoms) <= 12 and accept(tuple(atoms)) and (best is None or score > best[0]):
+            best = (score, tuple(atoms))
+    return best
+
+
+def test_the_constrained_last_step_is_the_best_assignment_that_obeys() -> None:
+    """On random scores of four positions, two of them fixed, the dynamic programme finds what enumerating every
+    assignment finds: the best summed score whose composition obeys, the free argmax where that obeys already, and
+    nothing where nothing does."""
+    from aiida_wyckoffdiff.model.constrained import constrained_argmax
+
+    rng = np.random.default_rng(0)
+    multiplicity = np.array([1, 2, 2, 4])
+    elements = [0, 2]  # vocabulary of three, the middle element not requested
+    fixed_rows = np.array([True, True, False, False])
+
+    def balanced(atoms: tuple[int, ...]) -> bool:  # both elements, twice as many of the second
+        return atoms[0] > 0 and atoms[1] == 2 * atoms[0]
+
+    solved = 0
+    for _ in range(40):
+        scores_fixed = np.full((4, 4), -np.inf)
+        scores_fixed[:, 0] = rng.normal(size=4)
+        scores_fixed[np.ix_(fixed_rows, [1, 3])] = rng.normal(size=(2, 2))
+        scores_count = np.full((4, 3, 3), -np.inf)
+        scores_count[:, :, 0] = rng.normal(size=(4, 3))
+        scores_count[np.ix_(~fixed_rows, elements, [1, 2])] = rng.normal(size=(2, 2, 2))
+        expected = _brute_force(scores_fixed, scores_count, multiplicity, elements, balanced)
+        draw = constrained_argmax(scores_fixed, scores_count, multiplicity, elements, 12, balanced)
+        if expected is None:
+            assert draw is None
+            continue
+        x_fixed, x_count = draw
+        rows = np.arange(4)
+        found = scores_fixed[rows, x_fixed].sum() + sum(scores_count[n, v, x_count[n, v]] for n in rows for v in elements)
+        atoms = [sum(multiplicity[n] for n in rows if x_fixed[n] == v + 1) + (x_count[:, v] * multiplicity).sum()
+                 for v in elements]
+        assert found == pytest.approx(expected[0]) and balanced(tuple(atoms))
+        assert not x_count[:, 1].any()
+        solved += 1
+        if balanced(tuple(
+            sum(multiplicity[n] for n in rows if scores_fixed[n].argmax() == v + 1)
+            + (scores_count[:, v].argmax(-1) * multiplicity).sum() for v in elements
+        )):
+            assert (x_fixed == scores_fixed.argmax(-1)).all() and (x_count[:, elements] == scores_count[:, elements].argmax(-1)).all()
+    assert solved > 20
+
+
+def test_chains_that_break_the_composition_are_completed_not_redrawn(adapted_model) -> None:
+    """Under the composition filter, a random model's Li-O chains mostly end unbalanced: with the constrained last
+    step every chain run is returned, balanced and complete, and the repaired ones are marked; without it they are
+    drawn again."""
+    request = GenerationRequest(('Li', 'O'), (225, 194, 62), e_above_hull=0.0, num_samples=12)
+    settings = {'num_steps': 5, 'max_atoms': 40, 'max_draws': 60, 'plausible': True}
+    redrawn = generate(adapted_model, request, chains(**settings), torch.Generator().manual_seed(0))
+    completed = generate(adapted_model, request, chains(**settings, constrained_last_step=True),
+                         torch.Generator().manual_seed(0))
+    assert redrawn.rejected.get('implausible composition', 0) > 0
+    assert len(completed.samples) == 12 and completed.num_drawn == 12 and completed.rejected == {}
+    assert any(sample.repaired for sample in completed.samples)
+    for sample in completed.samples:
+        assert composition_plausible(sample.protostructure.composition)
+        assert sample.protostructure.chemsys == 'Li-O' and sample.protostructure.num_atoms <= 40
+    assert [s.protostructure.spacegroup for s in completed.samples] == [225, 194, 62] * 4
