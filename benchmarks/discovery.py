@@ -12,7 +12,7 @@ Every generator runs in this one process, on the same requests, with the same bu
 
 Generation level (no relaxation), on held-out test-split (chemical system, space group) pairs: recall of the
 held-out label among the samples of its request, distances of the atoms / orbits / elements-per-crystal
-distributions to the test split, SMACT validity, plausible composition (peroxide and superoxide allowed),
+distributions to the test split, SMACT validity, plausible composition (alkali and alkaline-earth peroxides and superoxides allowed),
 uniqueness and novelty against the training labels, and CPU seconds.
 
 Outcome level, per chemical system (Li-O, Ti-O and binaries whose structures all lie in the test split): samples
@@ -604,7 +604,7 @@ def system_level(
     """Whether the samples of one system look like crystals, before anything is relaxed: of the distinct samples, the
     share whose element-free prototype (label before ``:``) a training crystal has, the share identical to a training
     crystal (so that copying cannot pass for realism), plausible compositions (``metrics.composition_plausible``:
-    oxides, peroxides, superoxides, mixed valence; alloys pass), and the median cell beside the real crystals'."""
+    oxides, alkali and alkaline-earth peroxides and superoxides, mixed valence; alloys pass), and the median cell beside the real crystals'."""
     from aiida_wyckoffdiff.metrics import composition_plausible
     from aiida_wyckoffdiff.templates import arrangement_of
 

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
         ('Li2O2', True, True),  # peroxide: a real ground state
         ('LiO2', True, False),  # superoxide: SMACT's integer states cannot balance it
         ('KO2', True, False),
+        ('BaO2', True, True),  # alkaline-earth peroxide
+        ('TiO3', False, True),  # a peroxide of a transition metal: oxide only, unlike SMACT, which takes O(-1) anywhere
+        ('MgAlO5', False, True),  # peroxide only where every cation is alkali or alkaline-earth
         ('Ti5O9', True, False),  # a mixed-valence Magneli phase: SMACT allows one state per element
         ('TiO2', True, True),
         ('Li13O10', False, False),  # would need oxide and peroxide ions at once

@@ -182,9 +182,9 @@ def finetune(
     '--plausible/--any-composition',
     default=SamplingConfig.plausible,
     show_default=True,
-    help='In ionic systems, keep to compositions that common oxidation states balance (peroxide, superoxide '
-    'allowed): known arrangements that do not are skipped, chains redrawn. --any-composition for metal-rich '
-    'suboxides such as Ti6O.',
+    help='In ionic systems, keep to compositions that common oxidation states balance (peroxides and superoxides '
+    'of alkali and alkaline-earth metals allowed): known arrangements that do not are skipped, chains end in their '
+    'likeliest balanced last step. --any-composition for metal-rich suboxides such as Ti6O.',
 )
 @click.option(
     '--known-prototypes', type=click.FloatRange(0, 1), default=SamplingConfig.known_prototypes, show_default=True,

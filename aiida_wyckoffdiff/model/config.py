@@ -129,9 +129,10 @@ class SamplingConfig:
     """Divides the denoiser's logits before each reverse step: below 1 the chain keeps to what the model finds likely
     (the arrangements of real crystals), above 1 it explores (docs/discovery.md measures the trade)."""
     plausible: bool = True
-    """Keep to compositions that common oxidation states balance (oxide, peroxide and superoxide oxygen allowed:
-    ``metrics.composition_plausible``) in systems where charge balance applies (``metrics.ionic_system``: with a
-    chalcogen, halogen, N or P): library candidates that break it are never scored, chains that break it are redrawn.
+    """Keep to compositions that common oxidation states balance (oxide oxygen; peroxide and superoxide only with alkali
+    and alkaline-earth cations: ``metrics.composition_plausible``) in systems where charge balance applies
+    (``metrics.ionic_system``: with a chalcogen, halogen, N or P): library candidates that break it are never scored,
+    chains that break it end in their likeliest balanced last step (``constrained_last_step``) or are redrawn.
     Alloys and carbides are never filtered. On by default since 6 December 2026, chosen by outcome (docs/discovery.md):
     without it 8-10 % of a Li-O or Al-Mg-O scan's compositions balanced, against 77-90 % of real crystals."""
 
