@@ -3,13 +3,14 @@
 Hard constraints cost nothing and never fail: the space group is an input of every graph, and classes that
 would break the request (an element outside the chemical system, an orbit whose multiplicity alone exceeds
 the atom limit) get zero probability in the prior, in the predicted x0 and in every reverse step. What
-masking alone cannot guarantee (at least one atom, the total atom count, every requested element present) is
-checked on the decoded protostructure. From ``require_elements_from`` of the chain on, a requested element the
-predicted structure lacks is required where it is likeliest (a mask that changes during the chain), so few chains
-end without one; what is still missing is drawn again: each round runs, for every space group of a request still
-short of samples, as many chains as its acceptance so far says will fill the gap, up to a budget of ``max_draws``
-chains per requested sample, so a rare combination is filled in a few rounds instead of being given up after a fixed
-number of tries (docs/spacegroups.md).
+masking alone cannot guarantee (the total atom count, every requested element present, the composition filter) is
+checked on the chain's draw. From ``require_elements_from`` of the chain on, a requested element the predicted
+structure lacks is required where it is likeliest (a mask that changes during the chain), so few chains end without
+one; a chain whose draw still breaks a condition takes the likeliest last step that obeys them all
+(:mod:`.constrained`), so it need not be drawn again. What even that cannot mend (three elements in four atoms) is
+drawn again: each round runs, for every space group of a request still short of samples, as many chains as its
+acceptance so far says will fill the gap, up to a budget of ``max_draws`` chains per requested sample, so a rare
+combination is filled in a few rounds instead of being given up after a fixed number of tries (docs/spacegroups.md).
 
 Where a share of known arrangements is asked for (``known_prototypes``), that share of each group's samples is not
 drawn at all but chosen: the request's elements on each prototype of the group's training crystals are scored by the

@@ -45,11 +45,12 @@ def test_generate_writes_the_documented_json(cli_checkpoints, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     document = json.loads(output.read_text())
     meta = document['meta']
-    assert {'checkpoint_sha256', 'seed', 'steps', 'guidance', 'seconds', 'num_drawn', 'num_failed'} <= meta.keys()
+    assert {'checkpoint_sha256', 'seed', 'steps', 'guidance', 'seconds', 'num_drawn', 'num_failed', 'num_repaired'} <= meta.keys()
     assert meta['steps'] == 10 and meta['guidance'] == 2.0 and meta['seed'] == 0
     assert len(document['samples']) + meta['num_failed'] == 4
+    assert meta['num_repaired'] == sum(sample['repaired'] for sample in document['samples'])
     for sample in document['samples']:
-        assert {'protostructure', 'spacegroup', 'chemsys', 'num_atoms', 'conditions'} <= sample.keys()
+        assert {'protostructure', 'spacegroup', 'chemsys', 'num_atoms', 'conditions', 'repaired'} <= sample.keys()
         assert sample['spacegroup'] in (225, 194) and sample['chemsys'] == 'Li-O'
         assert sample['conditions'] == {'chemsys': 'Li-O', 'e_above_hull': 0.0, 'spacegroup': sample['spacegroup']}
 
@@ -115,7 +116,10 @@ def test_shipped_checkpoint_generates_offline(chemsys, spacegroups, tmp_path) ->
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     document = json.loads(output.read_text())
-    assert document['meta']['checkpoint_stage'] == 'finetuned' and document['samples']
+    meta = document['meta']
+    assert meta['checkpoint_stage'] == 'finetuned' and len(document['samples']) == 6
+    # N of N without a chain drawn again: those that broke the composition filter ended in a balanced last step
+    assert meta['rejected'] == {} and meta['num_drawn'] == sum(s['origin'] == 'chain' for s in document['samples'])
     for sample in document['samples']:
         assert str(sample['spacegroup']) in spacegroups and sample['chemsys'] == chemsys
 
