@@ -71,7 +71,7 @@ class Generator:
 
 
 def model_generator(name: str) -> Generator:
-    """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,known=0,plausible=1,exact=1,k=1,ckpt=PATH,real=template``: any
+    """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,known=0,plausible=1,exact=1,across=1,k=1,ckpt=PATH,real=template``: any
     omitted key keeps the default (``t``: the sampling temperature; ``known``: the library share of known prototypes,
     0.75 by default since 5 December 2026 and 0 before, so older result files' names without it mean 0; ``plausible``:
     the composition filter, on by default since 6 December 2026 and off before, likewise; ``exact``: the constrained
@@ -89,6 +89,7 @@ def model_generator(name: str) -> Generator:
         plausible=settings.get('plausible', str(int(SamplingConfig.plausible))) == '1',
         plausible_library=settings.get('plib', '0') == '1',
         constrained_last_step=settings.get('exact', str(int(SamplingConfig.constrained_last_step))) == '1',
+        known_prototypes_across_groups=settings.get('across', '0') == '1',
         temperature=float(settings.get('t', 1.0)),
         known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
     )

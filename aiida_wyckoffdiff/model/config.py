@@ -136,10 +136,16 @@ class SamplingConfig:
     Alloys and carbides are never filtered. On by default since 6 December 2026, chosen by outcome (docs/discovery.md):
     without it 8-10 % of a Li-O or Al-Mg-O scan's compositions balanced, against 77-90 % of real crystals."""
 
+    known_prototypes_across_groups: bool = False
+    """Where a space group has fewer known arrangements than its share of samples (``known_prototypes``), choose what
+    it lacks among the other requested groups' arrangements (those samples then have that group) instead of drawing
+    chains in it: with the composition filter, Li-O's 20 groups fill 70 of the 120 library samples of a 160-sample
+    scan, so half its samples were chains, which rarely look like crystals (docs/discovery.md)."""
+
     constrained_last_step: bool = True
     """A chain whose draw breaks a condition on its composition (every requested element present, the atom limit, the
     composition filter) takes the likeliest draw of its last step that obeys (``model/constrained.py``) instead of
-    being drawn again: 16 of 16 from 16 chains where 195 were run before (docs/discovery.md, 6 December 2026)."""
+    being drawn again: 16 of 16 from 13 chains and the library, where 195 chains were run before (docs/discovery.md, 6 December 2026)."""
 
     plausible_library: bool = False
     """Apply the composition filter to the library share alone (``known_prototypes``), where it costs no redraw: only

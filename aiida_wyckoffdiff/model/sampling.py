@@ -373,22 +373,34 @@ def library_scores(
 
 def _choose_from_library(
     model: WyckoffDiffusion,
-    request: GenerationRequest,
-    spacegroup: int,
+    candidates: Sequence[Protostructure],
     count: int,
     conditions: Conditions,
     config: SamplingConfig,
     generator: torch.Generator,
 ) -> list[Protostructure]:
-    """Up to ``count`` distinct training arrangements with the request's elements, drawn without replacement in
+    """Up to ``count`` distinct ``candidates`` (:func:`library_candidates` of one group), drawn without replacement in
     proportion to the model's likelihood (Gumbel top-k over :func:`library_scores`)."""
-    candidates = library_candidates(model, request, spacegroup, config)
-    if not candidates:
+    if not candidates or not count:
         return []
     scores = library_scores(model, candidates, conditions, config, generator)
     uniform = torch.rand(len(candidates), generator=generator, device=scores.device).clamp_min(1e-12)
     keys = scores - torch.log(-torch.log(uniform))
     return [candidates[i] for i in keys.argsort(descending=True)[:count].tolist()]
+
+
+def _library_counts(wanted: dict[Pool, int], available: dict[Pool, int], across_groups: bool) -> dict[Pool, int]:
+    """Known arrangements each group takes: its share (``wanted``) or all it has. ``across_groups`` gives the share a
+    group lacks to the groups of the same request that have more, one arrangement at a time in the groups' order."""
+    counts = {pool: min(wanted[pool], available[pool]) for pool in wanted}
+    for index in {pool[0] for pool in wanted} if across_groups else ():
+        own = [pool for pool in wanted if pool[0] == index]
+        short = sum(wanted[pool] - counts[pool] for pool in own)
+        while short and (spare := [pool for pool in own if counts[pool] < available[pool]]):
+            for pool in spare[:short]:
+                counts[pool] += 1
+                short -= 1
+    return counts
 
 
 def _vocabulary_check(model: WyckoffDiffusion, request: GenerationRequest) -> None:
@@ -431,14 +443,22 @@ def generate_many(
     accepted: dict[tuple[int, int], GeneratedSample] = {}
     pools = _pools(requests)
     missing = {pool: list(slots) for pool, slots in pools.items()}
-    for (index, group), slots in missing.items():
-        share = math.ceil(config.known_prototypes * len(slots))
-        if group is None or not share:
-            continue
+    library, wanted = {}, {}
+    for pool, slots in missing.items():
+        if pool[1] is not None and (share := math.ceil(config.known_prototypes * len(slots))):
+            library[pool], wanted[pool] = library_candidates(model, requests[pool[0]], pool[1], config), share
+    counts = _library_counts(wanted, {pool: len(c) for pool, c in library.items()}, config.known_prototypes_across_groups)
+    spare: dict[int, list[Protostructure]] = {}  # chosen in a group beyond its own share, for the groups that lack
+    for (index, group), candidates in library.items():
         conditions = Conditions(chemsys=chemsys[index : index + 1], spacegroup=torch.tensor([group], device=device),
                                 e_above_hull=energies[index : index + 1], mask=mask[index : index + 1])
-        for protostructure in _choose_from_library(model, requests[index], group, share, conditions, config, generator):
-            accepted[slots.pop(0)] = GeneratedSample(protostructure, draws=0)
+        chosen = _choose_from_library(model, candidates, counts[index, group], conditions, config, generator)
+        for protostructure in chosen[: wanted[index, group]]:
+            accepted[missing[index, group].pop(0)] = GeneratedSample(protostructure, draws=0)
+        spare.setdefault(index, []).extend(chosen[wanted[index, group] :])
+    for pool, candidates in library.items():
+        for _ in range(min(wanted[pool] - len(candidates), len(spare[pool[0]]))):
+            accepted[missing[pool].pop(0)] = GeneratedSample(spare[pool[0]].pop(0), draws=0)
     drawn, valid = Counter[Pool](), Counter[Pool]()
     rejected = [Counter[str]() for _ in requests]
     gave_up: set[Pool] = set()

@@ -316,6 +316,22 @@ def test_known_prototypes_are_chosen_from_the_library_and_chains_fill_the_rest(a
     assert [s.protostructure.label for s in tight.samples if s.origin == 'library'] == ['AB_cF8_225_a_b:Li-O']
 
 
+def test_a_group_short_of_known_arrangements_can_take_them_from_the_other_groups(adapted_model) -> None:
+    """Within 8 atoms Fm-3m has one Li-O arrangement (rocksalt) and P6_3/mmc 21: with ``known_prototypes_across_groups``
+    the three Fm-3m samples rocksalt cannot fill are chosen among P6_3/mmc's instead of drawn by chains, all distinct."""
+    request = GenerationRequest(('Li', 'O'), (225, 194), e_above_hull=0.0, num_samples=8)
+    settings = {'num_steps': 5, 'max_atoms': 8, 'known_prototypes': 1.0, 'plausible': False}
+    alone, across = (generate(adapted_model, request, SamplingConfig(**settings, known_prototypes_across_groups=flag),
+                              torch.Generator().manual_seed(0)) for flag in (False, True))
+    library = {name: [s.protostructure for s in result.samples if s.origin == 'library']
+               for name, result in (('alone', alone), ('across', across))}
+    assert len(alone.samples) == len(across.samples) == 8
+    assert len(library['alone']) == 5 and alone.num_drawn - sum(alone.rejected.values()) == 3
+    assert len(library['across']) == 8 == len(set(library['across'])) and across.num_drawn == 0
+    assert Counter(p.spacegroup for p in library['across']) == {225: 1, 194: 7}
+    assert library['alone'][0].label == library['across'][0].label == 'AB_cF8_225_a_b:Li-O'
+
+
 def test_the_library_share_can_keep_to_balanced_compositions_without_filtering_the_chains(adapted_model) -> None:
     """``plausible_library``: only the charge-balanced Li-O arrangements of Fm-3m (antifluorite Li2O among them) are
     candidates; the chains are not filtered, and a system where charge balance does not apply keeps every one."""
