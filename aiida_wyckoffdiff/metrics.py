@@ -6,7 +6,8 @@ The definitions follow the common re-evaluations of symmetry-aware generators (d
   (some assignment of common oxidation states makes the composition neutral: pymatgen's ``oxi_state_guesses``,
   the same test as SMACT's charge balance for these small cells);
 - **plausible composition**: the same test with peroxide (O⁻) and superoxide (O₂⁻) oxygen allowed where every
-  cation is an alkali or alkaline-earth metal, since Li2O2, BaO2 and KO2 are real ground states; **SMACT validity** is SMACT's own screen (``smact_validity``), the number the
+  cation is an alkali or alkaline-earth metal, since Li2O2, BaO2 and KO2 are real ground states;
+  **SMACT validity** is SMACT's own screen (``smact_validity``), the number the
   CDVAE, DiffCSP and MatterGen papers report;
 - **recall** of held-out protostructures: the share of held-out labels found among the samples of their request;
 - **distribution distances** of per-crystal counts (atoms, occupied orbits, elements) to a reference split:

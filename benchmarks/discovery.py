@@ -75,7 +75,8 @@ def model_generator(name: str) -> Generator:
     omitted key keeps the default (``t``: the sampling temperature; ``known``: the library share of known prototypes,
     0.75 by default since 5 December 2026 and 0 before, so older result files' names without it mean 0; ``plausible``:
     the composition filter, on by default since 6 December 2026 and off before, likewise; ``exact``: the constrained
-    last step (chains that break the composition completed, not redrawn), on by default since 6 December 2026 (afternoon); ``ckpt``:
+    last step (chains that break the composition completed, not redrawn), on by default since 6 December 2026
+    (morning); ``across``: ``known_prototypes_across_groups``, off by default; ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
     realization method, ``pyxtal`` by default)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig

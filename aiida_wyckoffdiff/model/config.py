@@ -145,7 +145,8 @@ class SamplingConfig:
     constrained_last_step: bool = True
     """A chain whose draw breaks a condition on its composition (every requested element present, the atom limit, the
     composition filter) takes the likeliest draw of its last step that obeys (``model/constrained.py``) instead of
-    being drawn again: 16 of 16 from 13 chains and the library, where 195 chains were run before (docs/discovery.md, 6 December 2026)."""
+    being drawn again: 16 of 16 from 13 chains and the library, where 195 chains were run before (docs/discovery.md,
+    6 December 2026)."""
 
     plausible_library: bool = False
     """Apply the composition filter to the library share alone (``known_prototypes``), where it costs no redraw: only

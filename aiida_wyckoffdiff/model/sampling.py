@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..exceptions import ConditionError, ConfigurationError, ProtostructureError
+from ..exceptions import ConditionError, ConfigurationError
 from ..symmetry import Protostructure, check_spacegroup
 from .adapters import Condition, Conditions
 from .config import SamplingConfig
