@@ -13,11 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiida import orm
 
-__all__ = ['PHASE_DIAGRAM', 'RelaxationSource', 'RowsReport', 'find_relaxations', 'training_rows']
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+__all__ = [
+    'PHASE_DIAGRAM', 'RelaxationSource', 'RowsReport', 'find_relaxations', 'lowest_per_label', 'relaxed_row',
+    'training_rows',
+]
 
 PHASE_DIAGRAM = 'aiida.workflows:wyckoffdiff.phase_diagram'
 RELAXED_PREFIX = 'relaxed_'
@@ -99,13 +105,9 @@ def training_rows(
     :raises NoRelaxationsError: no relaxed structure is left.
     :raises ValueError: rows of several potentials and no ``potential`` to choose one.
     """
-    from .data import protostructure_columns
     from .exceptions import NoRelaxationsError, ProtostructureError
-    from .symmetry import structure_label
 
-    best: dict[str, dict[str, Any]] = {}
-    counts: dict[str, int] = {}
-    potentials: set[str] = set()
+    candidates: list[dict[str, Any]] = []
     report = RowsReport(rows=[])
 
     def skip(reason: str) -> None:
@@ -128,32 +130,56 @@ def training_rows(
                 continue
             report.relaxed += 1
             try:
-                columns = protostructure_columns(structure_label(node.get_pymatgen_structure()))
+                candidate = relaxed_row(
+                    node.get_pymatgen_structure(), material_id=f'aiida-{node.uuid}', e_above_hull=row['e_above_hull'],
+                    formation_energy_per_atom=row['formation_energy_per_atom'], potential=row['potential'],
+                )
             except ProtostructureError:
                 skip('symmetry detection failed')
                 continue
-            candidate = {
-                'material_id': f'aiida-{node.uuid}',
-                **columns,
-                'nsites': len(node.sites),
-                'formation_energy_per_atom': row['formation_energy_per_atom'],
-                'e_above_hull': row['e_above_hull'],
-                'split': 'train',
-                'source': ROW_SOURCE,
-                'potential': row['potential'],
-                'structure_pk': node.pk,
-                'table_pk': source.table.pk,
-                'run_pk': source.run.pk,
-            }
-            label = columns['label']
-            potentials.add(row['potential'])
-            counts[label] = counts.get(label, 0) + 1
-            if label not in best or candidate['e_above_hull'] < best[label]['e_above_hull']:
-                best[label] = candidate
-    if not best:
+            candidates.append({**candidate, 'structure_pk': node.pk, 'table_pk': source.table.pk, 'run_pk': source.run.pk})
+    if not candidates:
         raise NoRelaxationsError(f'none of the {len(sources)} runs has a usable relaxed structure ({report.summary()})')
+    potentials = {candidate['potential'] for candidate in candidates}
     if len(potentials) > 1:
         raise ValueError(f'rows relaxed by {", ".join(sorted(potentials))}: their e_above_hull are not on one scale; '
                          'choose one potential')
-    report.rows = [{**best[label], 'relaxations': counts[label]} for label in sorted(best)]
+    report.rows = lowest_per_label(candidates)
     return report
+
+
+def relaxed_row(
+    structure: Structure, *, material_id: str, e_above_hull: float, formation_energy_per_atom: float | None,
+    potential: str,
+) -> dict[str, Any]:
+    """A dataset row (:data:`aiida_wyckoffdiff.data.COLUMNS`, ``split`` ``train``) of one relaxed structure, labelled
+    as the dataset builder labels a crystal; plain Python, so benchmarks build the same rows without a profile.
+
+    :raises ProtostructureError: the structure's symmetry could not be detected.
+    """
+    from .data import protostructure_columns
+    from .symmetry import structure_label
+
+    return {
+        'material_id': material_id,
+        **protostructure_columns(structure_label(structure)),
+        'nsites': len(structure),
+        'formation_energy_per_atom': formation_energy_per_atom,
+        'e_above_hull': e_above_hull,
+        'split': 'train',
+        'source': ROW_SOURCE,
+        'potential': potential,
+    }
+
+
+def lowest_per_label(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per protostructure label, the lowest e_above_hull, sorted by label; ``relaxations`` counts the rows
+    that had that label."""
+    best: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = {}
+    for row in rows:
+        label = row['label']
+        counts[label] = counts.get(label, 0) + 1
+        if label not in best or row['e_above_hull'] < best[label]['e_above_hull']:
+            best[label] = row
+    return [{**best[label], 'relaxations': counts[label]} for label in sorted(best)]

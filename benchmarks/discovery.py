@@ -387,11 +387,14 @@ def outcome_level(
     elemental: dict[str, float],
     workers: int,
     spacegroups: list[int],
+    relaxed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Generate, realize, relax (``relax.relax_all``, as the workflow's relax jobs do) and place on the MP hull.
 
     Core-minutes are the CPU time of this process and of the relax workers, which end (and are counted) with each
-    ``relax_all`` call; the workers' start, loading the potential, is in it too, as it is in a relax job.
+    ``relax_all`` call; the workers' start, loading the potential, is in it too, as it is in a relax job. ``relaxed``,
+    where given, receives each relaxed structure with its energies and whether it was pruned (``benchmarks/rounds.py``
+    learns from them).
     """
     from aiida_wyckoffdiff.hull import MPHull, hull_rows, merge_duplicates
     from aiida_wyckoffdiff.references import reference_entries
@@ -423,6 +426,9 @@ def outcome_level(
         if row.e_above_hull is None:
             continue
         energies.append(row.e_above_hull)
+        if relaxed is not None:
+            relaxed.append({'structure': outcome.structure, 'e_above_hull': row.e_above_hull, 'pruned': row.pruned,
+                            'formation_energy_per_atom': row.formation_energy_per_atom, 'potential': row.potential})
         if request:
             by_request[request] = round(row.e_above_hull, 4)
             steps_by_request[request] = outcome.steps
