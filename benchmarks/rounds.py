@@ -111,9 +111,12 @@ def main() -> None:
     parser.add_argument('--epochs', type=int, default=20, help='Fine-tuning epochs beyond the shipped checkpoint.')
     parser.add_argument('--dataset-share', type=float, default=0.8)
     parser.add_argument('--val-rows', type=int, default=256)
+    parser.add_argument('--no-random', action='store_true', help='Leave random search out (measured in another run).')
     parser.add_argument('--relax-steps', type=int, default=150)
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--dataset', type=Path, help='Dataset file [default: the cache; built when absent].')
+    parser.add_argument('--data-dir', type=Path, help='The shared MP data folder [default: ../shared/data].')
     parser.add_argument('--output', type=Path, help='Results file [default: benchmarks/rounds_results.json; with '
                         '--quick rounds_quick.json in the temporary folder].')
     arguments = parser.parse_args()
@@ -132,7 +135,7 @@ def main() -> None:
 
     load = os.getloadavg()
     print(f'load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}', flush=True)
-    context = Context(arguments.seed)
+    context = Context(arguments.seed, arguments.dataset, arguments.data_dir)
     systems = [tuple(system.split('-')) for system in arguments.systems]
     potential = load_potential('chgnet')
     settings = replace(STAGED, steps=arguments.relax_steps)
@@ -168,12 +171,14 @@ def main() -> None:
         checkpoint = folder / f'round2-{chemsys}.pt'
         result['finetune'] = finetune_on(context, rows, checkpoint, arguments.epochs, arguments.dataset_share,
                                          arguments.val_rows)
+        result['rows'] = rows  # what round 2 learned from, to fine-tune again with other settings
         print(json.dumps(result['finetune']), file=sys.stderr, flush=True)
         after = {}
         for target in arguments.targets:
             after[target] = arm(f'{MODEL},e={target},ckpt={checkpoint}', system, round=2, target=target)
             result['arms'].append(after[target])
-        result['arms'].append(arm('random:real=template', system, round=None, target=None))
+        if not arguments.no_random:
+            result['arms'].append(arm('random:real=template', system, round=None, target=None))
         first, second = before[0.0], after[min(arguments.targets)]
         with_finetune = second['core_minutes'] + result['finetune']['core_minutes']
         result['round_2_against_round_1'] = {
@@ -186,7 +191,7 @@ def main() -> None:
         low, high = min(arguments.targets), max(arguments.targets)
         result['condition_before'] = condition_effect(before[min(before)], before[max(before)]) if len(before) > 1 else None
         result['condition_after'] = condition_effect(after[low], after[high])
-        print(json.dumps({k: v for k, v in result.items() if k != 'arms'}), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k not in ('arms', 'rows')}), flush=True)
         arguments.output.write_text(json.dumps(document, indent=1) + '\n')  # a stopped run keeps its systems
     print(f'wrote {arguments.output}')
 
