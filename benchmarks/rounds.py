@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from discovery import ROOT, Context, as_generator, cpu_seconds, outcome_level, scan_spacegroups  # noqa: E402
+from discovery import ROOT, Context, as_generator, cpu_seconds, outcome_level, scan_spacegroups  # benchmarks/discovery.py
 
 MODEL = 'model:g=2,guided=e_above_hull,real=template'
 """The workflow's sampling and realization defaults, as the discovery benchmark names them."""
@@ -63,18 +62,16 @@ def finetuning_rows(relaxed: list[dict[str, Any]], chemsys: str) -> list[dict[st
 def finetune_on(
     context: Context, rows: list[dict[str, Any]], output: Path, epochs: int, dataset_share: float, val_rows: int
 ) -> dict[str, Any]:
-    """Fine-tune the shipped checkpoint ``epochs`` more epochs on ``rows`` mixed with the dataset; its CPU time."""
+    """Fine-tune the shipped checkpoint ``epochs`` more epochs on ``rows`` mixed with the dataset, as a round of the
+    rounds work chain does (``training.finetune_on_new_rows``); its CPU time."""
     import pandas as pd
 
-    from aiida_wyckoffdiff.data import frame_sha256, mix_rows
     from aiida_wyckoffdiff.model.checkpoint import shipped_checkpoint_path
-    from aiida_wyckoffdiff.model.training import finetune
+    from aiida_wyckoffdiff.model.training import finetune_on_new_rows
 
-    mixed = mix_rows(context.frame, pd.DataFrame(rows), dataset_share=dataset_share, val_rows=val_rows,
-                     seed=context.seed)
     started, wall = cpu_seconds(), time.perf_counter()
-    finetune(mixed, shipped_checkpoint_path(), output, dataset_hash=frame_sha256(mixed),
-             epochs=context.checkpoint.epoch + epochs, progress=False)
+    mixed, _ = finetune_on_new_rows(context.frame, pd.DataFrame(rows), shipped_checkpoint_path(), output, epochs=epochs,
+                                    dataset_share=dataset_share, val_rows=val_rows, seed=context.seed)
     return {
         'rows': len(rows),
         'training_rows': int((mixed['split'] == 'train').sum()),
@@ -125,6 +122,8 @@ def main() -> None:
         arguments.targets, arguments.before_targets, arguments.val_rows = [0.0, 0.3], [0.0], 16
     if 0.0 not in arguments.before_targets:
         raise SystemExit('--before-targets must include 0: that arm is round 1, whose relaxations are learned from')
+    if 0.0 not in arguments.targets or len(set(arguments.targets)) < 2:
+        raise SystemExit('--targets must include 0 (round 2 against round 1) and a higher target (the condition)')
     if arguments.output is None:
         quick = Path(tempfile.gettempdir()) / 'rounds_quick.json'
         arguments.output = quick if arguments.quick else ROOT / 'benchmarks' / 'rounds_results.json'
@@ -179,7 +178,7 @@ def main() -> None:
             result['arms'].append(after[target])
         if not arguments.no_random:
             result['arms'].append(arm('random:real=template', system, round=None, target=None))
-        first, second = before[0.0], after[min(arguments.targets)]
+        first, second = before[0.0], after[0.0]
         with_finetune = second['core_minutes'] + result['finetune']['core_minutes']
         result['round_2_against_round_1'] = {
             'hits': [first['hits'], second['hits']],

@@ -90,9 +90,8 @@ def finetune_on_rows(
     import pandas as pd
     import torch
 
-    from ..data import frame_sha256, load_dataset, mix_rows
-    from ..model.checkpoint import load_checkpoint
-    from ..model.training import finetune
+    from ..data import frame_sha256, load_dataset
+    from ..model.training import finetune_on_new_rows
     from ..relaxation_rows import ROW_SOURCE
 
     new_rows = rows.get_list()
@@ -104,16 +103,14 @@ def finetune_on_rows(
     torch.set_num_threads(chosen['threads'])
     with dataset.as_path() as path:
         frame = load_dataset(path)
-    mixed = mix_rows(frame, pd.DataFrame(new_rows), dataset_share=chosen['dataset_share'], val_rows=chosen['val_rows'],
-                     seed=chosen['seed'])
-    digest = frame_sha256(mixed)
     started = time.perf_counter()
     with checkpoint.as_path() as base, tempfile.TemporaryDirectory() as folder:
-        before = load_checkpoint(base, 'cpu')
-        done = before.epoch if before.stage == 'finetuned' else 0
         output = Path(folder) / 'wyckoffdiff-round.pt'
-        finetune(mixed, base, output, dataset_hash=digest, epochs=done + chosen['epochs'],
-                 learning_rate=chosen['learning_rate'], device=chosen['device'], progress=False)
+        mixed, done = finetune_on_new_rows(
+            frame, pd.DataFrame(new_rows), base, output, epochs=chosen['epochs'], dataset_share=chosen['dataset_share'],
+            val_rows=chosen['val_rows'], seed=chosen['seed'], learning_rate=chosen['learning_rate'],
+            device=chosen['device'],
+        )
         tuned = CheckpointData(file=output, kind='wyckoffdiff')
     report = {
         'rows': len(new_rows),
@@ -121,6 +118,6 @@ def finetune_on_rows(
         'dataset_val_rows': int((mixed['split'] == 'val').sum()),
         'epochs': [done, done + chosen['epochs']],
         'seconds': round(time.perf_counter() - started, 1),
-        'mixed_rows_sha256': digest,
+        'mixed_rows_sha256': frame_sha256(mixed),
     }
     return {'checkpoint': tuned, 'report': orm.Dict(report)}

@@ -28,7 +28,7 @@ from .encoding import EncodedCrystal, ProtoBatch, collate, encode
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ['CrystalSet', 'finetune', 'prepare_crystals', 'train', 'vocabulary_of']
+__all__ = ['CrystalSet', 'finetune', 'finetune_on_new_rows', 'prepare_crystals', 'train', 'vocabulary_of']
 
 LOGGER = logging.getLogger(__name__)
 VAL_SEED = 12345
@@ -364,3 +364,29 @@ def finetune(
         model, stage, train_set, val_set, preset=preset, dataset_hash=dataset_hash, output=output,
         history=checkpoint.history, start_epoch=start, optimizer_state=optimizer_state, device=chosen, progress=progress,
     )  # fmt: skip
+
+
+def finetune_on_new_rows(
+    dataset: pd.DataFrame,
+    rows: pd.DataFrame,
+    base: str | Path,
+    output: str | Path,
+    *,
+    epochs: int,
+    dataset_share: float,
+    val_rows: int | None = None,
+    seed: int = 0,
+    learning_rate: float | None = None,
+    device: str | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """Train ``base`` ``epochs`` more epochs on new ``rows`` mixed with ``dataset``'s (:func:`..data.mix_rows`), the
+    mixed rows' sha256 as dataset hash: what a round of the rounds work chain does, also without a profile. Returns the
+    mixed rows and the epochs ``base`` had (0 for a base checkpoint)."""
+    from ..data import frame_sha256, mix_rows
+
+    mixed = mix_rows(dataset, rows, dataset_share=dataset_share, val_rows=val_rows, seed=seed)
+    before = load_checkpoint(base, 'cpu')
+    done = before.epoch if before.stage == 'finetuned' else 0
+    finetune(mixed, base, output, dataset_hash=frame_sha256(mixed), epochs=done + epochs, learning_rate=learning_rate,
+             device=device, progress=False)
+    return mixed, done
