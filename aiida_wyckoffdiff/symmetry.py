@@ -39,6 +39,7 @@ __all__ = [
     'SpaceGroupInfo',
     'WyckoffPosition',
     'check_spacegroup',
+    'equivalent_settings',
     'label_against',
     'pymatgen_prototypes',
     'spacegroup_info',
@@ -182,6 +183,26 @@ def spacegroup_info(spacegroup: int) -> SpaceGroupInfo:
 def wyckoff_positions(spacegroup: int) -> tuple[WyckoffPosition, ...]:
     """The Wyckoff positions of ``spacegroup`` in the order a, b, c, ..."""
     return spacegroup_info(spacegroup).positions
+
+
+@lru_cache(maxsize=None)
+def equivalent_settings(spacegroup: int) -> tuple[np.ndarray, ...]:
+    """Row orders of the Wyckoff table (a, b, ...) under the group's alternative origins and axes, identity first.
+
+    ``order[i]`` is the position that position ``i`` becomes: a protostructure with ``x[order]`` as its element
+    matrix is the same crystal (the same canonical label), so each is a valid way to write a training crystal.
+    """
+    from pyxtal.symmetry import Group
+
+    letters = [position.letter for position in wyckoff_positions(spacegroup)]
+    row = {letter: index for index, letter in enumerate(letters)}
+    orders = {tuple(range(len(letters)))}
+    for transformed in Group(check_spacegroup(spacegroup)).get_alternatives()['Transformed WP']:
+        mapped = transformed.split()
+        if sorted(mapped) == sorted(letters) and len(mapped) == len(letters):
+            orders.add(tuple(row[letter] for letter in mapped))
+    identity = tuple(range(len(letters)))
+    return tuple(np.array(order, dtype=np.int64) for order in sorted(orders, key=lambda order: order != identity))
 
 
 def _check_element(symbol: str) -> str:

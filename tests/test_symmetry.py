@@ -8,7 +8,13 @@ from pymatgen.analysis.prototypes import WYCKOFF_MULTIPLICITY_DICT, WYCKOFF_POSI
 from pymatgen.core import Composition, Lattice, Structure
 
 from aiida_wyckoffdiff.exceptions import ProtostructureError
-from aiida_wyckoffdiff.symmetry import Protostructure, spacegroup_info, structure_label, wyckoff_positions
+from aiida_wyckoffdiff.symmetry import (
+    Protostructure,
+    equivalent_settings,
+    spacegroup_info,
+    structure_label,
+    wyckoff_positions,
+)
 
 from .conftest import SPINEL_LABEL
 
@@ -48,6 +54,27 @@ def test_equivalent_origins_share_one_label() -> None:
     assert shifted != reference
     assert shifted.label == reference.label
     assert shifted.canonical() == reference
+
+
+def test_equivalent_settings_rewrite_real_crystals_without_changing_them(sample_structures) -> None:
+    """Every alternative setting of every sample crystal keeps its label, its positions' sizes and freedoms."""
+    rewritten = 0
+    for material_id, structure in sample_structures.items():
+        protostructure = Protostructure.from_label(structure_label(structure))
+        matrix = protostructure.element_matrix()
+        positions = wyckoff_positions(protostructure.spacegroup)
+        orders = equivalent_settings(protostructure.spacegroup)
+        assert np.array_equal(orders[0], np.arange(len(positions))), material_id
+        assert len({tuple(order) for order in orders}) == len(orders), material_id
+        for order in orders[1:]:
+            assert [(positions[i].multiplicity, positions[i].dof) for i in order] == [
+                (p.multiplicity, p.dof) for p in positions
+            ], material_id
+            other = Protostructure.from_element_matrix(protostructure.spacegroup, matrix[order], protostructure.elements)
+            assert other.label == protostructure.label, material_id
+            rewritten += other != protostructure
+    assert rewritten > len(sample_structures)  # most crystals have settings with other letters
+    assert len(equivalent_settings(47)) == 48 and len(equivalent_settings(1)) == 1  # Pmmm: 48; P1: one
 
 
 def test_labels_round_trip_on_real_structures(sample_structures) -> None:

@@ -36,6 +36,25 @@ def _dataset(dataset: Path | None, data_dir: Path | None) -> tuple[Any, str]:
     return frame, dataset_hash(path)
 
 
+AUGMENT_OPTION = click.option(
+    '--augment-settings/--canonical-settings',
+    default=None,
+    help='Write each crystal, every epoch, in one of its equivalent Wyckoff settings [default: the checkpoint\'s or '
+    'preset\'s, canonical].',
+)
+SCHEDULE_OPTION = click.option(
+    '--schedule',
+    type=click.Choice(['constant', 'cosine']),
+    help='Learning rate over the epochs: constant, or cosine down to 0 at the last [default: constant].',
+)
+EMA_OPTION = click.option(
+    '--ema-decay',
+    type=click.FloatRange(0, 1, max_open=True),
+    help='Keep an exponential moving average of the weights with this decay per step (0.999 is common); the '
+    'checkpoint\'s model is the average [default: off].',
+)
+
+
 def _log_to_stderr() -> None:
     import logging
 
@@ -54,6 +73,9 @@ def _log_to_stderr() -> None:
 @click.option('--learning-rate', type=click.FloatRange(min=0, min_open=True), help='Override the preset learning rate.')
 @click.option('--seed', type=int, help='Override the preset seed.')
 @click.option('--resume', is_flag=True, help='Continue from OUTPUT if it exists (same data).')
+@AUGMENT_OPTION
+@SCHEDULE_OPTION
+@EMA_OPTION
 @DEVICE_OPTION
 def train(
     preset: str,
@@ -65,6 +87,9 @@ def train(
     learning_rate: float | None,
     seed: int | None,
     resume: bool,
+    augment_settings: bool | None,
+    schedule: str | None,
+    ema_decay: float | None,
     device: str | None,
 ) -> None:
     """Train the unconditional base model; writes a checkpoint after every epoch."""
@@ -72,8 +97,9 @@ def train(
     from ..model.training import train as train_model
 
     chosen = get_preset(preset).with_overrides(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
-    )
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        augment_settings=augment_settings, schedule=schedule, ema_decay=ema_decay,
+    )  # fmt: skip
     frame, digest = _dataset(dataset, data_dir)
     _log_to_stderr()
     path = train_model(frame, chosen, output, dataset_hash=digest, device=device, resume=resume)
@@ -115,6 +141,9 @@ def train(
     help='With --rows: the share of dataset rows among the training rows.',
 )
 @click.option('--val-rows', type=click.IntRange(min=1), help='With --rows: validation rows drawn [default: all].')
+@AUGMENT_OPTION
+@SCHEDULE_OPTION
+@EMA_OPTION
 @DEVICE_OPTION
 def finetune(
     base: Path,
@@ -127,6 +156,9 @@ def finetune(
     rows: Path | None,
     dataset_share: float,
     val_rows: int | None,
+    augment_settings: bool | None,
+    schedule: str | None,
+    ema_decay: float | None,
     device: str | None,
 ) -> None:
     """Fine-tune adapters for chemical system, space group and e_above_hull on a base model, or a fine-tuned one
@@ -147,6 +179,9 @@ def finetune(
         dataset_hash=digest,
         epochs=epochs,
         learning_rate=learning_rate,
+        augment_settings=augment_settings,
+        schedule=schedule,
+        ema_decay=ema_decay,
         device=device,
         resume=resume,
     )

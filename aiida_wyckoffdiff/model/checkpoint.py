@@ -76,6 +76,8 @@ class Checkpoint:
     history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     sha256: str = ''
     optimizer_state: dict[str, Any] | None = None
+    training_weights: dict[str, torch.Tensor] | None = None
+    """With an EMA (``TrainingConfig.ema_decay``): the weights being trained, while ``model`` holds their average."""
 
 
 def _config_dict(config: ModelConfig | TrainingConfig) -> dict[str, Any]:
@@ -97,8 +99,10 @@ def save_checkpoint(
     epoch: int,
     history: dict[str, list[dict[str, float]]],
     optimizer_state: dict[str, Any] | None = None,
+    training_weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically; ``optimizer_state=None`` gives the small file to ship or share."""
+    """Write a checkpoint atomically; ``optimizer_state=None`` and ``training_weights=None`` give the small file to
+    ship or share."""
     if stage not in STAGES:
         raise ValueError(f'stage must be one of {STAGES}, not {stage!r}')
     path = Path(path)
@@ -115,6 +119,7 @@ def save_checkpoint(
         'history': history,
         'state_dict': {key: value.detach().cpu() for key, value in model.state_dict().items()},
         'optimizer': optimizer_state,
+        'training_weights': training_weights,
     }
     partial = path.with_name(path.name + '.partial')
     torch.save(payload, partial)
@@ -166,11 +171,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str | None = None) 
         history=payload.get('history', {}),
         sha256=file_sha256(path),
         optimizer_state=payload.get('optimizer'),
+        training_weights=payload.get('training_weights'),
     )
 
 
 def export_checkpoint(source: str | Path, destination: str | Path) -> Path:
-    """Copy a checkpoint without its optimizer state: the file to ship or share (about a third of the size)."""
+    """Copy a checkpoint without its optimizer state and training weights: the file to ship or share (about a third of
+    the size)."""
     loaded = load_checkpoint(source, 'cpu')
     return save_checkpoint(
         destination,

@@ -28,6 +28,9 @@ __all__ = [
 GUIDABLE_CONDITIONS = ('chemsys', 'spacegroup', 'e_above_hull')
 """Names of the adapter conditions, in the column order of ``adapters.Condition``."""
 
+SCHEDULES = ('constant', 'cosine')
+"""Learning-rate schedules of :class:`TrainingConfig`."""
+
 SCHEMA_VERSION = 1
 """Bumped whenever the meaning of a stored configuration or state dict changes."""
 
@@ -95,6 +98,22 @@ class TrainingConfig:
     """Probability of dropping each condition on its own, so that any subset can be requested."""
     gradient_clip: float = 1.0
     seed: int = 0
+    augment_settings: bool = False
+    """Write each training crystal, every epoch, in one of its group's equivalent Wyckoff settings (origin shifts and
+    axis permutations, ``symmetry.equivalent_settings``) drawn at random, instead of the canonical one alone: the same
+    crystals, 3.6 settings each on average, so the network sees that a position's letter is a convention."""
+    schedule: str = 'constant'
+    """Learning rate over a stage's epochs: ``constant``, or ``cosine`` from the stage's rate at epoch 0 down to 0 at
+    its last epoch (set per epoch, so a resumed run follows the same curve)."""
+    ema_decay: float = 0.0
+    """Decay of an exponential moving average of the weights, updated after every step; the checkpoint's model holds
+    the average (what sampling uses), the weights being trained travel beside it for resuming. 0 turns it off."""
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigurationError(f'unknown learning-rate schedule {self.schedule!r}: choose one of {", ".join(SCHEDULES)}')
+        if not 0.0 <= float(self.ema_decay) < 1.0:
+            raise ConfigurationError(f'the EMA decay must be in [0, 1), not {self.ema_decay!r}')
 
 
 @dataclass(frozen=True)

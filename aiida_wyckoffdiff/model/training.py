@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..exceptions import CheckpointError, ConfigurationError, ProtostructureError
-from ..symmetry import Protostructure
+from ..symmetry import Protostructure, equivalent_settings
 from .adapters import Condition, Conditions
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint, select_device
 from .config import ModelConfig, Preset, TrainingConfig
@@ -73,6 +73,17 @@ class CrystalSet:
             chunks.extend(bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size))
         for index in torch.randperm(len(chunks), generator=generator).tolist():
             yield chunks[index]
+
+    def in_random_settings(self, generator: torch.Generator) -> CrystalSet:
+        """The same crystals, each written in one of its group's equivalent Wyckoff settings drawn by ``generator``:
+        the same labels, other letters (``TrainingConfig.augment_settings``)."""
+        draws = torch.randint(0, 2**31, (len(self),), generator=generator, device=generator.device).cpu().numpy()
+        crystals = []
+        for crystal, draw in zip(self.crystals, draws, strict=True):
+            orders = equivalent_settings(crystal.spacegroup)
+            order = orders[draw % len(orders)]
+            crystals.append(replace(crystal, x_fixed=crystal.x_fixed[order], x_count=crystal.x_count[order]))
+        return CrystalSet(crystals, self.chemsys, self.e_above_hull)
 
     def batch(self, indices: np.ndarray, offset: np.ndarray, device: torch.device) -> tuple[ProtoBatch, Conditions]:
         crystals = [self.crystals[i] for i in indices]
@@ -159,6 +170,28 @@ def _validation_loss(
     return total / weight
 
 
+class _WeightAverage:
+    """Exponential moving average of a model's weights (``TrainingConfig.ema_decay``): smoother than the last step's."""
+
+    def __init__(self, model: WyckoffDiffusion, decay: float) -> None:
+        self.decay = decay
+        self.weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+    def update(self, model: WyckoffDiffusion) -> None:
+        with torch.no_grad():
+            for key, value in model.state_dict().items():
+                if value.is_floating_point():
+                    self.weights[key].lerp_(value, 1.0 - self.decay)
+                else:
+                    self.weights[key].copy_(value)
+
+
+def _learning_rate(stage: _Stage, config: TrainingConfig, epoch: int) -> float:
+    if config.schedule == 'cosine':
+        return stage.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / stage.epochs))
+    return stage.learning_rate
+
+
 @dataclass
 class _Stage:
     """What differs between base training and fine-tuning."""
@@ -181,12 +214,18 @@ def _fit(
     history: dict[str, list[dict[str, float]]],
     start_epoch: int,
     optimizer_state: dict | None,
+    training_weights: dict[str, torch.Tensor] | None,
     device: torch.device,
     progress: bool,
 ) -> Path:
+    """Train ``stage`` from ``start_epoch``; with an EMA, ``model`` arrives holding the average and
+    ``training_weights`` (if resumed) the weights that were being trained."""
     from tqdm.auto import tqdm
 
     config = preset.training
+    average = _WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    if average is not None and training_weights is not None:
+        model.load_state_dict(training_weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=stage.learning_rate)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -195,28 +234,39 @@ def _fit(
     for epoch in range(start_epoch, stage.epochs):
         started = time.perf_counter()
         generator = _epoch_generator(config.seed, epoch if stage.name == 'base' else 10_000 + epoch, device)
+        learning_rate = _learning_rate(stage, config, epoch)
+        for group in optimizer.param_groups:
+            group['lr'] = learning_rate
         model.train()
         total, weight = 0.0, 0
-        batches = list(train_set.batches(config.batch_size, generator))
+        epoch_set = train_set.in_random_settings(generator) if config.augment_settings else train_set
+        batches = list(epoch_set.batches(config.batch_size, generator))
         bar = tqdm(batches, desc=f'{stage.name} epoch {epoch + 1}/{stage.epochs}', disable=not progress, leave=False)
         for indices in bar:
-            batch, conditions = train_set.batch(indices, offset, device)
+            batch, conditions = epoch_set.batch(indices, offset, device)
             conditions = _drop_conditions(conditions, config, generator) if stage.conditioned else None
             loss = model.loss(batch, conditions, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimizer.step()
+            if average is not None:
+                average.update(model)
             positions = int(batch.mask.sum())
             total += float(loss.detach()) * positions
             weight += positions
             bar.set_postfix(loss=f'{total / weight:.4f}')
+        trained = None
+        if average is not None:
+            trained = {key: value.detach().clone() for key, value in model.state_dict().items()}
+            model.load_state_dict(average.weights)
         val_loss = _validation_loss(model, val_set, config.batch_size, stage.conditioned, device)
         records.append(
             {
                 'epoch': epoch + 1,
                 'train_loss': total / weight,
                 'val_loss': val_loss,
+                'learning_rate': learning_rate,
                 'seconds': time.perf_counter() - started,
             }
         )
@@ -235,7 +285,10 @@ def _fit(
             epoch=epoch + 1,
             history=history,
             optimizer_state=optimizer.state_dict(),
+            training_weights=None if trained is None else {key: value.cpu() for key, value in trained.items()},
         )
+        if trained is not None:
+            model.load_state_dict(trained)
     return output
 
 
@@ -290,18 +343,15 @@ def train(
     if checkpoint is None:
         model = build_model(model_config).to(chosen)
         model.set_statistics(*_statistics(train_set, len(model_config.elements), model_config.max_count + 1))
-        start, history, optimizer_state = 0, {}, None
+        start, history, optimizer_state, training_weights = 0, {}, None, None
     else:
-        model, start, history, optimizer_state = (
-            checkpoint.model,
-            checkpoint.epoch,
-            checkpoint.history,
-            checkpoint.optimizer_state,
-        )
+        model, start, history = checkpoint.model, checkpoint.epoch, checkpoint.history
+        optimizer_state, training_weights = checkpoint.optimizer_state, checkpoint.training_weights
     stage = _Stage('base', preset.training.learning_rate, preset.training.epochs, conditioned=False)
     return _fit(
         model, stage, train_set, val_set, preset=replace(preset, model=model_config), dataset_hash=dataset_hash, output=output,
-        history=history, start_epoch=start, optimizer_state=optimizer_state, device=chosen, progress=progress,
+        history=history, start_epoch=start, optimizer_state=optimizer_state, training_weights=training_weights,
+        device=chosen, progress=progress,
     )  # fmt: skip
 
 
@@ -313,6 +363,9 @@ def finetune(
     dataset_hash: str,
     epochs: int | None = None,
     learning_rate: float | None = None,
+    augment_settings: bool | None = None,
+    schedule: str | None = None,
+    ema_decay: float | None = None,
     device: str | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -322,6 +375,7 @@ def finetune(
     Fine-tuning updates all weights (as MatterGen does by default); crystals whose conditions are all
     dropped still train the unconditional path that classifier-free guidance needs. A ``base`` that is fine-tuned
     already is trained further, from its last epoch to ``epochs`` (the shipped checkpoint's 15 + 15 epochs).
+    Settings left ``None`` keep the checkpoint's (:class:`TrainingConfig`).
     """
     output = Path(output)
     chosen = select_device(device)
@@ -348,7 +402,13 @@ def finetune(
         checkpoint.training_config,
         **{
             key: value
-            for key, value in (('finetune_epochs', epochs), ('finetune_learning_rate', learning_rate))
+            for key, value in (
+                ('finetune_epochs', epochs),
+                ('finetune_learning_rate', learning_rate),
+                ('augment_settings', augment_settings),
+                ('schedule', schedule),
+                ('ema_decay', ema_decay),
+            )
             if value is not None
         },
     )
@@ -362,7 +422,8 @@ def finetune(
     stage = _Stage('finetune', training.finetune_learning_rate, training.finetune_epochs, conditioned=True)
     return _fit(
         model, stage, train_set, val_set, preset=preset, dataset_hash=dataset_hash, output=output,
-        history=checkpoint.history, start_epoch=start, optimizer_state=optimizer_state, device=chosen, progress=progress,
+        history=checkpoint.history, start_epoch=start, optimizer_state=optimizer_state,
+        training_weights=checkpoint.training_weights, device=chosen, progress=progress,
     )  # fmt: skip
 
 

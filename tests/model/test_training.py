@@ -149,3 +149,55 @@ def test_exported_checkpoints_drop_the_optimizer_only(trained, tmp_path) -> None
     assert exported.stat().st_size < trained.stat().st_size
     for key, value in original.model.state_dict().items():
         assert torch.equal(small.model.state_dict()[key], value)
+
+
+def test_augmented_averaged_cosine_training_resumes_exactly(sample_dataset, tiny_preset, tmp_path, monkeypatch) -> None:
+    """Settings drawn per epoch, the EMA and the cosine schedule survive a kill after epoch 2 of 3."""
+    from aiida_wyckoffdiff.model import training
+
+    frame, digest = sample_dataset
+    preset = tiny_preset.with_overrides(epochs=3, augment_settings=True, schedule='cosine', ema_decay=0.9)
+    straight, resumed = tmp_path / 'straight.pt', tmp_path / 'resumed.pt'
+    train(frame, preset, straight, dataset_hash=digest, device='cpu', progress=False)
+
+    def save_then_die(path, model, **kwargs):
+        save_checkpoint(path, model, **kwargs)
+        if kwargs['epoch'] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, 'save_checkpoint', save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(frame, preset, resumed, dataset_hash=digest, device='cpu', progress=False)
+    monkeypatch.undo()
+    train(frame, preset, resumed, dataset_hash=digest, device='cpu', resume=True, progress=False)
+    one, two = load_checkpoint(straight, 'cpu'), load_checkpoint(resumed, 'cpu')
+    rates = [record['learning_rate'] for record in one.history['base']]
+    assert rates == pytest.approx([3e-3, 3e-3 * 0.75, 3e-3 * 0.25])
+    assert [r['train_loss'] for r in two.history['base']] == pytest.approx([r['train_loss'] for r in one.history['base']])
+    for key, value in one.model.state_dict().items():
+        torch.testing.assert_close(two.model.state_dict()[key], value)
+        torch.testing.assert_close(two.training_weights[key], one.training_weights[key])
+    averaged = [key for key, value in one.model.state_dict().items() if not torch.equal(value, one.training_weights[key])]
+    assert averaged  # the model is the average, not the last step
+    small = load_checkpoint(export_checkpoint(straight, tmp_path / 'small.pt'), 'cpu')
+    assert small.training_weights is None and small.optimizer_state is None
+
+
+def test_random_settings_keep_every_label(sample_dataset, tiny_preset) -> None:
+    from aiida_wyckoffdiff.model.encoding import decode
+    from aiida_wyckoffdiff.model.training import _splits
+
+    frame, _ = sample_dataset
+    config, train_set, _, _ = _splits(frame, tiny_preset.model)
+    moved = train_set.in_random_settings(torch.Generator().manual_seed(0))
+    changed = 0
+    for before, after in zip(train_set.crystals, moved.crystals, strict=True):
+        old = decode(before.spacegroup, before.x_fixed, before.x_count, config.elements)
+        new = decode(after.spacegroup, after.x_fixed, after.x_count, config.elements)
+        assert new.label == old.label
+        changed += new != old
+    assert changed > len(train_set) // 4
+    with pytest.raises(ConfigurationError, match='schedule'):
+        TrainingConfig(schedule='linear')
+    with pytest.raises(ConfigurationError, match='EMA decay'):
+        TrainingConfig(ema_decay=1.0)
