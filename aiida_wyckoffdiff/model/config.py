@@ -104,7 +104,7 @@ class TrainingConfig:
     crystals, 3.6 settings each on average, so the network sees that a position's letter is a convention."""
     schedule: str = 'constant'
     """Learning rate over a stage's epochs: ``constant``, or ``cosine`` from the stage's rate at epoch 0 down to 0 at
-    its last epoch (set per epoch, so a resumed run follows the same curve)."""
+    its last epoch (set per epoch, so a resumed run follows the same curve; asking for more epochs stretches it)."""
     ema_decay: float = 0.0
     """Decay of an exponential moving average of the weights, updated after every step; the checkpoint's model holds
     the average (what sampling uses), the weights being trained travel beside it for resuming. 0 turns it off."""

@@ -105,6 +105,21 @@ def test_finetuning_a_finetuned_checkpoint_needs_more_epochs(cli_checkpoints, sa
     assert any(changed)
 
 
+def test_finetune_takes_the_training_options(cli_checkpoints, sample_dataset_path, tmp_path) -> None:
+    """--augment-settings, --schedule and --ema-decay reach the checkpoint's training settings; bad values are refused."""
+    arguments = ['finetune', '--base', str(cli_checkpoints[1]), '--dataset', str(sample_dataset_path), '--epochs', '2']
+    result = CliRunner().invoke(main, [*arguments, '--ema-decay', '1.5', '--output', str(tmp_path / 'x.pt')])
+    assert result.exit_code == 2 and '--ema-decay' in result.output
+    options = ['--augment-settings', '--schedule', 'cosine', '--ema-decay', '0.9', '--output', str(tmp_path / 'a.pt')]
+    result = CliRunner().invoke(main, [*arguments, *options])
+    assert result.exit_code == 0, result.output
+    tuned = load_checkpoint(tmp_path / 'a.pt', 'cpu')
+    settings = tuned.training_config
+    assert settings.augment_settings and settings.schedule == 'cosine' and settings.ema_decay == 0.9
+    assert tuned.training_weights is not None
+    assert tuned.history['finetune'][-1]['learning_rate'] == pytest.approx(0.5 * settings.finetune_learning_rate)
+
+
 @pytest.mark.parametrize(('chemsys', 'spacegroups'), [('Li-O', ('225', '194')), ('O-Ti', ('136', '141'))])
 def test_shipped_checkpoint_generates_offline(chemsys, spacegroups, tmp_path) -> None:
     """The default checkpoint comes with the package: no --checkpoint, no network."""
