@@ -375,11 +375,13 @@ def finetune(
     Fine-tuning updates all weights (as MatterGen does by default); crystals whose conditions are all
     dropped still train the unconditional path that classifier-free guidance needs. A ``base`` that is fine-tuned
     already is trained further, from its last epoch to ``epochs`` (the shipped checkpoint's 15 + 15 epochs).
-    Settings left ``None`` keep the checkpoint's (:class:`TrainingConfig`).
+    Settings left ``None`` keep the checkpoint's (:class:`TrainingConfig`), except the schedule, the weight average and
+    the augmentation, which a new run sets afresh (constant, off, off) and a resumed one keeps.
     """
     output = Path(output)
     chosen = select_device(device)
     checkpoint = _resume(output, 'finetuned', dataset_hash, chosen) if resume else None
+    resumed = checkpoint is not None
     start, optimizer_state = 0, None
     if checkpoint is None:
         checkpoint = load_checkpoint(base, chosen)
@@ -398,8 +400,13 @@ def finetune(
             )
     else:
         start, optimizer_state = checkpoint.epoch, checkpoint.optimizer_state
+    # A resumed run keeps its own schedule, average and augmentation; a new run on top of a checkpoint chooses its own
+    # (else a cosine run's near-zero last rate would carry over into every further fine-tuning).
+    settings = checkpoint.training_config if resumed else replace(
+        checkpoint.training_config, augment_settings=False, schedule='constant', ema_decay=0.0
+    )
     training = replace(
-        checkpoint.training_config,
+        settings,
         **{
             key: value
             for key, value in (

@@ -118,6 +118,15 @@ def test_finetune_takes_the_training_options(cli_checkpoints, sample_dataset_pat
     assert settings.augment_settings and settings.schedule == 'cosine' and settings.ema_decay == 0.9
     assert tuned.training_weights is not None
     assert tuned.history['finetune'][-1]['learning_rate'] == pytest.approx(0.5 * settings.finetune_learning_rate)
+    # a further run on top of it sets its own: a constant rate, no average, no augmentation
+    further = ['finetune', '--base', str(tmp_path / 'a.pt'), '--dataset', str(sample_dataset_path), '--epochs', '3']
+    result = CliRunner().invoke(main, [*further, '--output', str(tmp_path / 'b.pt')])
+    assert result.exit_code == 0, result.output
+    again = load_checkpoint(tmp_path / 'b.pt', 'cpu')
+    settings = again.training_config
+    assert not settings.augment_settings and settings.schedule == 'constant' and settings.ema_decay == 0.0
+    assert again.training_weights is None
+    assert again.history['finetune'][-1]['learning_rate'] == pytest.approx(settings.finetune_learning_rate)
 
 
 @pytest.mark.parametrize(('chemsys', 'spacegroups'), [('Li-O', ('225', '194')), ('O-Ti', ('136', '141'))])
