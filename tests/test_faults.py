@@ -165,19 +165,19 @@ def test_structure_that_breaks_the_potential_is_recorded_and_the_rest_relaxed(co
 
 
 def test_unrealizable_protostructures_are_recorded_and_the_scan_goes_on(code) -> None:
-    """3(c): with three PyXtal attempts, some of the model's large P-1 protostructures find no candidate (another
+    """3(c): with one PyXtal attempt each, some of the model's large P-1 protostructures find no candidate (another
     setting, or atoms far closer than their covalent radii) and others do.
 
     The shipped model, seed 0, guidance over all three conditions (the old sampling default, pinned here for its
     larger cells); a changed checkpoint may draw others, but the assertions hold for any draw with failures and
-    successes.
+    successes (the checkpoint of 6 December, evening: 1 of 7 fails; with three attempts none did).
     """
     builder = phase_diagram_builder(
-        'Li-O', code=code.full_label, spacegroups=[2], num_samples=6, relax_settings={'steps': 3, 'fmax': 0.5}
+        'Li-O', code=code.full_label, spacegroups=[2], num_samples=8, relax_settings={'steps': 3, 'fmax': 0.5}
     )
     builder.generate.guided = list(GUIDABLE_CONDITIONS)
     builder.realize_method = 'pyxtal'  # random free parameters: a few attempts fail for some, not for all
-    builder.realize_attempts = 3
+    builder.realize_attempts = 1
     builder.hull_tolerance = 10.0
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
@@ -185,7 +185,7 @@ def test_unrealizable_protostructures_are_recorded_and_the_scan_goes_on(code) ->
     failed = [entry for entry in realization if not entry['ok']]
     realized = [entry for entry in realization if entry['ok']]
     assert failed and realized, realization
-    assert all(entry['reason'].startswith('no candidate in 3 attempts matched') for entry in failed)
+    assert all(entry['reason'].startswith('no candidate in 1 attempts matched') for entry in failed)
     table = node.outputs.table.get_list()
     assert {row['key'] for row in table} == {entry['output'] for entry in realized}
     assert {row['label_requested'] for row in table} == {entry['label'] for entry in realized}
