@@ -170,20 +170,14 @@ def _validation_loss(
     return total / weight
 
 
-class _WeightAverage:
-    """Exponential moving average of a model's weights (``TrainingConfig.ema_decay``): smoother than the last step's."""
+def _weight_average(model: WyckoffDiffusion, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Exponential moving average of ``model``'s weights (``TrainingConfig.ema_decay``), starting from its weights now:
+    counted as one average already, so the first step is averaged into them instead of copied over them."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    def __init__(self, model: WyckoffDiffusion, decay: float) -> None:
-        self.decay = decay
-        self.weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
-
-    def update(self, model: WyckoffDiffusion) -> None:
-        with torch.no_grad():
-            for key, value in model.state_dict().items():
-                if value.is_floating_point():
-                    self.weights[key].lerp_(value, 1.0 - self.decay)
-                else:
-                    self.weights[key].copy_(value)
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    average.n_averaged.fill_(1)
+    return average
 
 
 def _learning_rate(stage: _Stage, config: TrainingConfig, epoch: int) -> float:
@@ -223,7 +217,7 @@ def _fit(
     from tqdm.auto import tqdm
 
     config = preset.training
-    average = _WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    average = _weight_average(model, config.ema_decay) if config.ema_decay else None
     if average is not None and training_weights is not None:
         model.load_state_dict(training_weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=stage.learning_rate)
@@ -251,16 +245,13 @@ def _fit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimizer.step()
             if average is not None:
-                average.update(model)
+                average.update_parameters(model)
             positions = int(batch.mask.sum())
             total += float(loss.detach()) * positions
             weight += positions
             bar.set_postfix(loss=f'{total / weight:.4f}')
-        trained = None
-        if average is not None:
-            trained = {key: value.detach().clone() for key, value in model.state_dict().items()}
-            model.load_state_dict(average.weights)
-        val_loss = _validation_loss(model, val_set, config.batch_size, stage.conditioned, device)
+        kept = model if average is None else average.module  # what sampling will use
+        val_loss = _validation_loss(kept, val_set, config.batch_size, stage.conditioned, device)
         records.append(
             {
                 'epoch': epoch + 1,
@@ -277,7 +268,7 @@ def _fit(
             )
         save_checkpoint(
             output,
-            model,
+            kept,
             stage='base' if stage.name == 'base' else 'finetuned',
             preset=preset.name,
             training_config=config,
@@ -285,10 +276,8 @@ def _fit(
             epoch=epoch + 1,
             history=history,
             optimizer_state=optimizer.state_dict(),
-            training_weights=None if trained is None else {key: value.cpu() for key, value in trained.items()},
+            training_weights=None if average is None else {k: v.detach().cpu() for k, v in model.state_dict().items()},
         )
-        if trained is not None:
-            model.load_state_dict(trained)
     return output
 
 
@@ -347,6 +336,8 @@ def train(
     else:
         model, start, history = checkpoint.model, checkpoint.epoch, checkpoint.history
         optimizer_state, training_weights = checkpoint.optimizer_state, checkpoint.training_weights
+        own = checkpoint.training_config  # a resumed run keeps its augmentation, schedule and average
+        preset = preset.with_overrides(augment_settings=own.augment_settings, schedule=own.schedule, ema_decay=own.ema_decay)
     stage = _Stage('base', preset.training.learning_rate, preset.training.epochs, conditioned=False)
     return _fit(
         model, stage, train_set, val_set, preset=replace(preset, model=model_config), dataset_hash=dataset_hash, output=output,
@@ -374,7 +365,7 @@ def finetune(
 
     Fine-tuning updates all weights (as MatterGen does by default); crystals whose conditions are all
     dropped still train the unconditional path that classifier-free guidance needs. A ``base`` that is fine-tuned
-    already is trained further, from its last epoch to ``epochs`` (the shipped checkpoint's 15 + 15 epochs).
+    already is trained further, from its last epoch to ``epochs`` (as the shipped checkpoint was: 15, then 30, then 60).
     Settings left ``None`` keep the checkpoint's (:class:`TrainingConfig`), except the schedule, the weight average and
     the augmentation, which a new run sets afresh (constant, off, off) and a resumed one keeps.
     """
