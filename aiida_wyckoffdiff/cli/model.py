@@ -39,19 +39,20 @@ def _dataset(dataset: Path | None, data_dir: Path | None) -> tuple[Any, str]:
 AUGMENT_OPTION = click.option(
     '--augment-settings/--canonical-settings',
     default=None,
-    help='Write each crystal, every epoch, in one of its equivalent Wyckoff settings [default: the checkpoint\'s or '
-    'preset\'s, canonical].',
+    help='Write each crystal, every epoch, in one of its equivalent Wyckoff settings [default: canonical; a resumed '
+    'run keeps its own].',
 )
 SCHEDULE_OPTION = click.option(
     '--schedule',
     type=click.Choice(['constant', 'cosine']),
-    help='Learning rate over the epochs: constant, or cosine down to 0 at the last [default: constant].',
+    help='Learning rate over the epochs: constant, or cosine down to 0 at the last [default: constant; a resumed run '
+    'keeps its own].',
 )
 EMA_OPTION = click.option(
     '--ema-decay',
     type=click.FloatRange(0, 1, max_open=True),
     help='Keep an exponential moving average of the weights with this decay per step (0.999 is common); the '
-    'checkpoint\'s model is the average [default: off].',
+    'checkpoint\'s model is the average [default: off; a resumed run keeps its own].',
 )
 
 

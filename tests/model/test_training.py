@@ -169,7 +169,9 @@ def test_augmented_averaged_cosine_training_resumes_exactly(sample_dataset, tiny
     with pytest.raises(KeyboardInterrupt):
         train(frame, preset, resumed, dataset_hash=digest, device='cpu', progress=False)
     monkeypatch.undo()
-    train(frame, preset, resumed, dataset_hash=digest, device='cpu', resume=True, progress=False)
+    # resumed without repeating the options: the run keeps its own
+    train(frame, tiny_preset.with_overrides(epochs=3), resumed, dataset_hash=digest, device='cpu', resume=True,
+          progress=False)
     one, two = load_checkpoint(straight, 'cpu'), load_checkpoint(resumed, 'cpu')
     rates = [record['learning_rate'] for record in one.history['base']]
     assert rates == pytest.approx([3e-3, 3e-3 * 0.75, 3e-3 * 0.25])
