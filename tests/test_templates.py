@@ -17,13 +17,21 @@ from pymatgen.core import Lattice, Structure
 
 from aiida_wyckoffdiff.cli import main
 from aiida_wyckoffdiff.data import MAIN_FILE, split_of
+from aiida_wyckoffdiff.exceptions import ProtostructureError
 from aiida_wyckoffdiff.files import file_sha256
 from aiida_wyckoffdiff.lattices import MIN_GROUP_SHAPES, draw_lattice, lattice_shape, shipped_lattice_shapes
 from aiida_wyckoffdiff.provenance import lineage
 from aiida_wyckoffdiff import realize as realize_module
 from aiida_wyckoffdiff.realize import REAL_SHAPE_FAILED, _predicted_cell, realize
 from aiida_wyckoffdiff.symmetry import Protostructure, structure_label
-from aiida_wyckoffdiff.templates import bond_problem, fitted_volume, prototype_of, shipped_templates, substitute
+from aiida_wyckoffdiff.templates import (
+    arrangement_of,
+    bond_problem,
+    fitted_volume,
+    prototype_of,
+    shipped_templates,
+    substitute,
+)
 
 from .conftest import SPINEL_LABEL
 
@@ -48,7 +56,7 @@ def test_library_records_the_data_it_was_built_from(shared_data_dir) -> None:
 def test_templates_are_ranked_by_chemical_similarity() -> None:
     templates = shipped_templates().templates_for(SPINEL_LABEL, 3)
     assert templates[0].material_id == 'mp-3536'  # MgAl2O4 itself: distance 0
-    assert all(prototype_of(t.label) == prototype_of(SPINEL_LABEL) for t in templates)
+    assert all(arrangement_of(t.label) == arrangement_of(SPINEL_LABEL) for t in templates)
     distances = [t.distance_to(Protostructure.from_label(SPINEL_LABEL)) for t in templates]
     assert distances == sorted(distances) and distances[0] == 0 < distances[-1]
 
@@ -80,7 +88,24 @@ def test_a_failing_template_falls_back_to_pyxtal_with_the_reason() -> None:
     assert result.ok and result.template is None
     assert structure_label(result.structure) == SPINEL_LABEL
     (reason,) = result.rejections
-    assert reason.startswith(f'template {rocksalt.material_id}: ') and 'is not of the prototype' in reason
+    assert reason.startswith(f'template {rocksalt.material_id}: ') and 'does not have the arrangement of' in reason
+
+
+def test_a_template_is_found_up_to_the_order_of_the_elements_and_the_setting() -> None:
+    """No training crystal has the prototype ``A5B3_tI16_139_af_bc`` (oxygen first by the alphabet), but Li3Mg5 has
+    its arrangement, ``A3B5_tI16_139_ac_bf`` in another origin (a and b swap): titanium takes lithium's orbits, oxygen
+    magnesium's, and the substituted crystal carries the requested label."""
+    label = 'A5B3_tI16_139_af_bc:O-Ti'
+    library = shipped_templates()
+    assert prototype_of(label) not in library.by_prototype
+    template = library.templates_for(label, 1)[0]
+    assert prototype_of(template.label) != prototype_of(label)
+    assert arrangement_of(template.label) == arrangement_of(label)
+    protostructure = Protostructure.from_label(label)
+    assert template.mapping_to(protostructure) == dict(zip(template.elements, ['Ti', 'O'], strict=True))
+    assert structure_label(substitute(protostructure, template)) == label
+    with pytest.raises(ProtostructureError, match='does not have the arrangement'):
+        library.templates_for('AB_cF8_225_a_b:F-Li', 1)[0].mapping_to(protostructure)
 
 
 @pytest.mark.usefixtures('aiida_profile_clean')
