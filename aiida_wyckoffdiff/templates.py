@@ -145,8 +145,7 @@ class Template:
                             for order in itertools.permutations(protostructure.elements)
                             if [wanted[element] for element in order] == letters]
         if not assignments:
-            raise ProtostructureError(f'template {self.material_id} ({self.label}) does not have the arrangement of '
-                                      f'{protostructure.label}')
+            raise ProtostructureError(f'{self.label} does not have the arrangement of {protostructure.label}')
         return min(assignments, key=_chemical_distance)
 
     def distance_to(self, protostructure: Protostructure) -> int:

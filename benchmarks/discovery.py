@@ -440,7 +440,7 @@ def outcome_level(
         if row.e_above_hull <= 0.1:
             hits.setdefault(label, (round(row.e_above_hull, 3), row.formula))
             if request and '#' not in label:
-                kept_system.setdefault(label, _crystal_system(label) == _crystal_system(request))
+                kept_system.setdefault(label, (_crystal_system(label) == _crystal_system(request), request))
     generated_labels = set(labels)
     known = set(reference_entries(chemsys)['label'].dropna())
     phases = hull_phases(chemsys)
@@ -460,7 +460,10 @@ def outcome_level(
         'median_e_above_hull': round(float(np.median(energies)), 3) if energies else None,
         'relax_steps_median': float(np.median([o.steps for o in outcomes])) if outcomes else None,
         'relax_steps_mean': round(float(np.mean([o.steps for o in outcomes])), 1) if outcomes else None,
-        'hits_crystal_system_kept': round(float(np.mean(list(kept_system.values()))), 3) if kept_system else None,
+        'hits_crystal_system_kept': round(float(np.mean([kept for kept, _ in kept_system.values()])), 3)
+        if kept_system else None,
+        'hits_crystal_system_changed': sorted(f'{request} -> {label}' for label, (kept, request) in kept_system.items()
+                                              if not kept),
         'hits_new': sum(label not in context.train_labels and label not in known for label in hits),
         'hits_new_prototype': sum(label.split(':')[0] not in context.train_prototypes for label in hits),
         'hit_formulas': [formula for _, formula in sorted(hits.values())],

@@ -108,6 +108,16 @@ def test_a_template_is_found_up_to_the_order_of_the_elements_and_the_setting() -
         library.templates_for('AB_cF8_225_a_b:F-Li', 1)[0].mapping_to(protostructure)
 
 
+@pytest.mark.parametrize(('chemsys', 'spacegroup'), [(('O', 'Ti'), 139), (('Al', 'Mg', 'O'), 194)])
+def test_every_known_arrangement_the_sampler_offers_has_a_template(chemsys, spacegroup) -> None:
+    """The sampler's known arrangements come from training crystals, so each must find one, including those whose
+    prototype string no training crystal has (the request's alphabet orders the elements the other way)."""
+    library = shipped_templates()
+    arrangements = library.arrangements(chemsys, spacegroup, max_atoms=20)
+    assert any(prototype_of(a.label) not in library.by_prototype for a in arrangements)
+    assert all(library.templates_for(a, 1) for a in arrangements)
+
+
 @pytest.mark.usefixtures('aiida_profile_clean')
 def test_realization_records_its_template_and_lineage_names_it() -> None:
     """The template crystal is an input node (material id, split, data sha256); lineage says where a structure's
