@@ -1,14 +1,13 @@
 """Realization from real crystals: the geometry of a training crystal with the same Wyckoff arrangement.
 
 A protostructure fixes the space group and which elements sit on which Wyckoff orbits, but not the free coordinates
-or the lattice. Most real crystals reuse an element-free prototype (the label before ``:``) of an earlier one, so
-where a *training-split* crystal has the protostructure's prototype, its lattice and coordinates are a far better
-start than PyXtal's random draw: its elements are replaced by the protostructure's (each by the element on the same
-Wyckoff orbits, so a template is found up to the order of the elements, which a label takes from the alphabet) and
-the cell is scaled
-by the ratio of the atoms' volumes fitted to the training crystals (3.4 % median volume error on held-out crystals,
-against 8.6 % for pymatgen's ``DLSVolumePredictor``: docs/realization.md). Only training-split crystals are
-templates, never validation or test ones: held-out checks would otherwise read their answers.
+or the lattice. Most real crystals reuse an arrangement of orbits of an earlier one, so where a *training-split*
+crystal has the protostructure's arrangement, its lattice and coordinates are a far better start than PyXtal's random
+draw: each of its elements is replaced by the protostructure's element on the same orbits (found up to the order of
+the elements, which a label takes from the alphabet, and up to the group's setting) and the cell is scaled by the
+ratio of the atoms' volumes fitted to the training crystals (3.4 % median volume error on held-out crystals, against
+8.6 % for pymatgen's ``DLSVolumePredictor``: docs/realization.md). Only training-split crystals are templates, never
+validation or test ones: held-out checks would otherwise read their answers.
 
 The library of templates ships in the package (``resources/templates.jsonl.gz``, written by
 :func:`build_template_library` from the shared MP data), so realization needs neither the data folder nor a
@@ -352,7 +351,7 @@ def substitute(protostructure: Protostructure, template: Template) -> Structure:
     """The template's geometry with the protostructure's elements, scaled to the predicted volume.
 
     Raises :class:`ProtostructureError` if the result does not carry the protostructure's label (a template of
-    another prototype, or a substitution that changes the symmetry).
+    another arrangement, or a substitution that changes the symmetry).
     """
     mapping = template.mapping_to(protostructure)
     structure = template.structure.copy()
