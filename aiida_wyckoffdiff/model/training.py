@@ -337,7 +337,9 @@ def train(
         model, start, history = checkpoint.model, checkpoint.epoch, checkpoint.history
         optimizer_state, training_weights = checkpoint.optimizer_state, checkpoint.training_weights
         own = checkpoint.training_config  # a resumed run keeps its augmentation, schedule and average
-        preset = preset.with_overrides(augment_settings=own.augment_settings, schedule=own.schedule, ema_decay=own.ema_decay)
+        preset = preset.with_overrides(
+            augment_settings=own.augment_settings, schedule=own.schedule, ema_decay=own.ema_decay
+        )
     stage = _Stage('base', preset.training.learning_rate, preset.training.epochs, conditioned=False)
     return _fit(
         model, stage, train_set, val_set, preset=replace(preset, model=model_config), dataset_hash=dataset_hash, output=output,
