@@ -76,7 +76,8 @@ def model_generator(name: str) -> Generator:
     0.75 by default since 5 December 2026 and 0 before, so older result files' names without it mean 0; ``plausible``:
     the composition filter, on by default since 6 December 2026 and off before, likewise; ``exact``: the constrained
     last step (chains that break the composition completed, not redrawn), on by default since 6 December 2026
-    (morning); ``across``: ``known_prototypes_across_groups``, off by default; ``ckpt``:
+    (morning); ``across``: ``known_prototypes_across_groups``, off by default; ``eg``: ``energy_guidance``, the
+    weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
     realization method, ``pyxtal`` by default)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
@@ -93,6 +94,7 @@ def model_generator(name: str) -> Generator:
         known_prototypes_across_groups=settings.get('across', '0') == '1',
         temperature=float(settings.get('t', 1.0)),
         known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
+        energy_guidance=float(settings.get('eg', SamplingConfig.energy_guidance)),
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,

@@ -109,6 +109,9 @@ def main() -> None:
     parser.add_argument('--dataset-share', type=float, default=0.8)
     parser.add_argument('--val-rows', type=int, default=256)
     parser.add_argument('--no-random', action='store_true', help='Leave random search out (measured in another run).')
+    parser.add_argument('--energy-guidance', type=float, nargs='+', metavar='WEIGHT',
+                        help='Round 2 once per weight of the fine-tuned energy head (SamplingConfig.energy_guidance; 0: '
+                        'the adapter alone) [default: the sampling default].')
     parser.add_argument('--relax-steps', type=int, default=150)
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
@@ -129,9 +132,11 @@ def main() -> None:
         arguments.output = quick if arguments.quick else ROOT / 'benchmarks' / 'rounds_results.json'
 
     from aiida_wyckoffdiff.hull import elemental_energies
+    from aiida_wyckoffdiff.model.config import SamplingConfig
     from aiida_wyckoffdiff.potentials import load_potential
     from aiida_wyckoffdiff.relax import STAGED, RelaxSettings
 
+    weights = arguments.energy_guidance or [SamplingConfig.energy_guidance]
     load = os.getloadavg()
     print(f'load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}', flush=True)
     context = Context(arguments.seed, arguments.dataset, arguments.data_dir)
@@ -172,24 +177,31 @@ def main() -> None:
                                          arguments.val_rows)
         result['rows'] = rows  # what round 2 learned from, to fine-tune again with other settings
         print(json.dumps(result['finetune']), file=sys.stderr, flush=True)
-        after = {}
-        for target in arguments.targets:
-            after[target] = arm(f'{MODEL},e={target},ckpt={checkpoint}', system, round=2, target=target)
-            result['arms'].append(after[target])
+        by_weight = {}
+        for weight in weights:
+            after = by_weight[weight] = {}
+            for target in arguments.targets:
+                after[target] = arm(f'{MODEL},e={target},eg={weight},ckpt={checkpoint}', system, round=2,
+                                    target=target, energy_guidance=weight)
+                result['arms'].append(after[target])
         if not arguments.no_random:
             result['arms'].append(arm('random:real=template', system, round=None, target=None))
-        first, second = before[0.0], after[0.0]
-        with_finetune = second['core_minutes'] + result['finetune']['core_minutes']
-        result['round_2_against_round_1'] = {
-            'hits': [first['hits'], second['hits']],
-            'hits_per_core_minute': [first['hits_per_core_minute'], round(second['hits'] / with_finetune, 3)],
-            'ratio_finetune_counted': round(second['hits'] / with_finetune / first['hits_per_core_minute'], 2)
-            if first['hits'] else None,
-            'round_2_hits_not_in_round_1': len(set(second['hit_labels']) - set(first['hit_labels'])),
-        }
+        first = before[0.0]
         low, high = min(arguments.targets), max(arguments.targets)
-        result['condition_before'] = condition_effect(before[min(before)], before[max(before)]) if len(before) > 1 else None
-        result['condition_after'] = condition_effect(after[low], after[high])
+        result['round_2_against_round_1'], result['condition_after'] = {}, {}
+        for weight, after in by_weight.items():
+            second = after[0.0]
+            with_finetune = second['core_minutes'] + result['finetune']['core_minutes']
+            result['round_2_against_round_1'][str(weight)] = {
+                'hits': [first['hits'], second['hits']],
+                'hits_per_core_minute': [first['hits_per_core_minute'], round(second['hits'] / with_finetune, 3)],
+                'ratio_finetune_counted': round(second['hits'] / with_finetune / first['hits_per_core_minute'], 2)
+                if first['hits'] else None,
+                'round_2_hits_not_in_round_1': len(set(second['hit_labels']) - set(first['hit_labels'])),
+            }
+            result['condition_after'][str(weight)] = condition_effect(after[low], after[high])
+        result['condition_before'] = (condition_effect(before[min(before)], before[max(before)]) if len(before) > 1
+                                      else None)
         print(json.dumps({k: v for k, v in result.items() if k not in ('arms', 'rows')}), flush=True)
         arguments.output.write_text(json.dumps(document, indent=1) + '\n')  # a stopped run keeps its systems
     print(f'wrote {arguments.output}')

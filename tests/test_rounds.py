@@ -15,6 +15,7 @@ from aiida_wyckoffdiff.data import COLUMNS, load_dataset, protostructure_of
 from aiida_wyckoffdiff.exceptions import DataNotFoundError, NoRelaxationsError, ProtocolError
 from aiida_wyckoffdiff.files import file_sha256
 from aiida_wyckoffdiff.model.checkpoint import load_checkpoint
+from aiida_wyckoffdiff.model.energy import MIN_ROWS
 from aiida_wyckoffdiff.nodes import CheckpointData
 from aiida_wyckoffdiff.provenance import lineage, structures_of
 from aiida_wyckoffdiff.relaxation_rows import RelaxationSource, find_relaxations, training_rows
@@ -147,6 +148,11 @@ def test_two_rounds_learn_from_their_relaxations(aiida_localhost, sample_dataset
     assert later.inputs.checkpoint.pk == tuned['round_1'].pk
     tables = {later.inputs[row['table_input']].pk for row in later.inputs.rows.get_list()}
     assert tables <= {first.outputs.table.pk, second.outputs.table.pk}
+    # Its checkpoint carries an energy head fitted to those rows where there are enough of them, as its report says.
+    head = load_checkpoint(_path(tuned['round_2'], tmp_path), 'cpu').model.energy_head
+    reported = later.outputs.report['energy_head']
+    assert (head is None) == (len(later.inputs.rows.get_list()) < MIN_ROWS) == (reported is None)
+    assert head is None or (reported['rows'], reported['alpha']) == (head.rows, head.alpha)
 
     # A round-2 structure's lineage goes through its checkpoint to round 1's relaxations.
     structure = next(n for job in second.called if 'relaxed' in job.outputs for key, n in job.outputs.relaxed.items()

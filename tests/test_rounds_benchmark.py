@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from aiida_wyckoffdiff.model.config import SamplingConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'benchmarks' / 'rounds.py'
 
@@ -62,9 +64,11 @@ def test_rounds_benchmark_quick_run(sample_dir, sample_dataset_path, tmp_path) -
     assert arms[-1]['generator'].startswith('random')
     assert result['finetune']['rows'] >= 1 and result['finetune']['core_minutes'] > 0
     assert result['finetune']['training_rows'] > result['finetune']['rows'], 'dataset rows are mixed in'
-    comparison = result['round_2_against_round_1']
+    weight = str(SamplingConfig.energy_guidance)
+    assert all(arm['energy_guidance'] == SamplingConfig.energy_guidance for arm in arms[1:3])
+    comparison = result['round_2_against_round_1'][weight]
     assert comparison['hits'] == [arms[0]['hits'], arms[1]['hits']]
     assert comparison['hits_per_core_minute'][1] <= arms[1]['hits_per_core_minute'], 'fine-tuning costs are added'
-    after = result['condition_after']
+    after = result['condition_after'][weight]
     assert after['targets'] == [0.0, 0.3] and 0 <= after['p_low_ends_lower'] <= 1
     assert result['condition_before'] is None, 'the quick run samples the shipped checkpoint at target 0 only'

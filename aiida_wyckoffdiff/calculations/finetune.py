@@ -81,7 +81,7 @@ def finetune_on_rows(
 
     ``rows`` and ``sources`` come from :func:`finetune_inputs`: every row names its table and structure among the
     ``sources`` (``table_input``, ``structure_input``). Outputs ``checkpoint`` (a ``CheckpointData``) and ``report``
-    (rows used, epochs, seconds).
+    (rows used, epochs, seconds, and the energy head fitted to the rows: ``model/energy.py``).
     """
     import tempfile
     import time
@@ -91,6 +91,7 @@ def finetune_on_rows(
     import torch
 
     from ..data import frame_sha256, load_dataset
+    from ..model.checkpoint import load_checkpoint
     from ..model.training import finetune_on_new_rows
     from ..relaxation_rows import ROW_SOURCE
 
@@ -112,6 +113,7 @@ def finetune_on_rows(
             device=chosen['device'],
         )
         tuned = CheckpointData(file=output, kind='wyckoffdiff')
+        head = load_checkpoint(output, 'cpu').model.energy_head
     report = {
         'rows': len(new_rows),
         'dataset_train_rows': int(((mixed['split'] == 'train') & (mixed['source'] != ROW_SOURCE)).sum()),
@@ -119,5 +121,7 @@ def finetune_on_rows(
         'epochs': [done, done + chosen['epochs']],
         'seconds': round(time.perf_counter() - started, 1),
         'mixed_rows_sha256': frame_sha256(mixed),
+        'energy_head': None if head is None else {'rows': head.rows, 'loo_rmse': round(head.loo_rmse, 4),
+                                                  'alpha': head.alpha},
     }
     return {'checkpoint': tuned, 'report': orm.Dict(report)}

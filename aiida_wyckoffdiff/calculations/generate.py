@@ -50,6 +50,12 @@ def validate_share(value: orm.Float, port: object) -> str | None:
     return None if 0 <= value.value <= 1 else f'{getattr(port, "name", "the value")} is a share, from 0 to 1, not {value.value}'
 
 
+def validate_weight(value: orm.Float, port: object) -> str | None:
+    """A guidance weight is 0 (off) or more."""
+    name = getattr(port, 'name', 'the value')
+    return None if value.value >= 0 else f'{name} is a weight, 0 or more, not {value.value}'
+
+
 class GenerateCalculation(WyckoffDiffCalculation):
     """Run ``wyckoffdiff generate`` with the checkpoint node's weights; outputs the protostructures."""
 
@@ -79,6 +85,10 @@ class GenerateCalculation(WyckoffDiffCalculation):
                    default=lambda: orm.Float(SamplingConfig.known_prototypes), validator=validate_share,
                    help='Share of each space group\'s samples chosen among training crystals\' Wyckoff arrangements '
                    'by the model\'s score.')
+        spec.input('energy_guidance', valid_type=orm.Float, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Float(SamplingConfig.energy_guidance), validator=validate_weight,
+                   help='Weight of a fine-tuned checkpoint\'s energy head in choosing known arrangements towards '
+                   'e_above_hull (a checkpoint without one ignores it).')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
@@ -101,6 +111,7 @@ class GenerateCalculation(WyckoffDiffCalculation):
         params += ['--guided', ','.join(self.inputs.guided.get_list())]
         params += ['--plausible' if self.inputs.plausible.value else '--any-composition']
         params += ['--known-prototypes', str(self.inputs.known_prototypes.value)]
+        params += ['--energy-guidance', str(self.inputs.energy_guidance.value)]
         params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
         if 'e_above_hull' in self.inputs:
             params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]

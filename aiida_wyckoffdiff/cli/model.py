@@ -228,6 +228,12 @@ def finetune(
     'with the requested elements, by the model\'s score (docs/discovery.md).',
 )
 @click.option(
+    '--energy-guidance', type=click.FloatRange(min=0), default=SamplingConfig.energy_guidance, show_default=True,
+    help='Weight of the checkpoint\'s energy head, fitted to relaxations when it was fine-tuned on them (wyckoffdiff '
+    'finetune, the rounds work chain), in choosing known arrangements towards --e-above-hull; a checkpoint without '
+    'one ignores it (docs/rounds.md).',
+)
+@click.option(
     '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'
 )
 @click.option(
@@ -268,6 +274,7 @@ def generate(
     guided: str,
     plausible: bool,
     known_prototypes: float,
+    energy_guidance: float,
     steps: int,
     max_atoms: int,
     max_draws: int,
@@ -295,6 +302,7 @@ def generate(
         guided=tuple(name.strip() for name in guided.split(',') if name.strip()),
         plausible=plausible,
         known_prototypes=known_prototypes,
+        energy_guidance=energy_guidance,
         max_atoms=max_atoms,
         max_draws=max_draws,
     )

@@ -19,6 +19,7 @@ from ..exceptions import CheckpointError, ConfigurationError
 from ..files import file_sha256
 from .config import SCHEMA_VERSION, ModelConfig, TrainingConfig
 from .diffusion import WyckoffDiffusion, build_model
+from .energy import EnergyHead
 
 __all__ = [
     'FORMAT',
@@ -120,6 +121,7 @@ def save_checkpoint(
         'state_dict': {key: value.detach().cpu() for key, value in model.state_dict().items()},
         'optimizer': optimizer_state,
         'training_weights': training_weights,
+        'energy_head': model.energy_head.state() if model.energy_head is not None else None,
     }
     partial = path.with_name(path.name + '.partial')
     torch.save(payload, partial)
@@ -157,6 +159,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str | None = None) 
         stage = payload['stage']
         model = build_model(model_config, adapters=stage == 'finetuned', fill_tables=False)
         model.load_state_dict(payload['state_dict'])
+        if payload.get('energy_head') is not None:
+            model.energy_head = EnergyHead.from_state(payload['energy_head'])
     except (KeyError, TypeError, ValueError, RuntimeError) as exception:
         raise CheckpointError(f'{path} does not match the model it describes: {exception}') from None
     model.to(device if device is not None else select_device()).eval()

@@ -171,6 +171,12 @@ class SamplingConfig:
     """Apply the composition filter to the library share alone (``known_prototypes``), where it costs no redraw: only
     charge-balanced arrangements are candidates in ionic systems, the chains are left unfiltered."""
 
+    energy_guidance: float = 8.0
+    """Weight of the checkpoint's energy head (``model/energy.py``, fitted when it was fine-tuned on relaxations) in
+    the library candidates' scores: each gains this times the head's Gaussian log-likelihood that it relaxes to the
+    requested e_above_hull. 0, no e_above_hull requested, or a checkpoint without a head: the model's likelihood alone.
+    The value is measured in docs/rounds.md."""
+
     def __post_init__(self) -> None:
         if int(self.num_steps) < 1:
             raise ConfigurationError(f'the number of reverse steps must be at least 1, not {self.num_steps!r}')
@@ -184,6 +190,8 @@ class SamplingConfig:
             raise ConfigurationError(f'known_prototypes is a share of the samples, from 0 to 1, not {self.known_prototypes!r}')
         if not float(self.temperature) > 0:
             raise ConfigurationError(f'the sampling temperature must be positive, not {self.temperature!r}')
+        if not float(self.energy_guidance) >= 0:
+            raise ConfigurationError(f'energy_guidance is a weight, 0 or more, not {self.energy_guidance!r}')
         if int(self.batch_size) < 1:
             raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
         object.__setattr__(self, 'guided', tuple(self.guided))

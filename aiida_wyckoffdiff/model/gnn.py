@@ -106,14 +106,11 @@ class WyckoffGNN(nn.Module):
         counts = self.count_embedding(index).reshape(size, nodes, -1)
         return torch.where(batch.fixed[..., None], self.fixed_embedding(batch.x_fixed), counts)
 
-    def forward(
+    def hidden_states(
         self, batch: ProtoBatch, t: torch.Tensor, conditions: Conditions | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, N, V + 1)`` for fixed positions and ``(B, N, V, K + 1)`` for free ones.
-
-        :param t: (B,) diffusion time of each crystal, 0..T.
-        :param conditions: adapter inputs; ``None`` (or no adapters) gives the unconditional base model.
-        """
+        """Node states ``(B, N, H)`` after the last layer and node conditions ``(B, N, C)``: what the heads read, and
+        what :mod:`.energy` pools into a protostructure's features."""
         c = self.node_conditions(batch, t)
         h = self.node_inputs(batch)
         use_adapters = self.adapters is not None and conditions is not None
@@ -122,6 +119,17 @@ class WyckoffGNN(nn.Module):
             if use_adapters:
                 h = self.adapters(index, h, embedded, conditions.mask)
             h = layer(h, c, batch.mask)
+        return h, c
+
+    def forward(
+        self, batch: ProtoBatch, t: torch.Tensor, conditions: Conditions | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, N, V + 1)`` for fixed positions and ``(B, N, V, K + 1)`` for free ones.
+
+        :param t: (B,) diffusion time of each crystal, 0..T.
+        :param conditions: adapter inputs; ``None`` (or no adapters) gives the unconditional base model.
+        """
+        h, c = self.hidden_states(batch, t, conditions)
         out = torch.cat([h, c], dim=-1)
         size, nodes = batch.mask.shape
         logits_count = self.count_head(out).reshape(size, nodes, self.num_elements, self.num_counts)

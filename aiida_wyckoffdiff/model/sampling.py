@@ -40,6 +40,7 @@ from .config import SamplingConfig
 from .constrained import constrained_argmax
 from .diffusion import WyckoffDiffusion, gumbel_scores, sample_categorical, x0_nll
 from .encoding import EncodedCrystal, ProtoBatch, collate, decode, encode, structure_tensors
+from .energy import pooled_features
 
 __all__ = [
     'GeneratedSample',
@@ -349,7 +350,8 @@ def library_scores(
 ) -> torch.Tensor:
     """(C,) the model's log-likelihood score of each candidate under one request's ``conditions`` (batch of one): the
     mean over :data:`LIBRARY_SCORE_DRAWS` noised copies of the log-probability the guided denoiser gives its clean
-    variables, the quantity training minimizes."""
+    variables, the quantity training minimizes; plus, where the checkpoint has an energy head and the request an
+    e_above_hull, the head's weighted log-likelihood of that energy (:func:`_energy_term`)."""
     device = model.spacegroup_counts.device
     elements = model.config.elements
     offset = model.denoiser.position_offset.cpu().numpy()
@@ -368,7 +370,21 @@ def library_scores(
             logits = _guided_logits(model, model.noisy(batch, steps, generator), steps, expanded, config)
             nll += x0_nll(batch, *(x / config.temperature for x in logits))
         scores.append(-nll / len(times))
-    return torch.cat(scores)
+    return torch.cat(scores) + _energy_term(model, candidates, conditions, config).to(device)
+
+
+def _energy_term(model: WyckoffDiffusion, candidates: Sequence[Protostructure], conditions: Conditions,
+                 config: SamplingConfig) -> torch.Tensor:
+    """(C,) ``energy_guidance`` times the energy head's log-likelihood of the requested e_above_hull; zeros without a
+    head, a weight or a requested energy."""
+    head = model.energy_head
+    if head is None or not config.energy_guidance or not candidates \
+            or not conditions.mask[0, Condition.E_ABOVE_HULL]:
+        return torch.zeros(len(candidates))
+    chemsys = [element for element, given in zip(model.config.elements, conditions.chemsys[0].tolist()) if given]
+    features = pooled_features(model, candidates, [chemsys] * len(candidates), config.batch_size)
+    target = float(conditions.e_above_hull[0])
+    return torch.from_numpy(config.energy_guidance * head.log_likelihood(features, target)).float()
 
 
 def _choose_from_library(
@@ -602,6 +618,8 @@ def generate_json(
         'plausible': config.plausible,
         'constrained_last_step': config.constrained_last_step,
         'known_prototypes': config.known_prototypes,
+        'energy_guidance': config.energy_guidance,
+        'energy_head_rows': loaded.model.energy_head.rows if loaded.model.energy_head is not None else None,
         'max_atoms': config.max_atoms,
         'max_draws': config.max_draws,
         'requested': {**conditions, 'spacegroups': list(request.spacegroups), 'num_samples': request.num_samples},

@@ -441,13 +441,21 @@ def finetune_on_new_rows(
     device: str | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Train ``base`` ``epochs`` more epochs on new ``rows`` mixed with ``dataset``'s (:func:`..data.mix_rows`), the
-    mixed rows' sha256 as dataset hash: what a round of the rounds work chain does, also without a profile. Returns the
-    mixed rows and the epochs ``base`` had (0 for a base checkpoint)."""
+    mixed rows' sha256 as dataset hash: what a round of the rounds work chain does, also without a profile. The output
+    also carries an energy head fitted to ``rows`` alone (:func:`.energy.fit_energy_head`; none below
+    :data:`.energy.MIN_ROWS` rows), which steers sampling towards a requested e_above_hull. Returns the mixed rows and
+    the epochs ``base`` had (0 for a base checkpoint)."""
     from ..data import frame_sha256, mix_rows
+    from .energy import fit_energy_head
 
     mixed = mix_rows(dataset, rows, dataset_share=dataset_share, val_rows=val_rows, seed=seed)
     before = load_checkpoint(base, 'cpu')
     done = before.epoch if before.stage == 'finetuned' else 0
     finetune(mixed, base, output, dataset_hash=frame_sha256(mixed), epochs=done + epochs, learning_rate=learning_rate,
              device=device, progress=False)
+    tuned = load_checkpoint(output, 'cpu')
+    tuned.model.energy_head = fit_energy_head(tuned.model, rows.to_dict('records'))
+    save_checkpoint(output, tuned.model, stage=tuned.stage, preset=tuned.preset, training_config=tuned.training_config,
+                    dataset_hash=tuned.dataset_hash, epoch=tuned.epoch, history=tuned.history,
+                    optimizer_state=tuned.optimizer_state, training_weights=tuned.training_weights)
     return mixed, done

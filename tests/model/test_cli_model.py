@@ -178,6 +178,11 @@ def test_shipped_checkpoint_ranks_the_paper_examples_first_among_training_arrang
     assert [sample['origin'] for sample in document['samples']].count('library') == 2
     refused = CliRunner().invoke(main, [*arguments, '--known-prototypes', '1.5'])
     assert refused.exit_code == 2 and '1.5' in refused.output
+    # The shipped checkpoint has no energy head: the weight is recorded and changes nothing.
+    assert document['meta']['energy_guidance'] == SamplingConfig.energy_guidance
+    assert document['meta']['energy_head_rows'] is None
+    refused = CliRunner().invoke(main, [*arguments, '--energy-guidance', '-1'])
+    assert refused.exit_code == 2 and '-1' in refused.output
 
 
 def test_finetune_on_new_rows_mixes_in_the_dataset(cli_checkpoints, sample_dataset_path, tmp_path) -> None:
