@@ -171,11 +171,12 @@ class SamplingConfig:
     """Apply the composition filter to the library share alone (``known_prototypes``), where it costs no redraw: only
     charge-balanced arrangements are candidates in ionic systems, the chains are left unfiltered."""
 
-    energy_guidance: float = 8.0
+    energy_guidance: float = 0.0
     """Weight of the checkpoint's energy head (``model/energy.py``, fitted when it was fine-tuned on relaxations) in
     the library candidates' scores: each gains this times the head's Gaussian log-likelihood that it relaxes to the
     requested e_above_hull. 0, no e_above_hull requested, or a checkpoint without a head: the model's likelihood alone.
-    The value is measured in docs/rounds.md."""
+    Off by default: at 8 and 32 it moved the relaxed energies no further than the fine-tuned adapter alone
+    (docs/rounds.md, 6 December 2026)."""
 
     def __post_init__(self) -> None:
         if int(self.num_steps) < 1:

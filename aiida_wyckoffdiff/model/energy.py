@@ -2,12 +2,14 @@
 denoiser's pooled node states, fitted when a checkpoint is fine-tuned on relaxation rows
 (``training.finetune_on_new_rows``).
 
-Why not the adapter alone: the Materials Project rows the adapter learned from all lie within 0.08 eV/atom of the hull,
+Why beside the adapter: the Materials Project rows the adapter learned from all lie within 0.08 eV/atom of the hull,
 and one round of fine-tuning on ~90 relaxed rows barely moves which known arrangements it prefers (docs/rounds.md). A
-regression on the same network's features, fitted to those rows, ranks protostructures it has not seen by their
-relaxed energy (Spearman 0.35-0.41 on the next round's new protostructures, measured in docs/rounds.md). Sampling
-adds its Gaussian log-likelihood of the requested e_above_hull to each library candidate's score
-(``SamplingConfig.energy_guidance``): classifier guidance, with the classifier learned in the provenance graph.
+regression on the same network's features, fitted to those rows, ranks the next round's new protostructures by their
+relaxed energy better than chance (``benchmarks/energy_head.py``). Where asked (``SamplingConfig.energy_guidance``, off
+by default), sampling adds its Gaussian log-likelihood of the requested e_above_hull to each library candidate's
+score: classifier guidance, with the classifier learned in the provenance graph. Measured, it has not yet steered
+further than the adapter alone: its predictions within one space group's candidates differ by a few hundredths of an
+eV/atom (docs/rounds.md).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def pooled_features(
     """``(P, 2H + V)`` mean- and max-pooled node states of the clean protostructures (time 0), conditioned on their
     chemical system and space group with the energy condition left out, so the features do not depend on a target;
     then the atomic fraction of each vocabulary element, since the composition decides much of a relaxed structure's
-    distance to the hull (a nearest-neighbour average over compositions alone ranks the next round's protostructures
-    with Spearman 0.43-0.52, docs/rounds.md)."""
+    distance to the hull (a nearest-neighbour average over compositions alone ranks the next round's new
+    protostructures with Spearman 0.37-0.50 in three of four rounds, ``benchmarks/energy_head.py``)."""
     device = model.spacegroup_counts.device
     elements = model.config.elements
     offset = model.denoiser.position_offset.cpu().numpy()

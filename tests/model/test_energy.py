@@ -117,3 +117,21 @@ def test_the_head_steers_the_library_towards_the_requested_energy(ti_o_features)
 def test_a_negative_weight_is_refused() -> None:
     with pytest.raises(ConfigurationError, match='energy_guidance is a weight'):
         SamplingConfig(energy_guidance=-1.0)
+
+
+def test_energy_head_benchmark_scores_the_next_round(tmp_path) -> None:
+    """benchmarks/energy_head.py on a committed rounds result: fitted to round 1, it ranks round 2's new
+    protostructures by their relaxed energy better than chance (a sign error would turn this negative)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    output = tmp_path / 'head.json'
+    completed = subprocess.run(
+        [sys.executable, str(root / 'benchmarks' / 'energy_head.py'), str(root / 'benchmarks' / 'rounds2_ti_o.json'),
+         '--output', str(output)], capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (row,) = json.loads(output.read_text())
+    assert row['chemsys'] == 'Ti-O' and row['rows'] == len(ROWS) and row['fresh'] > 20
+    assert row['head']['spearman'] > 0 and row['loo_rmse'] < row['rows_std']
