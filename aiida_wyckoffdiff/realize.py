@@ -152,7 +152,8 @@ def realize(
     result.rejections = dict(rejections)
     if result.structure is None:
         causes = '; '.join(f'{count}x {cause}' for cause, count in rejections.most_common(3))
-        result.reason = f'no candidate in {result.attempts} attempts matched {target} ({causes})'
+        tries = f'{result.attempts} attempt' + ('s' if result.attempts != 1 else '')
+        result.reason = f'no candidate in {tries} matched {target} ({causes})'
     return result
 
 

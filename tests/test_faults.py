@@ -185,7 +185,7 @@ def test_unrealizable_protostructures_are_recorded_and_the_scan_goes_on(code) ->
     failed = [entry for entry in realization if not entry['ok']]
     realized = [entry for entry in realization if entry['ok']]
     assert failed and realized, realization
-    assert all(entry['reason'].startswith('no candidate in 1 attempts matched') for entry in failed)
+    assert all(entry['reason'].startswith('no candidate in 1 attempt matched') for entry in failed)
     table = node.outputs.table.get_list()
     assert {row['key'] for row in table} == {entry['output'] for entry in realized}
     assert {row['label_requested'] for row in table} == {entry['label'] for entry in realized}
