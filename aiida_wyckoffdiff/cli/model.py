@@ -163,14 +163,18 @@ def finetune(
     device: str | None,
 ) -> None:
     """Fine-tune adapters for chemical system, space group and e_above_hull on a base model, or a fine-tuned one
-    further (--epochs above its own), optionally on new rows mixed with the dataset."""
+    further (--epochs above its own), optionally on new rows mixed with the dataset; with --rows the output also
+    carries an energy head fitted to them (docs/rounds.md)."""
+    from ..model.training import attach_energy_head
     from ..model.training import finetune as finetune_model
 
     frame, digest = _dataset(dataset, data_dir)
+    new_rows = None
     if rows is not None:
         from ..data import frame_sha256, load_dataset, mix_rows
 
-        frame = mix_rows(frame, load_dataset(rows), dataset_share=dataset_share, val_rows=val_rows)
+        new_rows = load_dataset(rows)
+        frame = mix_rows(frame, new_rows, dataset_share=dataset_share, val_rows=val_rows)
         digest = frame_sha256(frame)
     _log_to_stderr()
     path = finetune_model(
@@ -186,6 +190,8 @@ def finetune(
         device=device,
         resume=resume,
     )
+    if new_rows is not None:
+        attach_energy_head(path, new_rows)
     click.echo(f'fine-tuned model written to {path}')
 
 

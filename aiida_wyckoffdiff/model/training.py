@@ -28,7 +28,8 @@ from .encoding import EncodedCrystal, ProtoBatch, collate, encode
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ['CrystalSet', 'finetune', 'finetune_on_new_rows', 'prepare_crystals', 'train', 'vocabulary_of']
+__all__ = ['CrystalSet', 'attach_energy_head', 'finetune', 'finetune_on_new_rows', 'prepare_crystals', 'train',
+           'vocabulary_of']
 
 LOGGER = logging.getLogger(__name__)
 VAL_SEED = 12345
@@ -446,16 +447,23 @@ def finetune_on_new_rows(
     :data:`.energy.MIN_ROWS` rows), which steers sampling towards a requested e_above_hull. Returns the mixed rows and
     the epochs ``base`` had (0 for a base checkpoint)."""
     from ..data import frame_sha256, mix_rows
-    from .energy import fit_energy_head
 
     mixed = mix_rows(dataset, rows, dataset_share=dataset_share, val_rows=val_rows, seed=seed)
     before = load_checkpoint(base, 'cpu')
     done = before.epoch if before.stage == 'finetuned' else 0
     finetune(mixed, base, output, dataset_hash=frame_sha256(mixed), epochs=done + epochs, learning_rate=learning_rate,
              device=device, progress=False)
-    tuned = load_checkpoint(output, 'cpu')
+    attach_energy_head(output, rows)
+    return mixed, done
+
+
+def attach_energy_head(path: str | Path, rows: pd.DataFrame) -> None:
+    """Fit the checkpoint's energy head to the relaxation ``rows`` it was fine-tuned on (:func:`.energy.fit_energy_head`)
+    and save it in the same file, everything else unchanged."""
+    from .energy import fit_energy_head
+
+    tuned = load_checkpoint(path, 'cpu')
     tuned.model.energy_head = fit_energy_head(tuned.model, rows.to_dict('records'))
-    save_checkpoint(output, tuned.model, stage=tuned.stage, preset=tuned.preset, training_config=tuned.training_config,
+    save_checkpoint(path, tuned.model, stage=tuned.stage, preset=tuned.preset, training_config=tuned.training_config,
                     dataset_hash=tuned.dataset_hash, epoch=tuned.epoch, history=tuned.history,
                     optimizer_state=tuned.optimizer_state, training_weights=tuned.training_weights)
-    return mixed, done

@@ -201,3 +201,4 @@ def test_finetune_on_new_rows_mixes_in_the_dataset(cli_checkpoints, sample_datas
     assert len(mixed) == 4 + 4 + 4
     tuned = load_checkpoint(tmp_path / 'more.pt', 'cpu')
     assert tuned.epoch == 2 and tuned.dataset_hash == frame_sha256(mixed)
+    assert tuned.model.energy_head is None  # 4 rows are too few to fit one (tests/model/test_energy.py fits 84)
