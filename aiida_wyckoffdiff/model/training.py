@@ -458,8 +458,8 @@ def finetune_on_new_rows(
 
 
 def attach_energy_head(path: str | Path, rows: pd.DataFrame) -> None:
-    """Fit the checkpoint's energy head to the relaxation ``rows`` it was fine-tuned on (:func:`.energy.fit_energy_head`)
-    and save it in the same file, everything else unchanged."""
+    """Fit the checkpoint's energy head to the relaxation ``rows`` it was fine-tuned on
+    (:func:`.energy.fit_energy_head`) and save it in the same file, everything else unchanged."""
     from .energy import fit_energy_head
 
     tuned = load_checkpoint(path, 'cpu')
