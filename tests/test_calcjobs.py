@@ -59,6 +59,7 @@ def test_generate_command_line(code, checkpoint, tmp_path) -> None:
         ({'spacegroups': [225, 231]}, 'numbers from 1 to 230'),
         ({'num_samples': 0}, 'must be positive'),
         ({'guided': ['chemsys', 'colour']}, r"cannot guide on \['colour'\]"),
+        ({'energy_guidance': -1.0}, 'energy_guidance is a weight, 0 or more, not -1.0'),
     ],
 )
 def test_generate_refuses_bad_input_before_submission(code, checkpoint, tmp_path, change, message) -> None:
