@@ -14,7 +14,7 @@ is one (D x D) matrix product per step instead of a D x D table per variable.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,9 +23,6 @@ from .adapters import ConditionAdapters, Conditions
 from .config import ModelConfig, Transition
 from .encoding import ProtoBatch
 from .gnn import WyckoffGNN
-
-if TYPE_CHECKING:
-    from .energy import EnergyHead
 
 __all__ = [
     'D3PM',
@@ -117,8 +114,9 @@ class WyckoffDiffusion(nn.Module):
         self.count_diffusion = D3PM(config.max_count + 1, config.num_timesteps)
         # How often each space group occurs in training: the draw when a request names none.
         self.register_buffer('spacegroup_counts', torch.zeros(231))
-        self.energy_head: EnergyHead | None = None
-        """Fitted to relaxation rows when a checkpoint is fine-tuned on them (:mod:`.energy`); ``None`` otherwise."""
+        self.energy_head: Any = None
+        """An :class:`.energy.EnergyHead`, fitted to relaxation rows when a checkpoint is fine-tuned on them; ``None``
+        otherwise. Typed loosely: :mod:`.energy` reads this module's model, so importing it here would close a circle."""
 
     def set_statistics(
         self, fixed_counts: torch.Tensor, count_counts: torch.Tensor, spacegroup_counts: torch.Tensor
