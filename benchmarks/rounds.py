@@ -70,8 +70,8 @@ def finetune_on(
     from aiida_wyckoffdiff.model.training import finetune_on_new_rows
 
     started, wall = cpu_seconds(), time.perf_counter()
-    mixed, _ = finetune_on_new_rows(context.frame, pd.DataFrame(rows), shipped_checkpoint_path(), output, epochs=epochs,
-                                    dataset_share=dataset_share, val_rows=val_rows, seed=context.seed)
+    mixed, _, _ = finetune_on_new_rows(context.frame, pd.DataFrame(rows), shipped_checkpoint_path(), output,
+                                       epochs=epochs, dataset_share=dataset_share, val_rows=val_rows, seed=context.seed)
     return {
         'rows': len(rows),
         'training_rows': int((mixed['split'] == 'train').sum()),

@@ -148,11 +148,11 @@ def test_two_rounds_learn_from_their_relaxations(aiida_localhost, sample_dataset
     assert later.inputs.checkpoint.pk == tuned['round_1'].pk
     tables = {later.inputs[row['table_input']].pk for row in later.inputs.rows.get_list()}
     assert tables <= {first.outputs.table.pk, second.outputs.table.pk}
-    # Its checkpoint carries an energy head fitted to those rows where there are enough of them, as its report says.
+    # Its checkpoint carries an energy head only where the rows are enough to fit one, as its report says (these
+    # rounds are too small; tests/model/test_energy.py fits one through the same fine-tuning).
     head = load_checkpoint(_path(tuned['round_2'], tmp_path), 'cpu').model.energy_head
     reported = later.outputs.report['energy_head']
     assert (head is None) == (len(later.inputs.rows.get_list()) < MIN_ROWS) == (reported is None)
-    assert head is None or (reported['rows'], reported['alpha']) == (head.rows, head.alpha)
 
     # A round-2 structure's lineage goes through its checkpoint to round 1's relaxations.
     structure = next(n for job in second.called if 'relaxed' in job.outputs for key, n in job.outputs.relaxed.items()

@@ -91,7 +91,6 @@ def finetune_on_rows(
     import torch
 
     from ..data import frame_sha256, load_dataset
-    from ..model.checkpoint import load_checkpoint
     from ..model.training import finetune_on_new_rows
     from ..relaxation_rows import ROW_SOURCE
 
@@ -107,13 +106,12 @@ def finetune_on_rows(
     started = time.perf_counter()
     with checkpoint.as_path() as base, tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / 'wyckoffdiff-round.pt'
-        mixed, done = finetune_on_new_rows(
+        mixed, done, head = finetune_on_new_rows(
             frame, pd.DataFrame(new_rows), base, output, epochs=chosen['epochs'], dataset_share=chosen['dataset_share'],
             val_rows=chosen['val_rows'], seed=chosen['seed'], learning_rate=chosen['learning_rate'],
             device=chosen['device'],
         )
         tuned = CheckpointData(file=output, kind='wyckoffdiff')
-        head = load_checkpoint(output, 'cpu').model.energy_head
     report = {
         'rows': len(new_rows),
         'dataset_train_rows': int(((mixed['split'] == 'train') & (mixed['source'] != ROW_SOURCE)).sum()),

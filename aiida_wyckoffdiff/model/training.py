@@ -28,6 +28,8 @@ from .encoding import EncodedCrystal, ProtoBatch, collate, encode
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .energy import EnergyHead
+
 __all__ = ['CrystalSet', 'attach_energy_head', 'finetune', 'finetune_on_new_rows', 'prepare_crystals', 'train',
            'vocabulary_of']
 
@@ -440,12 +442,12 @@ def finetune_on_new_rows(
     seed: int = 0,
     learning_rate: float | None = None,
     device: str | None = None,
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, int, EnergyHead | None]:
     """Train ``base`` ``epochs`` more epochs on new ``rows`` mixed with ``dataset``'s (:func:`..data.mix_rows`), the
     mixed rows' sha256 as dataset hash: what a round of the rounds work chain does, also without a profile. The output
     also carries an energy head fitted to ``rows`` alone (:func:`.energy.fit_energy_head`; none below
-    :data:`.energy.MIN_ROWS` rows), which steers sampling towards a requested e_above_hull. Returns the mixed rows and
-    the epochs ``base`` had (0 for a base checkpoint)."""
+    :data:`.energy.MIN_ROWS` rows), which steers sampling towards a requested e_above_hull. Returns the mixed rows,
+    the epochs ``base`` had (0 for a base checkpoint) and that head."""
     from ..data import frame_sha256, mix_rows
 
     mixed = mix_rows(dataset, rows, dataset_share=dataset_share, val_rows=val_rows, seed=seed)
@@ -453,13 +455,13 @@ def finetune_on_new_rows(
     done = before.epoch if before.stage == 'finetuned' else 0
     finetune(mixed, base, output, dataset_hash=frame_sha256(mixed), epochs=done + epochs, learning_rate=learning_rate,
              device=device, progress=False)
-    attach_energy_head(output, rows)
-    return mixed, done
+    return mixed, done, attach_energy_head(output, rows)
 
 
-def attach_energy_head(path: str | Path, rows: pd.DataFrame) -> None:
+def attach_energy_head(path: str | Path, rows: pd.DataFrame) -> EnergyHead | None:
     """Fit the checkpoint's energy head to the relaxation ``rows`` it was fine-tuned on
-    (:func:`.energy.fit_energy_head`) and save it in the same file, everything else unchanged."""
+    (:func:`.energy.fit_energy_head`) and save it in the same file, everything else unchanged; the head, or ``None``
+    where the rows are too few."""
     from .energy import fit_energy_head
 
     tuned = load_checkpoint(path, 'cpu')
@@ -467,3 +469,4 @@ def attach_energy_head(path: str | Path, rows: pd.DataFrame) -> None:
     save_checkpoint(path, tuned.model, stage=tuned.stage, preset=tuned.preset, training_config=tuned.training_config,
                     dataset_hash=tuned.dataset_hash, epoch=tuned.epoch, history=tuned.history,
                     optimizer_state=tuned.optimizer_state, training_weights=tuned.training_weights)
+    return tuned.model.energy_head

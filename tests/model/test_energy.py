@@ -84,9 +84,10 @@ def test_finetuning_on_relaxation_rows_leaves_a_head_fitted_to_them(sample_datas
     from aiida_wyckoffdiff.model.training import finetune_on_new_rows
 
     output = tmp_path / 'round.pt'
-    finetune_on_new_rows(load_dataset(sample_dataset_path), pd.DataFrame(RELAXED), shipped_checkpoint_path(), output,
-                         epochs=1, dataset_share=0.5, val_rows=16)
+    *_, head = finetune_on_new_rows(load_dataset(sample_dataset_path), pd.DataFrame(RELAXED),
+                                    shipped_checkpoint_path(), output, epochs=1, dataset_share=0.5, val_rows=16)
     tuned = load_checkpoint(output, 'cpu')
+    assert (tuned.model.energy_head.alpha, tuned.model.energy_head.rows) == (head.alpha, head.rows)
     assert tuned.epoch == load_checkpoint(shipped_checkpoint_path(), 'cpu').epoch + 1
     assert tuned.model.energy_head.rows == len(ROWS)  # the relaxation rows alone, the unencodable one left out
 
