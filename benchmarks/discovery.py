@@ -180,9 +180,11 @@ class Context:
         return [s for _, group, s in self._structures[num_elements] if spacegroup in (None, group)]
 
     def generate(
-        self, generator: Generator, chemsys: tuple[str, ...], spacegroups: list[int], num_samples: int, seed: int
+        self, generator: Generator, chemsys: tuple[str, ...], spacegroups: list[int], num_samples: int, seed: int,
+        exclude: frozenset[str] = frozenset(),
     ) -> tuple[list, int]:
-        """Candidates (protostructures, or structures for substitution) and the slots that returned nothing."""
+        """Candidates (protostructures, or structures for substitution) and the slots that returned nothing; the model
+        returns no protostructure of ``exclude`` (``GenerationRequest.exclude``)."""
         import torch
 
         from aiida_wyckoffdiff.baselines import random_protostructures, substituted_structures
@@ -198,7 +200,7 @@ class Context:
             )
         else:
             config, energy = self._sampling(generator)
-            request = GenerationRequest(chemsys, tuple(spacegroups), energy, num_samples)
+            request = GenerationRequest(chemsys, tuple(spacegroups), energy, num_samples, exclude)
             result = generate(self.model(generator), request, config, torch.Generator().manual_seed(seed))
             samples = [sample.protostructure for sample in result.samples]
         return samples, num_samples - len(samples)
@@ -390,6 +392,7 @@ def outcome_level(
     workers: int,
     spacegroups: list[int],
     relaxed: list[dict[str, Any]] | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Generate, realize, relax (``relax.relax_all``, as the workflow's relax jobs do) and place on the MP hull.
 
@@ -406,7 +409,7 @@ def outcome_level(
     hull = MPHull(apply_mp2020=not potential.includes_mp2020, elemental=elemental)
     started = cpu_seconds()
     wall = time.perf_counter()
-    candidates, _ = context.generate(generator, chemsys, spacegroups, num_samples, context.seed)
+    candidates, _ = context.generate(generator, chemsys, spacegroups, num_samples, context.seed, exclude)
     generate_seconds = cpu_seconds() - started
     labels = [_label(candidate) for candidate in candidates]
     distinct = _distinct(candidates, labels)

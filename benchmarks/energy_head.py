@@ -4,8 +4,10 @@ Reads result files of ``benchmarks/rounds.py`` (which keep round 1's fine-tuning
 e_above_hull per requested protostructure). Per file, the energy head (``model/energy.py``) is fitted to round 1's rows
 with the shipped checkpoint's features and scored on the protostructures round 2 requested that round 1 did not:
 Spearman correlation of prediction and relaxed e_above_hull, the median relaxed energy of the predicted-low and
-predicted-high halves, and how far its predictions spread within a space group's candidates (what guidance can use).
-Beside it, a nearest-neighbour average over compositions alone (k = 5).
+predicted-high halves, how far its predictions spread within a space group's candidates and how well they rank them
+there (what guidance can use). Beside it, a nearest-neighbour average over compositions alone (k = 5). And, without
+any model, how well round 1's median relaxed energy per space group predicts round 2's (what
+``spacegroups.allocate_samples`` uses).
 
     python benchmarks/energy_head.py benchmarks/rounds2_ti_o.json benchmarks/rounds2_cu_nb_o.json
 """
@@ -82,14 +84,52 @@ def evaluate(path: Path) -> dict[str, Any]:
     for protostructure, value in zip(test, predicted):
         by_group[protostructure.spacegroup].append(value)
     spread = [np.ptp(values) for values in by_group.values() if len(values) > 1]
+    neighbours = composition_neighbours([p for p, _ in rows], np.array([e for _, e in rows]), test, elements)
     return {
         'chemsys': chemsys, 'rows': head.rows, 'alpha': head.alpha, 'loo_rmse': round(head.loo_rmse, 3),
         'rows_std': round(float(np.std([e for _, e in rows])), 3), 'fresh': len(fresh),
         'head': score(predicted, relaxed),
-        'composition_neighbours': score(composition_neighbours([p for p, _ in rows], np.array([e for _, e in rows]),
-                                                               test, elements), relaxed),
+        'composition_neighbours': score(neighbours, relaxed),
         'predicted_spread_within_group_median': round(float(np.median(spread)), 3) if spread else None,
+        'within_group_spearman_mean': {'head': within_group(test, predicted, relaxed),
+                                       'composition_neighbours': within_group(test, neighbours, relaxed)},
+        'group_medians_spearman': group_medians(round_1, system['arms']),
     }
+
+
+def within_group(test: list[Any], predicted: np.ndarray, relaxed: np.ndarray) -> float | None:
+    """The mean Spearman correlation of prediction and relaxed energy within each space group of 3 or more new
+    protostructures: what a choice among one group's candidates could use."""
+    from scipy.stats import spearmanr
+
+    by_group: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for protostructure, guess, energy in zip(test, predicted, relaxed, strict=True):
+        by_group[protostructure.spacegroup].append((guess, energy))
+    rhos = [spearmanr(*zip(*pairs)).statistic for pairs in by_group.values()
+            if len(pairs) >= 3 and np.ptp([guess for guess, _ in pairs]) > 0]
+    return round(float(np.nanmean(rhos)), 3) if rhos else None
+
+
+def group_medians(round_1: dict[str, Any], arms: list[dict[str, Any]]) -> dict[str, float]:
+    """Per round-2 arm (by target), the Spearman correlation over space groups of round 1's and that arm's median
+    relaxed e_above_hull of the protostructures requested in each group: how far where a round ends carries over."""
+    from scipy.stats import spearmanr
+
+    def medians(arm: dict[str, Any]) -> dict[int, float]:
+        groups: dict[int, list[float]] = defaultdict(list)
+        for label, energy in arm['e_above_hull_by_request'].items():
+            groups[int(label.split('_')[2])].append(energy)
+        return {group: float(np.median(values)) for group, values in groups.items()}
+
+    first = medians(round_1)
+    result = {}
+    for arm in arms:
+        if arm['round'] == 2 and not arm.get('energy_guidance') and arm.get('variant', 'even') == 'even':
+            later = medians(arm)
+            common = sorted(set(first) & set(later))
+            result[str(arm['target'])] = round(float(spearmanr([first[g] for g in common],
+                                                               [later[g] for g in common]).statistic), 3)
+    return result
 
 
 def main() -> None:

@@ -9,11 +9,15 @@ Per chemical system, in one process, with one seed, the same space groups and th
    (``relaxation_rows.relaxed_row``, the lowest e_above_hull per protostructure label, pruned relaxations left out),
    mixed with the dataset's rows (``data.mix_rows``, ``--dataset-share``), and the shipped checkpoint is fine-tuned
    ``--epochs`` more epochs on them; its CPU time is counted;
-3. **round 2**: the fine-tuned checkpoint at every target (the condition *after*);
+3. **round 2**: the fine-tuned checkpoint at every target (the condition *after*), once per ``--round-2`` variant:
+   ``even`` (every group as many samples, round 1's protostructures allowed again), ``allocated`` (each target's
+   samples shared among the groups by round 1's relaxations, ``spacegroups.allocate_samples``), and either with
+   ``+new`` (no protostructure round 1 relaxed, ``GenerationRequest.exclude``), as the rounds work chain does;
 4. random search beside them, as the anchor.
 
 Reported per system: hits (distinct relaxed structures within 0.1 eV/atom of the MP hull) and hits per core-minute of
-every arm, round 2's with the fine-tuning's core-minutes added, round 2's hits that round 1 did not find, the median
+every arm, round 2's with the fine-tuning's core-minutes added, round 2's hits that round 1 did not find (and those
+per core-minute), the median
 relaxed e_above_hull per target and the one-sided Mann-Whitney p that target 0 ends lower than the highest target,
 before and after fine-tuning.
 
@@ -38,6 +42,7 @@ from discovery import ROOT, Context, as_generator, cpu_seconds, outcome_level, s
 
 MODEL = 'model:g=2,guided=e_above_hull,real=template'
 """The workflow's sampling and realization defaults, as the discovery benchmark names them."""
+VARIANTS = ('even', 'allocated', 'even+new', 'allocated+new')
 
 
 def finetuning_rows(relaxed: list[dict[str, Any]], chemsys: str) -> list[dict[str, Any]]:
@@ -112,6 +117,8 @@ def main() -> None:
     parser.add_argument('--energy-guidance', type=float, nargs='+', metavar='WEIGHT',
                         help='Round 2 once per weight of the fine-tuned energy head (SamplingConfig.energy_guidance; 0: '
                         'the adapter alone) [default: the sampling default].')
+    parser.add_argument('--round-2', nargs='+', choices=VARIANTS, default=['even'], metavar='VARIANT',
+                        help=f'Round 2 once per variant, side by side: {", ".join(VARIANTS)} (this docstring).')
     parser.add_argument('--relax-steps', type=int, default=150)
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
@@ -135,6 +142,8 @@ def main() -> None:
     from aiida_wyckoffdiff.model.config import SamplingConfig
     from aiida_wyckoffdiff.potentials import load_potential
     from aiida_wyckoffdiff.relax import STAGED, RelaxSettings
+    from aiida_wyckoffdiff.spacegroups import allocate_samples
+    from aiida_wyckoffdiff.symmetry import Protostructure
 
     weights = arguments.energy_guidance or [SamplingConfig.energy_guidance]
     load = os.getloadavg()
@@ -153,9 +162,11 @@ def main() -> None:
     }
     folder = Path(tempfile.mkdtemp(prefix='rounds-'))
 
-    def arm(name: str, system: tuple[str, ...], relaxed: list | None = None, **extra: Any) -> dict[str, Any]:
+    def arm(name: str, system: tuple[str, ...], relaxed: list | None = None, spacegroups: list[int] | None = None,
+            exclude: frozenset[str] = frozenset(), **extra: Any) -> dict[str, Any]:
         row = outcome_level(context, as_generator(name), system, arguments.samples, potential, settings, elemental,
-                            arguments.workers, scan_spacegroups(system, 'chemistry'), relaxed=relaxed)
+                            arguments.workers, spacegroups or scan_spacegroups(system, 'chemistry'), relaxed=relaxed,
+                            exclude=exclude)
         row.update(extra)
         print(json.dumps({k: v for k, v in row.items() if not k.endswith(('_values', '_by_request'))}),
               file=sys.stderr, flush=True)
@@ -177,29 +188,42 @@ def main() -> None:
                                          arguments.val_rows)
         result['rows'] = rows  # what round 2 learned from, to fine-tune again with other settings
         print(json.dumps(result['finetune']), file=sys.stderr, flush=True)
-        by_weight = {}
+        outcomes = [(Protostructure.from_label(label).spacegroup, energy)
+                    for label, energy in before[0.0]['e_above_hull_by_request'].items()]
+        relaxed_before = frozenset(before[0.0]['e_above_hull_by_request'])
+        by_variant = {}
         for weight in weights:
-            after = by_weight[weight] = {}
-            for target in arguments.targets:
-                after[target] = arm(f'{MODEL},e={target},eg={weight},ckpt={checkpoint}', system, round=2,
-                                    target=target, energy_guidance=weight)
-                result['arms'].append(after[target])
+            for variant in arguments.round_2:
+                key = str(weight) if variant == 'even' else f'{weight},{variant}'
+                after = by_variant[key] = {}
+                for target in arguments.targets:
+                    allocation = allocate_samples(scan_spacegroups(system, 'chemistry'), outcomes, arguments.samples,
+                                                  target) if variant.startswith('allocated') else None
+                    after[target] = arm(f'{MODEL},e={target},eg={weight},ckpt={checkpoint}', system,
+                                        spacegroups=list(allocation.spacegroups) if allocation else None,
+                                        exclude=relaxed_before if variant.endswith('+new') else frozenset(), round=2,
+                                        target=target, energy_guidance=weight, variant=variant,
+                                        allocation=allocation.as_report() if allocation else None)
+                    result['arms'].append(after[target])
         if not arguments.no_random:
             result['arms'].append(arm('random:real=template', system, round=None, target=None))
         first = before[0.0]
         low, high = min(arguments.targets), max(arguments.targets)
         result['round_2_against_round_1'], result['condition_after'] = {}, {}
-        for weight, after in by_weight.items():
+        for variant, after in by_variant.items():
             second = after[0.0]
             with_finetune = second['core_minutes'] + result['finetune']['core_minutes']
-            result['round_2_against_round_1'][str(weight)] = {
+            new = len(set(second['hit_labels']) - set(first['hit_labels']))
+            result['round_2_against_round_1'][variant] = {
                 'hits': [first['hits'], second['hits']],
                 'hits_per_core_minute': [first['hits_per_core_minute'], round(second['hits'] / with_finetune, 3)],
                 'ratio_finetune_counted': round(second['hits'] / with_finetune / first['hits_per_core_minute'], 2)
                 if first['hits'] else None,
-                'round_2_hits_not_in_round_1': len(set(second['hit_labels']) - set(first['hit_labels'])),
+                'round_2_hits_not_in_round_1': new,
+                'ratio_new_hits_finetune_counted': round(new / with_finetune / first['hits_per_core_minute'], 2)
+                if first['hits'] else None,
             }
-            result['condition_after'][str(weight)] = condition_effect(after[low], after[high])
+            result['condition_after'][variant] = condition_effect(after[low], after[high])
         result['condition_before'] = (condition_effect(before[min(before)], before[max(before)]) if len(before) > 1
                                       else None)
         print(json.dumps({k: v for k, v in result.items() if k not in ('arms', 'rows')}), flush=True)

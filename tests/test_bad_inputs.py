@@ -54,6 +54,19 @@ def test_phase_diagram_refuses_bad_input_at_launch(code, change, message) -> Non
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == 0
 
 
+@pytest.mark.parametrize(
+    ('shares', 'message'),
+    [({'225': 3, '231': 1}, r"these are not: \{'231': 1\}"), ({'225': 0}, 'at least one of them positive')],
+)
+def test_phase_diagram_refuses_a_bad_share_of_samples(code, shares, message) -> None:
+    """samples_per_spacegroup (a rounds run's allocation) names real groups and whole, non-negative samples."""
+    builder = phase_diagram_builder('Li-O', code=code.full_label, spacegroups=[225])
+    with pytest.raises(ValueError, match=message):
+        builder.samples_per_spacegroup = orm.Dict(shares)
+        run_get_node(builder)
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == 0
+
+
 def test_relax_job_needs_a_structure(code) -> None:
     from aiida_wyckoffdiff.calculations.relax import RelaxCalculation
 

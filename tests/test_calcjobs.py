@@ -10,8 +10,10 @@ from aiida.common.folders import Folder
 from aiida.engine.utils import instantiate_process
 from aiida.manage import get_manager
 from aiida.plugins import CalculationFactory, DataFactory
+from click.testing import CliRunner
 from pymatgen.core import Lattice, Structure
 
+from aiida_wyckoffdiff.cli import main
 from aiida_wyckoffdiff.model.config import SamplingConfig
 
 pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
@@ -50,6 +52,25 @@ def test_generate_command_line(code, checkpoint, tmp_path) -> None:
     assert params[-2:] == ['--output', 'results.json']
     assert calcinfo.local_copy_list == [(checkpoint.uuid, checkpoint.filename, 'model.ckpt')]
     assert 'results.json' in calcinfo.retrieve_list
+    assert '--exclude' not in params
+
+
+def test_generate_writes_the_labels_to_exclude(code, checkpoint, tmp_path) -> None:
+    """A later round's labels to exclude travel as a file the command reads, and the command returns none of them."""
+    labels = ['AB_cF8_225_a_b:Li-O', 'A2B_cF12_225_c_a:Li-O']
+    inputs = {'code': code, 'checkpoint': checkpoint, 'chemsys': 'Li-O', 'spacegroups': [225], 'num_samples': 4,
+              'exclude': labels}
+    _, calcinfo = prepare('wyckoffdiff.generate', inputs, tmp_path)
+    params = calcinfo.codes_info[0].cmdline_params
+    assert params[params.index('--exclude') + 1] == 'exclude.txt'
+    assert (tmp_path / 'exclude.txt').read_text().split() == labels
+    output = tmp_path / 'generated.json'
+    result = CliRunner().invoke(main, ['generate', '--chemsys', 'Li-O', '--spacegroup', '225', '--num-samples', '4',
+                                       '--exclude', str(tmp_path / 'exclude.txt'), '--output', str(output)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(output.read_text())
+    assert len(document['samples']) == 4 and document['meta']['requested']['excluded'] == 2
+    assert not {sample['protostructure'] for sample in document['samples']} & set(labels)
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,21 @@ def test_two_rounds_learn_from_their_relaxations(aiida_localhost, sample_dataset
     assert {job.inputs.checkpoint.pk for job in generate_jobs} == {tuned['round_1'].pk}
     assert load_checkpoint(_path(tuned['round_2'], tmp_path), 'cpu').epoch == \
         load_checkpoint(_path(shipped, tmp_path), 'cpu').epoch + 2
+    # Round 2 shared its 4 samples among round 1's groups by round 1's table; its generate jobs drew exactly those.
+    assert 'samples_per_spacegroup' not in first.inputs
+    shares = second.inputs.samples_per_spacegroup
+    allocation = shares.creator
+    assert allocation.process_label == 'allocate_spacegroups' and allocation.inputs.table_1.pk == first.outputs.table.pk
+    assert set(shares.get_dict()) == {'225', '194'} and sum(shares.get_dict().values()) == 4
+    drawn = [group for job in generate_jobs for group in job.inputs.spacegroups.get_list()]
+    assert {str(group): drawn.count(group) for group in set(drawn)} == {k: v for k, v in shares.get_dict().items() if v}
+    assert {job.inputs.num_samples.value for job in generate_jobs} == {1}
+    # ... and drew none of the protostructures round 1 requested, by a list made from round 1's table.
+    requested = {row['label_requested'] for row in first.outputs.table.get_list() if row['label_requested']}
+    (excluded,) = {job.inputs.exclude.pk for job in generate_jobs}
+    assert set(orm.load_node(excluded).get_list()) == requested
+    assert orm.load_node(excluded).creator.inputs.table_1.pk == first.outputs.table.pk
+    assert not requested & set().union(*(job.outputs.protostructures.get_list() for job in generate_jobs))
 
     # Rows from round 1's run, found by QueryBuilder: its relaxed structures, labelled as the dataset is.
     rows = training_rows(find_relaxations(runs=[first.pk])).rows

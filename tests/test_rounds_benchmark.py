@@ -53,19 +53,25 @@ def test_rounds_benchmark_quick_run(sample_dir, sample_dataset_path, tmp_path) -
     output = tmp_path / 'rounds.json'
     completed = subprocess.run(
         [sys.executable, str(SCRIPT), '--quick', '--data-dir', str(sample_dir), '--dataset',
-         str(sample_dataset_path), '--output', str(output)],
+         str(sample_dataset_path), '--output', str(output), '--round-2', 'even', 'allocated+new'],
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(output.read_text())['systems']['Li-O']
     arms = result['arms']
-    assert [(arm['round'], arm['target']) for arm in arms] == [(1, 0.0), (2, 0.0), (2, 0.3), (None, None)]
-    assert 'ckpt=' not in arms[0]['generator'] and all('ckpt=' in arm['generator'] for arm in arms[1:3])
+    assert [(arm['round'], arm['target'], arm.get('variant')) for arm in arms] == [
+        (1, 0.0, None), (2, 0.0, 'even'), (2, 0.3, 'even'), (2, 0.0, 'allocated+new'), (2, 0.3, 'allocated+new'),
+        (None, None, None)]
+    assert 'ckpt=' not in arms[0]['generator'] and all('ckpt=' in arm['generator'] for arm in arms[1:5])
+    # The allocated arms share their 4 samples by round 1's relaxations and relax none of round 1's protostructures.
+    assert all(sum(arm['allocation']['counts'].values()) == 4 for arm in arms[3:5]) and arms[1]['allocation'] is None
+    assert all(not set(arm['e_above_hull_by_request']) & set(arms[0]['e_above_hull_by_request']) for arm in arms[3:5])
     assert arms[-1]['generator'].startswith('random')
     assert result['finetune']['rows'] >= 1 and result['finetune']['core_minutes'] > 0
     assert result['finetune']['training_rows'] > result['finetune']['rows'], 'dataset rows are mixed in'
     weight = str(SamplingConfig.energy_guidance)
     assert all(arm['energy_guidance'] == SamplingConfig.energy_guidance for arm in arms[1:3])
+    assert set(result['round_2_against_round_1']) == {weight, f'{weight},allocated+new'}
     comparison = result['round_2_against_round_1'][weight]
     assert comparison['hits'] == [arms[0]['hits'], arms[1]['hits']]
     assert comparison['hits_per_core_minute'][1] <= arms[1]['hits_per_core_minute'], 'fine-tuning costs are added'

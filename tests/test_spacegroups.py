@@ -11,7 +11,7 @@ from aiida_wyckoffdiff.codes import get_or_create_code
 from aiida_wyckoffdiff.data import training_spacegroups
 from aiida_wyckoffdiff.launch import phase_diagram_builder
 from aiida_wyckoffdiff.provenance import spacegroup_choice_of
-from aiida_wyckoffdiff.spacegroups import SpacegroupMethod, chemistry_spacegroups, top_spacegroups
+from aiida_wyckoffdiff.spacegroups import SpacegroupMethod, allocate_samples, chemistry_spacegroups, top_spacegroups
 from aiida_wyckoffdiff.workchains.phase_diagram import PhaseDiagramWorkChain
 
 
@@ -79,3 +79,59 @@ def test_a_bad_choice_is_refused(aiida_localhost) -> None:
     code = get_or_create_code(aiida_localhost)
     with pytest.raises(ValueError, match='spacegroup_choice must be one of chemistry, top20'):
         PhaseDiagramWorkChain.get_builder_from_protocol(code, 'Li-O', 'fast', {'spacegroup_choice': 'dice'})
+
+
+def _round_outcomes(system: str) -> dict[str, list[tuple[int, float]]]:
+    """Per arm, (requested space group, relaxed e_above_hull) of two rounds of benchmarks/rounds.py (tests/data)."""
+    import json
+    from pathlib import Path
+
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    arms = json.loads((Path(__file__).parent / 'data' / 'round_outcomes.json').read_text())['systems'][system]
+    return {arm: [(Protostructure.from_label(label).spacegroup, energy) for label, energy in by_request.items()]
+            for arm, by_request in arms.items()}
+
+
+def test_an_allocation_shares_every_sample_and_keeps_one_per_group() -> None:
+    """Counts add up, every group keeps a sample, a group never relaxed gets the overall rate, and other groups'
+    relaxations are ignored."""
+    outcomes = [(12, 0.02), (12, 0.05), (12, -0.3), (15, 0.6), (15, 0.4), (15, 0.05), (225, 0.0)]
+    allocation = allocate_samples([12, 15, 62], outcomes, 40)
+    assert sum(allocation.counts.values()) == 40 == len(allocation.spacegroups)
+    assert allocation.counts[12] > allocation.counts[62] > allocation.counts[15] >= 1
+    assert allocation.seen == {12: (3, 3), 15: (1, 3), 62: (0, 0)}, 'below the hull is near 0; group 225 is not scanned'
+    assert allocation.rates[62] == pytest.approx((4 + 1) / (6 + 2))
+    assert allocation.spacegroups[:allocation.counts[12]] == (12,) * allocation.counts[12]
+    few = allocate_samples([12, 15, 62], outcomes, 2)
+    assert sum(few.counts.values()) == 2 and few.counts[15] == 0, 'fewer samples than groups: no floor'
+    higher = allocate_samples([12, 15, 62], outcomes, 40, target=0.5)
+    assert higher.counts[15] > higher.counts[12], 'at 0.5 eV/atom the group that ended there leads'
+    with pytest.raises(ValueError, match='nothing to allocate'):
+        allocate_samples([], outcomes, 10)
+
+
+@pytest.mark.parametrize('system', ['Ti-O', 'Cu-Nb-O'])
+def test_round_one_allocation_puts_round_two_where_it_finds_the_hull(system) -> None:
+    """Real rounds: shared by round 1's relaxations, round 2's samples land in groups whose round-2 relaxations
+    (the fine-tuned model at target 0) end near the hull more often than under the even scan, and the allocation for
+    0.3 eV/atom goes to groups whose round-2 relaxations end higher."""
+    import numpy as np
+
+    arms = _round_outcomes(system)
+    groups = sorted({group for group, _ in arms['round_1']})
+    later: dict[int, list[float]] = {group: [] for group in groups}
+    for group, energy in arms['round_2_target_0.0']:
+        later[group].append(energy)
+    scanned = [group for group in groups if later[group]]
+
+    def expected(target: float, measure) -> float:  # noqa: ANN001 - a reduction of one group's energies
+        counts = allocate_samples(groups, arms['round_1'], 96, target).counts
+        return float(np.average([measure(later[g]) for g in scanned], weights=[counts[g] for g in scanned]))
+
+    def hit_rate(energies: list[float]) -> float:
+        return float(np.mean(np.array(energies) <= 0.1))
+
+    even = np.mean([hit_rate(later[g]) for g in scanned])
+    assert expected(0.0, hit_rate) > 1.1 * even
+    assert expected(0.3, np.median) > expected(0.0, np.median) + 0.03

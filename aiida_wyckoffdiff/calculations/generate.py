@@ -92,11 +92,14 @@ class GenerateCalculation(WyckoffDiffCalculation):
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
+        spec.input('exclude', valid_type=orm.List, serializer=orm.to_aiida_type, required=False,
+                   help='Protostructure labels not to return (what earlier rounds relaxed): every sample is new.')
         spec.output('samples', valid_type=orm.Dict, help='The generate JSON: samples with their conditions, and meta.')
         spec.output('protostructures', valid_type=orm.List, help='Canonical labels of the samples, in order.')
         spec.exit_code(410, 'ERROR_NO_SAMPLES', message='None of the requested samples came out: {detail}')
 
     FILENAME_CHECKPOINT = 'model.ckpt'
+    FILENAME_EXCLUDE = 'exclude.txt'
 
     def prepare_for_submission(self, folder):  # noqa: ANN001, ANN201 - the signature is aiida-core's
         checkpoint = self.inputs.checkpoint
@@ -115,4 +118,8 @@ class GenerateCalculation(WyckoffDiffCalculation):
         params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
         if 'e_above_hull' in self.inputs:
             params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]
+        if 'exclude' in self.inputs:
+            with folder.open(self.FILENAME_EXCLUDE, 'w') as handle:
+                handle.write(''.join(f'{label}\n' for label in self.inputs.exclude.get_list()))
+            params += ['--exclude', self.FILENAME_EXCLUDE]
         return self.make_calcinfo(params, [self.checkpoint_copy(checkpoint, self.FILENAME_CHECKPOINT)])

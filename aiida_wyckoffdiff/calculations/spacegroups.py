@@ -1,8 +1,10 @@
-"""``wyckoffdiff.choose_spacegroups``: the space groups a phase-diagram scan samples, and why, in the graph.
+"""``wyckoffdiff.choose_spacegroups`` and ``wyckoffdiff.allocate_spacegroups``: the space groups a phase-diagram scan
+samples, how many samples each gets, and why, in the graph.
 
-A calcfunction of a moment (``aiida_wyckoffdiff.spacegroups``): its inputs are the chemical system, the number of
-groups and the method; its outputs the groups the generate jobs are given and a report of each group's weight and
-the training crystals nearest to the request, so a scan's provenance says how its groups were chosen.
+Calcfunctions of a moment (``aiida_wyckoffdiff.spacegroups``). ``choose_spacegroups``: from the chemical system, the
+number of groups and the method, the groups the generate jobs are given and a report of each group's weight and the
+training crystals nearest to the request. ``allocate_spacegroups``: from earlier rounds' hull tables, each group's
+share of a later round's samples, so a round's provenance reaches the relaxations that placed its samples.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import calcfunction
 
-__all__ = ['choose_spacegroups', 'validate_spacegroup_choice']
+__all__ = ['allocate_spacegroups', 'choose_spacegroups', 'validate_spacegroup_choice']
 
 
 def validate_spacegroup_choice(value: orm.Str, _: object) -> str | None:
@@ -33,3 +35,22 @@ def choose_spacegroups(chemsys: orm.Str, count: orm.Int, method: orm.Str) -> dic
 
     choice = spacegroups.choose_spacegroups(chemsys.value.split('-'), count.value, method.value)
     return {'spacegroups': orm.List(list(choice.spacegroups)), 'report': orm.Dict(choice.as_report())}
+
+
+@calcfunction
+def allocate_spacegroups(spacegroups: orm.List, num_samples: orm.Int, e_above_hull: orm.Float,
+                         **tables: orm.List) -> dict[str, orm.Data]:
+    """``num_samples`` shared among ``spacegroups`` by how often the model's relaxations in each (the rows of the
+    phase-diagram ``tables`` whose ``source`` names the model) ended near the ``e_above_hull`` target
+    (``spacegroups.allocate_samples``).
+
+    Outputs ``samples`` (each group, as a string, to its samples: a phase-diagram run's ``samples_per_spacegroup``) and
+    ``report`` (the target, each group's smoothed rate and the relaxations it was learned from)."""
+    from .. import spacegroups as groups
+
+    outcomes = [(row['spacegroup_requested'], row['e_above_hull']) for table in tables.values()
+                for row in table.get_list() if row['e_above_hull'] is not None
+                and row.get('spacegroup_requested') is not None and 'model' in (row.get('source') or '')]
+    allocation = groups.allocate_samples(spacegroups.get_list(), outcomes, num_samples.value, e_above_hull.value)
+    return {'samples': orm.Dict({str(group): count for group, count in allocation.counts.items()}),
+            'report': orm.Dict(allocation.as_report())}

@@ -256,6 +256,11 @@ def finetune(
 )
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option(
+    '--exclude', type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='A text file of protostructure labels, one per line, not to return (what earlier rounds relaxed): known '
+    'arrangements skip them, a chain that draws one is drawn again.',
+)
+@click.option(
     '--checkpoint',
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='[default: the checkpoint shipped with the package]',
@@ -286,6 +291,7 @@ def generate(
     max_atoms: int,
     max_draws: int,
     seed: int,
+    exclude: Path | None,
     checkpoint: Path | None,
     checkpoint_sha256: str | None,
     output: Path,
@@ -302,7 +308,8 @@ def generate(
 
     from ..model.sampling import GenerationRequest, generate_json
 
-    request = GenerationRequest(tuple(chemsys.split('-')), spacegroups, e_above_hull, num_samples)
+    excluded = frozenset(line.strip() for line in exclude.read_text().splitlines() if line.strip()) if exclude else ()
+    request = GenerationRequest(tuple(chemsys.split('-')), spacegroups, e_above_hull, num_samples, excluded)
     config = SamplingConfig(
         num_steps=steps,
         guidance_scale=guidance,

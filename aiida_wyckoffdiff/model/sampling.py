@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 MAX_SAMPLES = 100_000
+EXCLUDED = 'excluded'
+"""Why a chain's draw was not returned: the request excludes its label (``GenerationRequest.exclude``)."""
 MAX_E_ABOVE_HULL = 10.0
 """eV/atom; the training data reach 5.2, so anything larger is a typo, not a request."""
 
@@ -67,6 +69,9 @@ class GenerationRequest:
     e_above_hull: float | None = None
     """eV/atom; ``None`` leaves the energy unconditioned."""
     num_samples: int = 16
+    exclude: frozenset[str] = frozenset()
+    """Protostructure labels not to return (those earlier rounds relaxed): the library skips them, and a chain that
+    draws one is drawn again, so every sample is new."""
 
     def __post_init__(self) -> None:
         from pymatgen.core.periodic_table import Element
@@ -81,6 +86,7 @@ class GenerationRequest:
             raise ConditionError('the chemical system is empty: give elements such as "Li-O"')
         object.__setattr__(self, 'chemsys', elements)
         object.__setattr__(self, 'spacegroups', tuple(check_spacegroup(s) for s in self.spacegroups))
+        object.__setattr__(self, 'exclude', frozenset(self.exclude))
         if (
             isinstance(self.num_samples, bool)
             or int(self.num_samples) != self.num_samples
@@ -462,7 +468,9 @@ def generate_many(
     library, wanted = {}, {}
     for pool, slots in missing.items():
         if pool[1] is not None and (share := math.ceil(config.known_prototypes * len(slots))):
-            library[pool], wanted[pool] = library_candidates(model, requests[pool[0]], pool[1], config), share
+            candidates = library_candidates(model, requests[pool[0]], pool[1], config)
+            library[pool] = [c for c in candidates if c.label not in requests[pool[0]].exclude]
+            wanted[pool] = share
     counts = _library_counts(wanted, {pool: len(c) for pool, c in library.items()}, config.known_prototypes_across_groups)
     spare: dict[int, list[Protostructure]] = {}  # chosen in a group beyond its own share, for the groups that lack
     for (index, group), candidates in library.items():
@@ -561,7 +569,8 @@ def _run_chains(
         if reason is not None:
             results.append(reason)
             continue
-        results.append((decode(group, x_fixed[row, :n], x_count[row, :n], elements), repaired))
+        protostructure = decode(group, x_fixed[row, :n], x_count[row, :n], elements)
+        results.append(EXCLUDED if protostructure.label in request.exclude else (protostructure, repaired))
     return results
 
 
@@ -622,7 +631,8 @@ def generate_json(
         'energy_head_rows': loaded.model.energy_head.rows if loaded.model.energy_head is not None else None,
         'max_atoms': config.max_atoms,
         'max_draws': config.max_draws,
-        'requested': {**conditions, 'spacegroups': list(request.spacegroups), 'num_samples': request.num_samples},
+        'requested': {**conditions, 'spacegroups': list(request.spacegroups), 'num_samples': request.num_samples,
+                      'excluded': len(request.exclude)},
         'num_drawn': result.num_drawn,
         'num_failed': result.num_failed,
         'num_repaired': sum(sample.repaired for sample in result.samples),

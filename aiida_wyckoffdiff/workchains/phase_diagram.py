@@ -62,6 +62,16 @@ def candidate_sources(realize_report: list[dict], substitution_report: list[dict
     return sources
 
 
+def validate_samples_per_spacegroup(value: orm.Dict, _: object) -> str | None:
+    shares = value.get_dict()
+    bad = {key: count for key, count in shares.items() if not key.isdigit() or not 1 <= int(key) <= 230
+           or isinstance(count, bool) or not isinstance(count, int) or count < 0}
+    if bad or not any(shares.values()):
+        return ('samples_per_spacegroup maps space groups ("1" to "230") to whole numbers of samples, at least one '
+                f'of them positive; these are not: {bad or shares}')
+    return None
+
+
 def validate_realize_method(value: orm.Str, _: object) -> str | None:
     if value.value not in REALIZATION_METHODS:
         return f'realize_method must be one of {", ".join(REALIZATION_METHODS)}, not {value.value!r}'
@@ -284,6 +294,10 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
                    validator=validate_positive, help='Space groups to choose where spacegroups is not given.')
         spec.input('num_samples', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(4), validator=validate_positive,
                    help='Protostructures per space group.')
+        spec.input('samples_per_spacegroup', valid_type=orm.Dict, required=False,
+                   validator=validate_samples_per_spacegroup,
+                   help='Protostructures of each scanned group (group number as a string), instead of num_samples for '
+                        'those it names: a rounds run shares its samples by earlier rounds (wyckoffdiff.allocate_spacegroups).')
         spec.input('e_above_hull', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.0),
                    help='Target energy above hull (eV/atom) the model is conditioned on.')
         spec.input('guidance', valid_type=orm.Float, serializer=orm.to_aiida_type,
@@ -319,7 +333,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
                    help='Cores the relax jobs share: no more jobs run at once, each on its share. Default: this '
                         'machine\'s where the jobs run on it (direct scheduler, local transport), else no limit.')
         spec.expose_inputs(
-            GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'guided', 'plausible', 'known_prototypes', 'energy_guidance', 'metadata')
+            GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'guided', 'plausible', 'known_prototypes', 'energy_guidance', 'exclude',
+                                                         'metadata')
         )
         spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
         spec.outline(
@@ -358,6 +373,12 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
             self.out('spacegroup_choice', chosen['report'])
             spacegroups, how = chosen['spacegroups'].get_list(), f'chosen by {self.inputs.spacegroup_choice.value}'
         self.ctx.spacegroups = spacegroups
+        if 'samples_per_spacegroup' in self.inputs:
+            shares = self.inputs.samples_per_spacegroup.get_dict()
+            counts = ' '.join(f'{group}:{shares.get(str(group), self.inputs.num_samples.value)}' for group in spacegroups)
+            self.report(f'{self.inputs.chemsys.value}: samples per space group ({how}; shared by '
+                        f'samples_per_spacegroup) {counts}')
+            return
         self.report(f'{self.inputs.chemsys.value}: {self.inputs.num_samples.value} samples in each of '
                     f'{len(spacegroups)} space groups ({how}): {" ".join(map(str, spacegroups))}')
 
@@ -365,9 +386,16 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         """One generate job per batch of space groups; each batch gets its own seed."""
         inputs = self.exposed_inputs(GenerateCalculation, namespace='generate')
         for index, spacegroups in enumerate(_chunks(self.ctx.spacegroups, self.inputs.spacegroups_per_job.value)):
+            slots, num_samples = spacegroups, self.inputs.num_samples
+            if 'samples_per_spacegroup' in self.inputs:  # each group repeated by its samples, one sample per entry
+                shares = self.inputs.samples_per_spacegroup.get_dict()
+                slots = [group for group in spacegroups for _ in range(shares.get(str(group), num_samples.value))]
+                num_samples = orm.Int(1)
+                if not slots:
+                    continue
             job = self.submit(
-                GenerateCalculation, **inputs, chemsys=self.inputs.chemsys, spacegroups=orm.List(spacegroups),
-                num_samples=self.inputs.num_samples, e_above_hull=self.inputs.e_above_hull, guidance=self.inputs.guidance,
+                GenerateCalculation, **inputs, chemsys=self.inputs.chemsys, spacegroups=orm.List(slots),
+                num_samples=num_samples, e_above_hull=self.inputs.e_above_hull, guidance=self.inputs.guidance,
                 steps=self.inputs.steps, seed=orm.Int(self.inputs.seed.value + index),
             )
             self.to_context(generate=append_(job))

@@ -3,7 +3,10 @@
 A round is a ``wyckoffdiff.phase_diagram`` run sampled from the latest checkpoint, then ``wyckoffdiff.finetune`` on
 the rows of every round so far (:mod:`aiida_wyckoffdiff.relaxation_rows`), mixed with the dataset's rows. The
 e_above_hull condition learns a contrast the Materials Project rows lack (all within 0.08 eV/atom of the hull).
-Every round uses the same seed, so rounds differ by their checkpoint only.
+With ``allocate_spacegroups``, every round after the first also shares its samples among the first round's space
+groups by how often the rounds before ended near the target in each (``wyckoffdiff.allocate_spacegroups``): where a
+round's structures end is far more predictable across groups than within one (docs/rounds.md).
+Every round uses the same seed, so rounds differ by their checkpoint and their allocation only.
 
 Restarts: a relaunched run relaxes nothing twice where caching is on (``verdi config set caching.default_enabled
 True``, or ``enable_caching()`` around the launch): its generate and relax jobs and its fine-tunings have the same
@@ -22,11 +25,12 @@ from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
 from ..calculations.finetune import finetune_inputs, finetune_on_rows, validate_finetune_settings
 from ..calculations.generate import validate_positive
+from ..calculations.spacegroups import allocate_spacegroups
 from ..provenance import structures_of
 from .phase_diagram import PhaseDiagramWorkChain
 from .protocols import ProtocolMixin
 
-__all__ = ['RoundsWorkChain', 'tabulate_rounds']
+__all__ = ['RoundsWorkChain', 'relaxed_protostructures', 'tabulate_rounds']
 
 
 @calcfunction
@@ -42,6 +46,13 @@ def tabulate_rounds(**rounds: orm.Data) -> orm.List:
         rows.append({'round': number, **rounds[f'facts_{number}'].get_dict(), 'relaxed': len(energies),
                      'median_e_above_hull': statistics.median(energies) if energies else None})
     return orm.List(rows)
+
+
+@calcfunction
+def relaxed_protostructures(**tables: orm.List) -> orm.List:
+    """The protostructure labels the phase-diagram ``tables`` requested, sorted: what a later round need not draw."""
+    return orm.List(sorted({row['label_requested'] for table in tables.values() for row in table.get_list()
+                            if row.get('label_requested')}))
 
 
 class RoundsWorkChain(ProtocolMixin, WorkChain):
@@ -95,6 +106,14 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
                    validator=validate_positive, help='Phase-diagram runs, each followed by a fine-tuning.')
         spec.input('dataset', valid_type=orm.SinglefileData,
                    help='The protostructure dataset (`wyckoffdiff data build`) whose rows are mixed in.')
+        spec.input('allocate_spacegroups', valid_type=orm.Bool, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Bool(True),
+                   help="Share each later round's samples among the first round's space groups by how often the "
+                        'rounds before ended near the e_above_hull target in each; false: the same even scan.')
+        spec.input('new_protostructures', valid_type=orm.Bool, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Bool(True),
+                   help='Later rounds draw only protostructures no round before requested (generate.exclude); false: '
+                        'a later round may relax the same protostructures again.')
         spec.input('finetune', valid_type=orm.Dict, serializer=orm.to_aiida_type, required=False,
                    validator=validate_finetune_settings,
                    help='Settings of wyckoffdiff.finetune (epochs, dataset_share, val_rows, ...); '
@@ -128,10 +147,30 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
         self.ctx.number += 1
         inputs = AttributeDict(self.exposed_inputs(PhaseDiagramWorkChain, namespace='phase_diagram'))
         inputs.generate = {**inputs.generate, 'checkpoint': self.ctx.checkpoint}
+        tables = {f'table_{number}': run.outputs.table for number, run in enumerate(self.ctx.runs, start=1)}
+        if tables and self.inputs.new_protostructures.value:
+            inputs.generate['exclude'] = relaxed_protostructures(
+                **tables, metadata={'call_link_label': f'relaxed_before_round_{self.ctx.number}'})
+        if tables and self.inputs.allocate_spacegroups.value:
+            inputs.spacegroups, inputs.samples_per_spacegroup = self._allocation(inputs, tables)
         inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': f'round_{self.ctx.number}'}
         self.report(f'round {self.ctx.number} of {self.inputs.rounds.value}: sampling from '
                     f'{self.ctx.checkpoint.__class__.__name__}<{self.ctx.checkpoint.pk}>')
         return ToContext(run=self.submit(PhaseDiagramWorkChain, **inputs))
+
+    def _allocation(self, inputs: AttributeDict, tables: dict[str, orm.List]) -> tuple[orm.List, orm.Dict]:
+        """The first round's groups and their samples shared by the rounds so far (``allocate_spacegroups``)."""
+        first = self.ctx.runs[0]
+        groups = first.inputs.spacegroups if 'spacegroups' in first.inputs else \
+            orm.List(first.outputs.spacegroup_choice['spacegroups'])
+        allocation = allocate_spacegroups(
+            spacegroups=groups, num_samples=orm.Int(inputs.num_samples.value * len(groups.get_list())),
+            e_above_hull=inputs.e_above_hull,
+            **tables, metadata={'call_link_label': f'allocate_round_{self.ctx.number}'},
+        )
+        self.report(f'round {self.ctx.number}: samples per space group by the rounds before: '
+                    + ' '.join(f'{group}:{count}' for group, count in allocation['samples'].get_dict().items()))
+        return groups, allocation['samples']
 
     def inspect_round(self):  # noqa: ANN201 - an ExitCode or None
         run = self.ctx.run
@@ -168,6 +207,8 @@ class RoundsWorkChain(ProtocolMixin, WorkChain):
             'rows': finetune_report['rows'],
             'finetune_seconds': finetune_report['seconds'],
             'finetuned_checkpoint_pk': tuned['checkpoint'].pk,
+            'samples_per_spacegroup': run.inputs.samples_per_spacegroup.get_dict()
+            if 'samples_per_spacegroup' in run.inputs else None,
         })
         self.out(f'checkpoints.round_{self.ctx.number}', tuned['checkpoint'])
         self.ctx.checkpoint = tuned['checkpoint']

@@ -316,6 +316,21 @@ def test_known_prototypes_are_chosen_from_the_library_and_chains_fill_the_rest(a
     assert [s.protostructure.label for s in tight.samples if s.origin == 'library'] == ['AB_cF8_225_a_b:Li-O']
 
 
+def test_excluded_protostructures_never_come_back(adapted_model) -> None:
+    """What an earlier round relaxed is excluded: the library takes its next arrangements, chains that draw an
+    excluded label are drawn again (counted), and every requested sample still comes back."""
+    config = SamplingConfig(num_steps=5, max_atoms=40, known_prototypes=0.5, plausible=False)
+    request = GenerationRequest(('Li', 'O'), (225, 194), e_above_hull=0.0, num_samples=16)
+    first = generate(adapted_model, request, config, torch.Generator().manual_seed(0))
+    seen = {sample.protostructure.label for sample in first.samples}
+    again = generate(adapted_model, replace(request, exclude=seen), config, torch.Generator().manual_seed(0))
+    assert len(again.samples) == 16 and not seen & {sample.protostructure.label for sample in again.samples}
+    assert sum(sample.origin == 'library' for sample in again.samples) == 8, 'the library has more arrangements'
+    repeated = generate(adapted_model, replace(request, exclude=seen), chains(num_steps=5, max_atoms=40),
+                        torch.Generator().manual_seed(0))
+    assert repeated.rejected.get('excluded', 0) > 0 and not seen & {s.protostructure.label for s in repeated.samples}
+
+
 def test_a_group_short_of_known_arrangements_can_take_them_from_the_other_groups(adapted_model) -> None:
     """Within 8 atoms Fm-3m has one Li-O arrangement (rocksalt) and P6_3/mmc 21: with ``known_prototypes_across_groups``
     the three Fm-3m samples rocksalt cannot fill are chosen among P6_3/mmc's instead of drawn by chains, all distinct."""
