@@ -223,6 +223,9 @@ def run_rounds_example(chemsys: str, argv: list[str] | None = None) -> orm.WorkC
               f"{row['hits']} of {row['relaxed']} relaxed within {row['hull_tolerance']} eV/atom, median e_above_hull "
               f"{median} eV/atom, {row['wall_seconds']:.0f} s; fine-tuned on {row['rows']} rows in "
               f"{row['finetune_seconds']:.0f} s -> CheckpointData<{row['finetuned_checkpoint_pk']}>")
+        if row.get('samples_per_spacegroup'):
+            shares = ' '.join(f'{group}:{count}' for group, count in row['samples_per_spacegroup'].items())
+            print(f'  samples per space group, shared by the rounds before: {shares}')
     hull = structures_of(node)
     print(f'RoundsWorkChain<{node.pk}> finished: {len(hull)} hull structures in the last round')
     for key, structure in sorted(hull.items()):

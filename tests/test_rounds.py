@@ -27,6 +27,8 @@ pytestmark = pytest.mark.usefixtures('aiida_profile_clean')
 
 TINY_ROUNDS = {
     'rounds': 2,
+    'allocate_spacegroups': True,
+    'new_protostructures': True,
     'finetune': {'epochs': 1, 'dataset_share': 0.5, 'val_rows': 8},
     'phase_diagram': {'spacegroups': [225, 194], 'num_samples': 2, 'candidates': 1, 'hull_tolerance': 2.0,
                       'relax_memory_gib': RELAX_JOB_GIB, 'relax': {'settings': {'steps': 40, 'fmax': 0.1}}},
