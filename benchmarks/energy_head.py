@@ -115,10 +115,12 @@ def group_medians(round_1: dict[str, Any], arms: list[dict[str, Any]]) -> dict[s
     relaxed e_above_hull of the protostructures requested in each group: how far where a round ends carries over."""
     from scipy.stats import spearmanr
 
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
     def medians(arm: dict[str, Any]) -> dict[int, float]:
         groups: dict[int, list[float]] = defaultdict(list)
         for label, energy in arm['e_above_hull_by_request'].items():
-            groups[int(label.split('_')[2])].append(energy)
+            groups[Protostructure.from_label(label).spacegroup].append(energy)
         return {group: float(np.median(values)) for group, values in groups.items()}
 
     first = medians(round_1)

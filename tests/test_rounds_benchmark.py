@@ -65,7 +65,9 @@ def test_rounds_benchmark_quick_run(sample_dir, sample_dataset_path, tmp_path) -
     assert 'ckpt=' not in arms[0]['generator'] and all('ckpt=' in arm['generator'] for arm in arms[1:5])
     # The allocated arms share their 4 samples by round 1's relaxations and relax none of round 1's protostructures.
     assert all(sum(arm['allocation']['counts'].values()) == 4 for arm in arms[3:5]) and arms[1]['allocation'] is None
-    assert all(not set(arm['e_above_hull_by_request']) & set(arms[0]['e_above_hull_by_request']) for arm in arms[3:5])
+    first = set(arms[0]['e_above_hull_by_request'])
+    assert first & set(arms[1]['e_above_hull_by_request']), 'the even round 2 draws round 1 again'
+    assert all(not set(arm['e_above_hull_by_request']) & first for arm in arms[3:5])
     assert arms[-1]['generator'].startswith('random')
     assert result['finetune']['rows'] >= 1 and result['finetune']['core_minutes'] > 0
     assert result['finetune']['training_rows'] > result['finetune']['rows'], 'dataset rows are mixed in'

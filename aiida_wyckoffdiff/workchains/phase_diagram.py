@@ -373,9 +373,11 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
             self.out('spacegroup_choice', chosen['report'])
             spacegroups, how = chosen['spacegroups'].get_list(), f'chosen by {self.inputs.spacegroup_choice.value}'
         self.ctx.spacegroups = spacegroups
+        self.ctx.samples = None  # the same num_samples in every group
         if 'samples_per_spacegroup' in self.inputs:
             shares = self.inputs.samples_per_spacegroup.get_dict()
-            counts = ' '.join(f'{group}:{shares.get(str(group), self.inputs.num_samples.value)}' for group in spacegroups)
+            self.ctx.samples = {group: shares.get(str(group), self.inputs.num_samples.value) for group in spacegroups}
+            counts = ' '.join(f'{group}:{count}' for group, count in self.ctx.samples.items())
             self.report(f'{self.inputs.chemsys.value}: samples per space group ({how}; shared by '
                         f'samples_per_spacegroup) {counts}')
             return
@@ -387,9 +389,8 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         inputs = self.exposed_inputs(GenerateCalculation, namespace='generate')
         for index, spacegroups in enumerate(_chunks(self.ctx.spacegroups, self.inputs.spacegroups_per_job.value)):
             slots, num_samples = spacegroups, self.inputs.num_samples
-            if 'samples_per_spacegroup' in self.inputs:  # each group repeated by its samples, one sample per entry
-                shares = self.inputs.samples_per_spacegroup.get_dict()
-                slots = [group for group in spacegroups for _ in range(shares.get(str(group), num_samples.value))]
+            if self.ctx.samples is not None:  # each group repeated by its samples, one sample per entry
+                slots = [group for group in spacegroups for _ in range(self.ctx.samples[group])]
                 num_samples = orm.Int(1)
                 if not slots:
                     continue
