@@ -91,8 +91,8 @@ def model_generator(name: str) -> Generator:
         plausible=settings.get('plausible', str(int(SamplingConfig.plausible))) == '1',
         plausible_library=settings.get('plib', '0') == '1',
         constrained_last_step=settings.get('exact', str(int(SamplingConfig.constrained_last_step))) == '1',
-        known_prototypes_across_groups=settings.get('across', '0') == '1',
-        temperature=float(settings.get('t', 1.0)),
+        known_prototypes_across_groups=settings.get('across', str(int(SamplingConfig.known_prototypes_across_groups))) == '1',
+        temperature=float(settings.get('t', SamplingConfig.temperature)),
         known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
         energy_guidance=float(settings.get('eg', SamplingConfig.energy_guidance)),
     )

@@ -55,6 +55,10 @@ __all__ = [
 MAX_SAMPLES = 100_000
 EXCLUDED = 'excluded'
 """Why a chain's draw was not returned: the request excludes its label (``GenerationRequest.exclude``)."""
+EXCLUDED_DRAWS = 5
+"""Excluded draws per sample after which a space group's missing samples go to the group of the same request that
+fills best (``_hand_over``): a group whose chains keep returning what earlier rounds relaxed has little new to give,
+and spending its whole ``max_draws`` budget there cost a second round 10-32 % of its core-minutes (docs/rounds.md)."""
 MAX_E_ABOVE_HULL = 10.0
 """eV/atom; the training data reach 5.2, so anything larger is a typo, not a request."""
 
@@ -483,9 +487,10 @@ def generate_many(
     for pool, candidates in library.items():
         for _ in range(min(wanted[pool] - len(candidates), len(spare[pool[0]]))):
             accepted[missing[pool].pop(0)] = GeneratedSample(spare[pool[0]].pop(0), draws=0)
-    drawn, valid = Counter[Pool](), Counter[Pool]()
+    drawn, valid, excluded = Counter[Pool](), Counter[Pool](), Counter[Pool]()
     rejected = [Counter[str]() for _ in requests]
     gave_up: set[Pool] = set()
+    cut_excluded = True  # until no group can take a stalled group's samples: then each spends its whole budget
     rounds = 0
     while True:
         left = [config.max_draws * request.num_samples for request in requests]  # the bound holds per request
@@ -494,11 +499,16 @@ def generate_many(
         plan = []
         for pool, slots in missing.items():
             budget = config.max_draws * len(pools[pool]) - drawn[pool]
+            if cut_excluded and excluded[pool]:  # chains that may yet draw excluded labels, within the allowance
+                budget = min(budget, max(0, EXCLUDED_DRAWS * len(pools[pool]) - excluded[pool]))
             chains = _chains_to_run(len(slots), valid[pool], drawn[pool], min(budget, left[pool[0]]))
             left[pool[0]] -= chains
             plan += [pool] * chains
         if not plan:
             if _hand_over(missing, pools, valid, drawn, gave_up):
+                continue
+            if cut_excluded and any(excluded[pool] for pool, slots in missing.items() if slots):
+                cut_excluded = False
                 continue
             break
         rounds += 1
@@ -513,6 +523,7 @@ def generate_many(
                     accepted[missing[pool].pop(0)] = GeneratedSample(result[0], rounds, repaired=result[1])
                 else:
                     rejected[pool[0]][reason] += 1
+                    excluded[pool] += reason == EXCLUDED
     seconds = time.perf_counter() - started
     return [
         GenerationResult(

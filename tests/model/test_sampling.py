@@ -16,6 +16,7 @@ from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.model.encoding import EncodedCrystal, collate, decode, structure_tensors
 from aiida_wyckoffdiff.metrics import composition_plausible
 from aiida_wyckoffdiff.model.sampling import (
+    EXCLUDED_DRAWS,
     GenerationRequest,
     GenerationResult,
     _guided_logits,
@@ -329,6 +330,21 @@ def test_excluded_protostructures_never_come_back(adapted_model) -> None:
     repeated = generate(adapted_model, replace(request, exclude=seen), chains(num_steps=5, max_atoms=40),
                         torch.Generator().manual_seed(0))
     assert repeated.rejected.get('excluded', 0) > 0 and not seen & {s.protostructure.label for s in repeated.samples}
+
+
+def test_a_group_that_keeps_drawing_excluded_labels_hands_its_samples_over_early(adapted_model) -> None:
+    """Within 8 atoms Li-O has only rocksalt in Fm-3m: with it excluded, every valid Fm-3m chain is excluded, so after
+    ``EXCLUDED_DRAWS`` per sample its samples go to P6_3/mmc instead of spending the whole budget of ``max_draws``.
+    Alone, with no group to take them, Fm-3m still spends its whole budget before giving up."""
+    config = chains(num_steps=5, max_atoms=8, constrained_last_step=True)
+    rocksalt = frozenset({'AB_cF8_225_a_b:Li-O', 'AB_cF8_225_b_a:Li-O'})
+    request = GenerationRequest(('Li', 'O'), (225, 194), e_above_hull=0.0, num_samples=8, exclude=rocksalt)
+    result = generate(adapted_model, request, config, torch.Generator().manual_seed(0))
+    assert len(result.samples) == 8 and {s.protostructure.spacegroup for s in result.samples} == {194}
+    assert 0 < result.rejected['excluded'] <= EXCLUDED_DRAWS * 4 < config.max_draws * 4
+    alone = generate(adapted_model, replace(request, spacegroups=(225,), num_samples=2), replace(config, max_draws=12),
+                     torch.Generator().manual_seed(0))
+    assert alone.samples == [] and alone.num_drawn == 12 * 2 and alone.rejected['excluded'] > EXCLUDED_DRAWS * 2
 
 
 def test_a_group_short_of_known_arrangements_can_take_them_from_the_other_groups(adapted_model) -> None:
