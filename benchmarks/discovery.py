@@ -72,11 +72,13 @@ class Generator:
 
 def model_generator(name: str) -> Generator:
     """``model:g=2,guided=e_above_hull,steps=100,e=0,t=1,known=0,plausible=1,exact=1,across=1,k=1,ckpt=PATH,real=template``: any
-    omitted key keeps the default (``t``: the sampling temperature; ``known``: the library share of known prototypes,
-    0.75 by default since 5 December 2026 and 0 before, so older result files' names without it mean 0; ``plausible``:
+    omitted key keeps the default (``t``: the sampling temperature, 0.5 by default since 7 December 2026 and 1
+    before; ``known``: the library share of known prototypes, 0.875 by default since 7 December 2026, 0.75 since 5
+    December and 0 before, so older result files' names without it mean those; ``plausible``:
     the composition filter, on by default since 6 December 2026 and off before, likewise; ``exact``: the constrained
     last step (chains that break the composition completed, not redrawn), on by default since 6 December 2026
-    (morning); ``across``: ``known_prototypes_across_groups``, off by default; ``eg``: ``energy_guidance``, the
+    (morning); ``across``: ``known_prototypes_across_groups``, on by default since 7 December 2026 and off before;
+    ``eg``: ``energy_guidance``, the
     weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
     realization method, ``pyxtal`` by default)."""

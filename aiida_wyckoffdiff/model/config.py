@@ -139,14 +139,16 @@ class SamplingConfig:
     """Share of the reverse chain after which a requested element the predicted structure lacks is required at the
     position likeliest to hold it (``sampling._require_missing``); 1 never requires one, so a sample missing an element
     is only redrawn."""
-    known_prototypes: float = 0.75
+    known_prototypes: float = 0.875
     """Share of each space group's samples chosen, without a chain, among the training crystals' arrangements of
     Wyckoff orbits (prototypes, the label before ``:``) with the request's elements, distinct, in proportion to the
     model's likelihood of each (``sampling.library_scores``); chains draw the rest, new arrangements among them. Real
-    crystals reuse a training prototype 79-88 % of the time, the network's chains 12-20 % (docs/discovery.md)."""
-    temperature: float = 1.0
-    """Divides the denoiser's logits before each reverse step: below 1 the chain keeps to what the model finds likely
-    (the arrangements of real crystals), above 1 it explores (docs/discovery.md measures the trade)."""
+    crystals reuse a training prototype 79-88 % of the time, the network's chains 12-20 % (docs/discovery.md; 0.75
+    until 7 December 2026)."""
+    temperature: float = 0.5
+    """Divides the denoiser's logits before each reverse step (and in the library's scores): below 1 the chain keeps
+    to what the model finds likely (the arrangements of real crystals), above 1 it explores (docs/discovery.md
+    measures the trade; 1 until 7 December 2026)."""
     plausible: bool = True
     """Keep to compositions that common oxidation states balance (oxide oxygen; peroxide and superoxide only with alkali
     and alkaline-earth cations: ``metrics.composition_plausible``) in systems where charge balance applies
@@ -155,11 +157,12 @@ class SamplingConfig:
     Alloys and carbides are never filtered. On by default since 6 December 2026, chosen by outcome (docs/discovery.md):
     without it 8-10 % of a Li-O or Al-Mg-O scan's compositions balanced, against 77-90 % of real crystals."""
 
-    known_prototypes_across_groups: bool = False
+    known_prototypes_across_groups: bool = True
     """Where a space group has fewer known arrangements than its share of samples (``known_prototypes``), choose what
     it lacks among the other requested groups' arrangements (those samples then have that group) instead of drawing
     chains in it: with the composition filter, Li-O's 20 groups fill 70 of the 120 library samples of a 160-sample
-    scan, so half its samples were chains, which rarely look like crystals (docs/discovery.md)."""
+    scan, so half its samples were chains, which rarely look like crystals (docs/discovery.md; off until 7 December
+    2026)."""
 
     constrained_last_step: bool = True
     """A chain whose draw breaks a condition on its composition (every requested element present, the atom limit, the
