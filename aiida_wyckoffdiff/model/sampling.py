@@ -638,6 +638,7 @@ def generate_json(
         'plausible': config.plausible,
         'constrained_last_step': config.constrained_last_step,
         'known_prototypes': config.known_prototypes,
+        'known_prototypes_across_groups': config.known_prototypes_across_groups,
         'energy_guidance': config.energy_guidance,
         'energy_head_rows': loaded.model.energy_head.rows if loaded.model.energy_head is not None else None,
         'max_atoms': config.max_atoms,

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from aiida_wyckoffdiff.cli import main
 from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, shipped_checkpoint_path
+from aiida_wyckoffdiff.model.config import SamplingConfig
 
 
 @pytest.fixture(scope='session')
@@ -47,6 +48,8 @@ def test_generate_writes_the_documented_json(cli_checkpoints, tmp_path) -> None:
     meta = document['meta']
     assert {'checkpoint_sha256', 'seed', 'steps', 'guidance', 'seconds', 'num_drawn', 'num_failed', 'num_repaired'} <= meta.keys()
     assert meta['steps'] == 10 and meta['guidance'] == 2.0 and meta['seed'] == 0
+    assert (meta['temperature'], meta['known_prototypes'], meta['known_prototypes_across_groups']) == (
+        SamplingConfig.temperature, SamplingConfig.known_prototypes, SamplingConfig.known_prototypes_across_groups)
     assert len(document['samples']) + meta['num_failed'] == 4
     assert meta['num_repaired'] == sum(sample['repaired'] for sample in document['samples'])
     for sample in document['samples']:
@@ -153,7 +156,6 @@ def test_shipped_checkpoint_ranks_the_paper_examples_first_among_training_arrang
     first among the Ba-In-O-Ta ones of Fm-3m; asked for known arrangements, the CLI returns them (marked ``library``)
     and records the setting, and a share above 1 is refused."""
     from aiida_wyckoffdiff.model.adapters import Conditions
-    from aiida_wyckoffdiff.model.config import SamplingConfig
     from aiida_wyckoffdiff.model.sampling import GenerationRequest, library_candidates, library_scores
 
     model = load_checkpoint(shipped_checkpoint_path(), torch.device('cpu')).model
