@@ -73,6 +73,9 @@ class RelaxSettings:
     :param prune_above: stop a structure whose energy lies more than this far (eV/atom) above the hull after
         ``prune_after`` steps of its first stage, recording it as pruned; ``None``: never prune.
     :param prune_after: the step of the first stage at which ``prune_above`` is checked.
+    :param bfgs_alpha: BFGS's first guess of the Hessian in eV/Å² (ASE's ``alpha``, 70 by default there, a guess for
+        the stiff bonds of molecules); FIRE ignores it. Crystals are softer: at 20 the staged protocol needed about a
+        quarter fewer steps for the same end points (docs/relaxation.md).
     """
 
     optimizer: str = 'BFGS'
@@ -87,6 +90,7 @@ class RelaxSettings:
     free_within: float | None = None
     prune_above: float | None = None
     prune_after: int = 20
+    bfgs_alpha: float = 70.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -95,6 +99,8 @@ class RelaxSettings:
             raise ValueError(f'fmax must be a positive number of eV/Å, not {self.fmax}')
         if self.steps < 0 or self.prune_after < 0:
             raise ValueError(f'steps ({self.steps}) and prune_after ({self.prune_after}) must not be negative')
+        if not (math.isfinite(self.bfgs_alpha) and self.bfgs_alpha > 0):
+            raise ValueError(f'bfgs_alpha must be a positive curvature in eV/Å², not {self.bfgs_alpha}')
         for name in ('free_within', 'prune_above'):
             if (value := getattr(self, name)) is not None and not math.isfinite(value):
                 raise ValueError(f'{name} must be a finite distance to the hull in eV/atom or None, not {value}')
@@ -111,7 +117,8 @@ class RelaxSettings:
 
 
 STAGED = RelaxSettings(
-    optimizer='BFGS', fmax=0.1, steps=150, fix_symmetry=True, free_within=0.5, prune_above=2.0, prune_after=20
+    optimizer='BFGS', fmax=0.1, steps=150, fix_symmetry=True, free_within=0.5, prune_above=2.0, prune_after=20,
+    bfgs_alpha=20.0,
 )
 """The staged protocol with its measured defaults (docs/relaxation.md): symmetric stage, pruning, free stage.
 
@@ -259,7 +266,10 @@ def _attach_optimizer(job: _Job, settings: RelaxSettings, fix_symmetry: bool) ->
         refine_symmetry(job.atoms, symprec=settings.symprec)
         job.atoms.set_constraint(FixSymmetry(job.atoms, symprec=settings.symprec))
     target = FrechetCellFilter(job.atoms) if settings.relax_cell else job.atoms
-    job.optimizer = {'FIRE': FIRE, 'BFGS': BFGS}[settings.optimizer](target, logfile=None)
+    if settings.optimizer == 'BFGS':
+        job.optimizer = BFGS(target, logfile=None, alpha=settings.bfgs_alpha)
+    else:
+        job.optimizer = FIRE(target, logfile=None)
     job.optimizer.fmax = settings.fmax  # ``run`` would set it; the lockstep loop calls ``step`` itself
     job.stage_steps = 0
 

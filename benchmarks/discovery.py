@@ -63,6 +63,9 @@ class Generator:
     known_prototypes: float = 0.0
     """``random:known=SHARE``: that share of each group's random samples drawn uniformly from the training
     arrangements, the model's ``known=`` without its score."""
+    bfgs_alpha: float | None = None
+    """``alpha=A`` (any generator): relax this arm with ``RelaxSettings.bfgs_alpha`` A instead of the run's, so two
+    relaxation settings can be compared on the same samples in one process."""
 
     @property
     def kind(self) -> str:
@@ -81,7 +84,7 @@ def model_generator(name: str) -> Generator:
     ``eg``: ``energy_guidance``, the
     weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
-    realization method, ``pyxtal`` by default)."""
+    realization method, ``pyxtal`` by default; ``alpha``: see ``Generator.bfgs_alpha``)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
     settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
@@ -100,7 +103,7 @@ def model_generator(name: str) -> Generator:
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,
-        settings.get('real', 'pyxtal'),
+        settings.get('real', 'pyxtal'), bfgs_alpha=float(settings['alpha']) if 'alpha' in settings else None,
     )
 
 
@@ -111,12 +114,13 @@ def as_generator(name: str) -> Generator:
     kind, _, options = name.partition(':')
     settings = dict(item.split('=', 1) for item in options.split(',') if '=' in item)
     if kind not in ('base', 'random', 'substitution') or len(settings) != len([o for o in options.split(',') if o]) \
-            or set(settings) - {'k', 'real', 'known'} or settings.get('real', 'pyxtal') not in ('pyxtal', 'template') \
+            or set(settings) - {'k', 'real', 'known', 'alpha'} or settings.get('real', 'pyxtal') not in ('pyxtal', 'template') \
             or ('known' in settings and kind != 'random'):
-        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template,known=SHARE] or '
-                         'substitution')
+        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template,known=SHARE,alpha=A] '
+                         'or substitution[:alpha=A]')
     return Generator(name, candidates=int(settings.get('k', 1)), realization=settings.get('real', 'pyxtal'),
-                     known_prototypes=float(settings.get('known', 0.0)))
+                     known_prototypes=float(settings.get('known', 0.0)),
+                     bfgs_alpha=float(settings['alpha']) if 'alpha' in settings else None)
 
 
 def cpu_seconds() -> float:
@@ -409,6 +413,8 @@ def outcome_level(
     from aiida_wyckoffdiff.symmetry import structure_label
 
     hull = MPHull(apply_mp2020=not potential.includes_mp2020, elemental=elemental)
+    if generator.bfgs_alpha is not None:
+        settings = replace(settings, bfgs_alpha=generator.bfgs_alpha)
     started = cpu_seconds()
     wall = time.perf_counter()
     candidates, _ = context.generate(generator, chemsys, spacegroups, num_samples, context.seed, exclude)
@@ -538,9 +544,16 @@ def _paired_steps(first: dict[str, Any], second: dict[str, Any], common: list[st
 
 
 def _baseline_of(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a row is paired against: its PyXtal twin for a ``real=template`` generator, else the system's first."""
-    twin = row['generator'].replace(',real=template', '').replace(':real=template', '')
-    return next((other for other in rows if other['generator'] == twin and other is not row), rows[0])
+    """What a row is paired against: the nearest earlier row that differs only in how the same samples become
+    relaxed structures (the ``real`` and ``alpha`` keys: PyXtal against templates, one BFGS setting against
+    another), else the first row."""
+    def samples_of(name: str) -> str:
+        kind, _, options = name.partition(':')
+        return kind + ':' + ','.join(o for o in options.split(',') if o.split('=')[0] not in ('real', 'alpha'))
+
+    earlier = rows[:next(i for i, other in enumerate(rows) if other is row)][::-1]
+    twins = (other for other in earlier if samples_of(other['generator']) == samples_of(row['generator']))
+    return next(twins, rows[0])
 
 
 def distribution_comparison(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | None:

@@ -182,6 +182,15 @@ def test_paired_comparison_of_the_same_protostructures(benchmark) -> None:
     assert benchmark.paired_comparison(one, {**four, 'e_above_hull_by_request': {'e': 0.0}}) is None
 
 
+def test_each_arm_is_paired_with_the_earlier_arm_of_the_same_samples(benchmark) -> None:
+    """Arms that differ only in realization or BFGS setting share their samples: those are the pairs to compare."""
+    names = ['model:g=2,real=template,alpha=70', 'model:g=2,real=template,alpha=20', 'model:g=2',
+             'random:real=template,alpha=70', 'random:real=template,alpha=20', 'model:g=1']
+    rows = [{'generator': name} for name in names]
+    baselines = [benchmark._baseline_of(row, rows)['generator'] for row in rows[1:]]
+    assert baselines == [names[0], names[1], names[0], names[3], names[0]]
+
+
 def test_distribution_comparison_of_relaxed_energies(benchmark) -> None:
     """Every relaxed structure of one generator below every one of the other: probability 1 of ending lower, a small
     p-value; the same values on both sides: probability one half, p = 1."""

@@ -46,6 +46,7 @@ def test_protocols_scale_the_samples_and_keep_the_measured_defaults() -> None:
         inputs = PhaseDiagramWorkChain.get_protocol_inputs(name)
         assert inputs['guidance'] == SamplingConfig.guidance_scale
         assert tuple(inputs['generate']['guided']) == SamplingConfig.guided
+        assert inputs['generate']['known_prototypes'] == SamplingConfig.known_prototypes
         assert inputs['relax']['settings'] == STAGED_SETTINGS
 
 

@@ -13,7 +13,9 @@ from .base import WyckoffDiffCalculation
 
 __all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'alternative_of', 'candidate_of', 'failed_structures']
 
-_RELAX_SETTING_NAMES = ('optimizer', 'fmax', 'steps', 'fix_symmetry', 'free_within', 'prune_above', 'prune_after')
+_RELAX_SETTING_NAMES = (
+    'optimizer', 'fmax', 'steps', 'fix_symmetry', 'free_within', 'prune_above', 'prune_after', 'bfgs_alpha'
+)
 """The ``RelaxSettings`` fields a job's ``settings`` may set; the others keep their defaults."""
 
 RELAX_SETTINGS_DEFAULTS = {
@@ -154,7 +156,7 @@ class RelaxCalculation(WyckoffDiffCalculation):
         params = ['relax', *files, '--relaxer', self.inputs.relaxer.value, '--optimizer', settings['optimizer']]
         params += ['--fmax', str(settings['fmax']), '--steps', str(settings['steps']), '--device', settings['device']]
         params += ['--fix-symmetry' if settings['fix_symmetry'] else '--free', '--trajectory-dir', self.TRAJECTORY_FOLDER]
-        params += ['--prune-after', str(settings['prune_after'])]
+        params += ['--prune-after', str(settings['prune_after']), '--bfgs-alpha', str(settings['bfgs_alpha'])]
         if alternatives:
             with folder.open(self.FILENAME_ALTERNATIVES, 'w') as handle:
                 json.dump(alternatives, handle)

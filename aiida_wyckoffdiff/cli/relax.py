@@ -120,6 +120,8 @@ def _trajectory_name(item: str, position: int) -> str:
 @click.option('--free-within', type=float, help='After --fix-symmetry, relax freely those within this many eV/atom of the hull.')
 @click.option('--prune-above', type=float, help='Stop structures more than this many eV/atom above the hull ...')
 @click.option('--prune-after', type=click.IntRange(min=0), default=RelaxSettings.prune_after, show_default=True, help='... after this many steps.')
+@click.option('--bfgs-alpha', type=float, default=RelaxSettings.bfgs_alpha, show_default=True,
+              help="BFGS's first guess of the Hessian in eV/Å² (ASE's alpha); the staged protocol's is lower.")
 @click.option(
     '--elemental-energies', type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='JSON {element: eV/atom} to measure the hull against; default: relax the MP ground states first.',
@@ -163,6 +165,7 @@ def relax(
     free_within: float | None,
     prune_above: float | None,
     prune_after: int,
+    bfgs_alpha: float,
     elemental_energies: Path | None,
     cores: int | None,
     workers: int | None,
@@ -178,7 +181,7 @@ def relax(
     One bad input (overlapping atoms, an element the potential lacks, a failed realization) gets a reason in the
     output; the others are relaxed. Each finished structure is appended to the output as one line, which ends with a
     ``complete`` line, so a job killed midway leaves every finished structure behind. The staged protocol:
-    ``--fix-symmetry --free-within 0.5 --prune-above 2.0`` (docs/relaxation.md).
+    ``--fix-symmetry --free-within 0.5 --prune-above 2.0 --bfgs-alpha 20`` (docs/relaxation.md).
     """
     from tqdm import tqdm
 
@@ -195,7 +198,8 @@ def relax(
     workers = workers or default_workers(cores)
     try:
         settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry,
-                                 free_within=free_within, prune_above=prune_above, prune_after=prune_after)
+                                 free_within=free_within, prune_above=prune_above, prune_after=prune_after,
+                                 bfgs_alpha=bfgs_alpha)
     except ValueError as exception:
         raise click.UsageError(str(exception)) from None
     elemental = _read_elemental(elemental_energies) if elemental_energies else None
