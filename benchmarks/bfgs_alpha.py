@@ -51,9 +51,11 @@ def main() -> None:
         started = time.process_time()
         outcomes = relax_all(structures, potential, replace(STAGED, bfgs_alpha=alpha), workers=1, hull=hull).outcomes
         steps = np.array([o.steps if o.ok else np.nan for o in outcomes])
-        energies[alpha] = np.array([o.e_above_hull if o.ok and o.e_above_hull is not None else np.nan for o in outcomes])
+        energies[alpha] = np.array([o.e_above_hull if o.ok and o.e_above_hull is not None else np.nan
+                                    for o in outcomes])
         rows.append({
-            'alpha': alpha, 'structures': len(structures), 'cpu_seconds_this_process': round(time.process_time() - started, 1),
+            'alpha': alpha, 'structures': len(structures),
+            'cpu_seconds_this_process': round(time.process_time() - started, 1),
             'steps_median': float(np.nanmedian(steps)), 'steps_mean': round(float(np.nanmean(steps)), 1),
             'steps_total': int(np.nansum(steps)), 'hits': int(np.sum(energies[alpha] <= 0.1)),
             'median_e_above_hull': round(float(np.nanmedian(energies[alpha])), 3),
@@ -61,7 +63,8 @@ def main() -> None:
         })
         if alpha != arguments.alphas[0]:
             difference = energies[alpha] - energies[arguments.alphas[0]]
-            rows[-1] |= {'ended_lower': int(np.sum(difference < -0.005)), 'ended_higher': int(np.sum(difference > 0.005))}
+            rows[-1] |= {'ended_lower': int(np.sum(difference < -0.005)),
+                         'ended_higher': int(np.sum(difference > 0.005))}
         print(json.dumps(rows[-1]), flush=True)
     if arguments.output:
         document = {'command': f'bfgs_alpha.py {vars(arguments)}', 'system': arguments.system, 'rows': rows}

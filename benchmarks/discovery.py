@@ -114,7 +114,8 @@ def as_generator(name: str) -> Generator:
     kind, _, options = name.partition(':')
     settings = dict(item.split('=', 1) for item in options.split(',') if '=' in item)
     if kind not in ('base', 'random', 'substitution') or len(settings) != len([o for o in options.split(',') if o]) \
-            or set(settings) - {'k', 'real', 'known', 'alpha'} or settings.get('real', 'pyxtal') not in ('pyxtal', 'template') \
+            or set(settings) - {'k', 'real', 'known', 'alpha'} \
+            or settings.get('real', 'pyxtal') not in ('pyxtal', 'template') \
             or ('known' in settings and kind != 'random'):
         raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template,known=SHARE,alpha=A] '
                          'or substitution[:alpha=A]')

@@ -394,9 +394,13 @@ def test_bfgs_alpha_reaches_the_optimizer_and_keeps_the_end_point(chgnet, spinel
     """A softer first Hessian guess (the staged protocol's) takes fewer steps to the same minimum than ASE's 70."""
     from pymatgen.core import Lattice, Structure
 
-    strained_rutile = Structure.from_spacegroup(136, Lattice.tetragonal(4.9, 3.2), ['Ti', 'O'], [[0, 0, 0], [0.27, 0.27, 0]])
+    strained_rutile = Structure.from_spacegroup(
+        136, Lattice.tetragonal(4.9, 3.2), ['Ti', 'O'], [[0, 0, 0], [0.27, 0.27, 0]]
+    )
     stiff, soft = (
-        relax_structures([strained_rutile, spinel], chgnet, RelaxSettings(fmax=0.1, fix_symmetry=True, bfgs_alpha=alpha))
+        relax_structures(
+            [strained_rutile, spinel], chgnet, RelaxSettings(fmax=0.1, fix_symmetry=True, bfgs_alpha=alpha)
+        )
         for alpha in (70.0, STAGED.bfgs_alpha)
     )
     assert all(o.converged for o in stiff + soft)
