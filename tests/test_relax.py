@@ -285,7 +285,8 @@ def test_fix_symmetry_false_alone_is_the_free_relaxation(checkpoint):
     settings = replace(STAGED, fix_symmetry=False, prune_above=None)
     assert not settings.needs_hull
     staged_off, plain = (relax_structures([_cubic('Ar', 2.5)], potential, s)[0]
-                         for s in (settings, RelaxSettings(fmax=STAGED.fmax, steps=STAGED.steps)))
+                         for s in (settings, RelaxSettings(fmax=STAGED.fmax, steps=STAGED.steps,
+                                                           bfgs_alpha=STAGED.bfgs_alpha)))
     assert len(staged_off.stages) == 1 and staged_off.kept_spacegroup is None
     assert (staged_off.steps, staged_off.energy) == (plain.steps, plain.energy)
 
