@@ -103,8 +103,13 @@ def model_generator(name: str) -> Generator:
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,
-        settings.get('real', 'pyxtal'), bfgs_alpha=float(settings['alpha']) if 'alpha' in settings else None,
+        settings.get('real', 'pyxtal'), bfgs_alpha=_bfgs_alpha(settings),
     )
+
+
+def _bfgs_alpha(settings: dict[str, str]) -> float | None:
+    """The ``alpha=`` key of a generator name, ``None`` where it has none (the run's relaxation settings)."""
+    return float(settings['alpha']) if 'alpha' in settings else None
 
 
 def as_generator(name: str) -> Generator:
@@ -120,8 +125,7 @@ def as_generator(name: str) -> Generator:
         raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template,known=SHARE,alpha=A] '
                          'or substitution[:alpha=A]')
     return Generator(name, candidates=int(settings.get('k', 1)), realization=settings.get('real', 'pyxtal'),
-                     known_prototypes=float(settings.get('known', 0.0)),
-                     bfgs_alpha=float(settings['alpha']) if 'alpha' in settings else None)
+                     known_prototypes=float(settings.get('known', 0.0)), bfgs_alpha=_bfgs_alpha(settings))
 
 
 def cpu_seconds() -> float:

@@ -212,6 +212,16 @@ def test_model_generator_takes_another_checkpoint(benchmark) -> None:
     assert benchmark.as_generator('model:g=2').checkpoint is None
 
 
+def test_every_generator_takes_its_own_bfgs_guess(benchmark) -> None:
+    """``alpha=`` relaxes one arm at another BFGS guess; without it the run's staged settings hold."""
+    assert benchmark.as_generator('model:g=2,real=template,alpha=20').bfgs_alpha == 20.0
+    assert benchmark.as_generator('random:real=template,alpha=70').bfgs_alpha == 70.0
+    assert benchmark.as_generator('substitution:alpha=35').bfgs_alpha == 35.0
+    assert benchmark.as_generator('random').bfgs_alpha is None
+    with pytest.raises(SystemExit, match='unknown generator'):
+        benchmark.as_generator('random:beta=20')
+
+
 def test_discovery_benchmark_quick_run(sample_dir, tmp_path) -> None:
     """The benchmark's CI-size path on the committed sample rows: both levels, every kind of generator."""
     output = tmp_path / 'discovery.json'

@@ -47,14 +47,3 @@ def test_relax_jobs_benchmark_relaxes_every_structure_in_each_layout() -> None:
     assert [line.split(':')[0] for line in lines] == ['1 jobs x 2 threads', '2 jobs x 1 threads']
     assert all('2 of 2 relaxed' in line for line in lines), lines
 
-
-def test_bfgs_alpha_benchmark_relaxes_the_same_structures_once_per_value(tmp_path) -> None:
-    output = tmp_path / 'alpha.json'
-    script = BENCHMARK.parent / 'bfgs_alpha.py'
-    result = subprocess.run([sys.executable, str(script), '--quick', '--system', 'Dy-In', '--output', str(output)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    stiff, soft = json.loads(output.read_text())['rows']
-    assert (stiff['alpha'], soft['alpha']) == (70.0, 20.0)
-    assert stiff['structures'] == soft['structures'] > 0 and stiff['steps_total'] > 0 and soft['steps_total'] > 0
-    assert 'ended_lower' in soft and 'ended_lower' not in stiff
