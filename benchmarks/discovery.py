@@ -82,7 +82,8 @@ def model_generator(name: str) -> Generator:
     last step (chains that break the composition completed, not redrawn), on by default since 6 December 2026
     (morning); ``across``: ``known_prototypes_across_groups``, on by default since 7 December 2026 and off before;
     ``eg``: ``energy_guidance``, the
-    weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``ckpt``:
+    weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``es``: ``energy_screen``, the factor of
+    samples that head screens; ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
     realization method, ``pyxtal`` by default; ``alpha``: see ``Generator.bfgs_alpha``)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
@@ -100,6 +101,7 @@ def model_generator(name: str) -> Generator:
         temperature=float(settings.get('t', SamplingConfig.temperature)),
         known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
         energy_guidance=float(settings.get('eg', SamplingConfig.energy_guidance)),
+        energy_screen=int(settings.get('es', SamplingConfig.energy_screen)),
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,

@@ -13,6 +13,8 @@ Per chemical system, in one process, with one seed, the same space groups and th
    ``even`` (every group as many samples, round 1's protostructures allowed again), ``allocated`` (each target's
    samples shared among the groups by round 1's relaxations, ``spacegroups.allocate_samples``), and either with
    ``+new`` (no protostructure round 1 relaxed, ``GenerationRequest.exclude``), as the rounds work chain does;
+   with ``--energy-screen N ...`` once per factor of samples the fine-tuned energy head screens
+   (``SamplingConfig.energy_screen``; the rounds work chain's protocols use 3);
 4. random search beside them, as the anchor.
 
 Reported per system: hits (distinct relaxed structures within 0.1 eV/atom of the MP hull) and hits per core-minute of
@@ -27,6 +29,7 @@ before and after fine-tuning.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -118,6 +121,9 @@ def main() -> None:
     parser.add_argument('--energy-guidance', type=float, nargs='+', metavar='WEIGHT',
                         help='Round 2 once per weight of the fine-tuned energy head (SamplingConfig.energy_guidance; 0: '
                         'the adapter alone) [default: the sampling default].')
+    parser.add_argument('--energy-screen', type=int, nargs='+', metavar='FACTOR',
+                        help='Round 2 once per factor of samples the fine-tuned energy head screens '
+                        '(SamplingConfig.energy_screen; 1: no screen) [default: the sampling default].')
     parser.add_argument('--round-2', nargs='+', choices=VARIANTS, default=['even'], metavar='VARIANT',
                         help=f'Round 2 once per variant, side by side: {", ".join(VARIANTS)} (this docstring).')
     parser.add_argument('--relax-steps', type=int, default=150)
@@ -147,6 +153,7 @@ def main() -> None:
     from aiida_wyckoffdiff.symmetry import Protostructure
 
     weights = arguments.energy_guidance or [SamplingConfig.energy_guidance]
+    screens = arguments.energy_screen or [SamplingConfig.energy_screen]
     load = os.getloadavg()
     print(f'load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}', flush=True)
     context = Context(arguments.seed, arguments.dataset, arguments.data_dir)
@@ -193,19 +200,19 @@ def main() -> None:
                     for label, energy in before[0.0]['e_above_hull_by_request'].items()]
         relaxed_before = frozenset(before[0.0]['e_above_hull_by_request'])
         by_variant = {}
-        for weight in weights:
-            for variant in arguments.round_2:
-                key = str(weight) if variant == 'even' else f'{weight},{variant}'
-                after = by_variant[key] = {}
-                for target in arguments.targets:
-                    allocation = allocate_samples(scan_spacegroups(system, 'chemistry'), outcomes, arguments.samples,
-                                                  target) if variant.startswith('allocated') else None
-                    after[target] = arm(f'{MODEL},e={target},eg={weight},ckpt={checkpoint}', system,
-                                        spacegroups=list(allocation.spacegroups) if allocation else None,
-                                        exclude=relaxed_before if variant.endswith('+new') else frozenset(), round=2,
-                                        target=target, energy_guidance=weight, variant=variant,
-                                        allocation=allocation.as_report() if allocation else None)
-                    result['arms'].append(after[target])
+        for weight, screen, variant in itertools.product(weights, screens, arguments.round_2):
+            key = ','.join([str(weight)] + ([f'es={screen}'] if arguments.energy_screen else [])
+                           + ([variant] if variant != 'even' else []))
+            after = by_variant[key] = {}
+            for target in arguments.targets:
+                allocation = allocate_samples(scan_spacegroups(system, 'chemistry'), outcomes, arguments.samples,
+                                              target) if variant.startswith('allocated') else None
+                after[target] = arm(f'{MODEL},e={target},eg={weight},es={screen},ckpt={checkpoint}', system,
+                                    spacegroups=list(allocation.spacegroups) if allocation else None,
+                                    exclude=relaxed_before if variant.endswith('+new') else frozenset(), round=2,
+                                    target=target, energy_guidance=weight, energy_screen=screen, variant=variant,
+                                    allocation=allocation.as_report() if allocation else None)
+                result['arms'].append(after[target])
         if not arguments.no_random:
             result['arms'].append(arm('random:real=template', system, round=None, target=None))
         first = before[0.0]

@@ -40,13 +40,14 @@ def prepare(entry_point: str, inputs: dict, sandbox) -> tuple[Folder, object]:
 
 def test_generate_command_line(code, checkpoint, tmp_path) -> None:
     inputs = {'code': code, 'checkpoint': checkpoint, 'chemsys': 'Li-O', 'spacegroups': [225, 194], 'num_samples': 8,
-              'e_above_hull': 0.0, 'seed': 3}
+              'e_above_hull': 0.0, 'seed': 3, 'energy_screen': 3}
     _, calcinfo = prepare('wyckoffdiff.generate', inputs, tmp_path)
     params = calcinfo.codes_info[0].cmdline_params
     assert params[:3] == ['generate', '--checkpoint', 'model.ckpt']
     assert params[params.index('--num-samples') + 1] == '16'  # 8 per group, two groups
     assert [params[i + 1] for i, p in enumerate(params) if p == '--spacegroup'] == ['225', '194']
     assert params[params.index('--e-above-hull') + 1] == '0.0'
+    assert params[params.index('--energy-screen') + 1] == '3'
     assert params[params.index('--guided') + 1] == ','.join(SamplingConfig.guided)
     assert ('--plausible' if SamplingConfig.plausible else '--any-composition') in params
     assert params[-2:] == ['--output', 'results.json']
@@ -81,6 +82,7 @@ def test_generate_writes_the_labels_to_exclude(code, checkpoint, tmp_path) -> No
         ({'num_samples': 0}, 'must be positive'),
         ({'guided': ['chemsys', 'colour']}, r"cannot guide on \['colour'\]"),
         ({'energy_guidance': -1.0}, 'energy_guidance is a weight, 0 or more, not -1.0'),
+        ({'energy_screen': 0}, 'energy_screen must be positive, not 0'),
     ],
 )
 def test_generate_refuses_bad_input_before_submission(code, checkpoint, tmp_path, change, message) -> None:

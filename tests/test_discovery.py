@@ -210,6 +210,9 @@ def test_model_generator_takes_another_checkpoint(benchmark) -> None:
     assert generator.checkpoint == '/tmp/longer.pt' and generator.candidates == 2
     assert generator.config[0].guidance_scale == 1.0
     assert benchmark.as_generator('model:g=2').checkpoint is None
+    screened = benchmark.as_generator('model:g=2,e=0.3,eg=0,es=3,ckpt=/tmp/round2.pt')
+    assert screened.config[0].energy_screen == 3 and screened.config[1] == 0.3
+    assert benchmark.as_generator('model:g=2').config[0].energy_screen == 1
 
 
 def test_every_generator_takes_its_own_bfgs_guess(benchmark) -> None:

@@ -83,6 +83,7 @@ def test_every_rounds_protocol_gives_a_builder(aiida_localhost, sample_dataset_p
     assert builder.phase_diagram.num_samples.value == run_inputs['num_samples']
     assert builder.phase_diagram.chemsys.value == 'Li-O'
     assert builder.phase_diagram.generate.checkpoint.kind == 'wyckoffdiff'
+    assert builder.phase_diagram.generate.energy_screen.value == inputs['phase_diagram']['generate']['energy_screen'] > 1
     assert builder.dataset.base.attributes.get('sha256') == file_sha256(sample_dataset_path)
     again = RoundsWorkChain.get_builder_from_protocol(code, 'Li-O', protocol, dataset=sample_dataset_path)
     assert again.dataset.pk == builder.dataset.pk

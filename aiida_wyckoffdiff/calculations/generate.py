@@ -89,6 +89,10 @@ class GenerateCalculation(WyckoffDiffCalculation):
                    default=lambda: orm.Float(SamplingConfig.energy_guidance), validator=validate_weight,
                    help='Weight of a fine-tuned checkpoint\'s energy head in choosing known arrangements towards '
                    'e_above_hull (a checkpoint without one ignores it).')
+        spec.input('energy_screen', valid_type=orm.Int, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Int(SamplingConfig.energy_screen), validator=validate_positive,
+                   help='Draw this many times the samples and keep those a fine-tuned checkpoint\'s energy head '
+                   'predicts closest to e_above_hull (1, or a checkpoint without a head: no screen).')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
@@ -115,6 +119,7 @@ class GenerateCalculation(WyckoffDiffCalculation):
         params += ['--plausible' if self.inputs.plausible.value else '--any-composition']
         params += ['--known-prototypes', str(self.inputs.known_prototypes.value)]
         params += ['--energy-guidance', str(self.inputs.energy_guidance.value)]
+        params += ['--energy-screen', str(self.inputs.energy_screen.value)]
         params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
         if 'e_above_hull' in self.inputs:
             params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]

@@ -241,6 +241,12 @@ def finetune(
     '(docs/rounds.md).',
 )
 @click.option(
+    '--energy-screen', type=click.IntRange(min=1), default=SamplingConfig.energy_screen, show_default=True,
+    help='Draw this many times --num-samples and keep those the checkpoint\'s energy head predicts closest to '
+    '--e-above-hull: a screen learned from relaxations (wyckoffdiff finetune, the rounds work chain). A checkpoint '
+    'without a head, or no --e-above-hull, ignores it (docs/rounds.md).',
+)
+@click.option(
     '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'
 )
 @click.option(
@@ -287,6 +293,7 @@ def generate(
     plausible: bool,
     known_prototypes: float,
     energy_guidance: float,
+    energy_screen: int,
     steps: int,
     max_atoms: int,
     max_draws: int,
@@ -317,6 +324,7 @@ def generate(
         plausible=plausible,
         known_prototypes=known_prototypes,
         energy_guidance=energy_guidance,
+        energy_screen=energy_screen,
         max_atoms=max_atoms,
         max_draws=max_draws,
     )

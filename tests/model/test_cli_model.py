@@ -185,6 +185,9 @@ def test_shipped_checkpoint_ranks_the_paper_examples_first_among_training_arrang
     assert document['meta']['energy_head_rows'] is None
     refused = CliRunner().invoke(main, [*arguments, '--energy-guidance', '-1'])
     assert refused.exit_code == 2 and '-1' in refused.output
+    assert document['meta']['energy_screen'] == SamplingConfig.energy_screen
+    refused = CliRunner().invoke(main, [*arguments, '--energy-screen', '0'])
+    assert refused.exit_code == 2 and '0' in refused.output
 
 
 def test_finetune_on_new_rows_mixes_in_the_dataset(cli_checkpoints, sample_dataset_path, tmp_path) -> None:

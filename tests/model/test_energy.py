@@ -16,7 +16,7 @@ from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, save_checkpoint,
 from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.model.diffusion import WyckoffDiffusion
 from aiida_wyckoffdiff.model.energy import ENERGY_CLIP, MIN_ROWS, _ridge, fit_energy_head, pooled_features
-from aiida_wyckoffdiff.model.sampling import library_scores
+from aiida_wyckoffdiff.model.sampling import GenerationRequest, GenerationResult, generate, library_scores
 from aiida_wyckoffdiff.symmetry import Protostructure
 
 RELAXED = json.loads((Path(__file__).parents[1] / 'data' / 'relaxation_rows_ti_o.json').read_text())
@@ -115,9 +115,34 @@ def test_the_head_steers_the_library_towards_the_requested_energy(ti_o_features)
     assert preference(0.0, 4.0, given=False) == pytest.approx(preference(0.0, 0.0, given=False))
 
 
-def test_a_negative_weight_is_refused() -> None:
+def test_the_screen_keeps_the_samples_predicted_closest_to_the_target() -> None:
+    """Ti-O at 0 and at 1 eV/atom, screened three times over: the kept samples' predicted energies move towards each
+    target, as many as asked come back, and without an energy request the screen does nothing."""
+    model = load_checkpoint(shipped_checkpoint_path(), 'cpu').model
+    model.energy_head = fit_energy_head(model, ROWS)
+
+    def predicted(target: float | None, screen: int) -> tuple[np.ndarray, GenerationResult]:
+        request = GenerationRequest(('O', 'Ti'), (136, 62, 12, 225), target, 12)
+        result = generate(model, request, SamplingConfig(energy_screen=screen), torch.Generator().manual_seed(0))
+        protostructures = [sample.protostructure for sample in result.samples]
+        return model.energy_head.predict(pooled_features(model, protostructures, [('O', 'Ti')] * 12)), result
+
+    plain, _ = predicted(0.0, 1)
+    low, result = predicted(0.0, 3)
+    high, _ = predicted(1.0, 3)
+    assert len(result.samples) == 12 and result.num_failed == 0 and result.rejected['screened'] == 24
+    assert low.mean() < plain.mean() < high.mean()
+    assert low.max() <= np.sort(high)[len(high) // 2]  # apart, not merely shifted
+    unconditioned, result = predicted(None, 3)
+    assert 'screened' not in result.rejected and unconditioned == pytest.approx(predicted(None, 1)[0])
+
+
+def test_a_negative_weight_or_a_fractional_screen_is_refused() -> None:
     with pytest.raises(ConfigurationError, match='energy_guidance is a weight'):
         SamplingConfig(energy_guidance=-1.0)
+    for screen in (0, 1.5, True):
+        with pytest.raises(ConfigurationError, match='energy_screen is a whole factor'):
+            SamplingConfig(energy_screen=screen)
 
 
 def test_energy_head_benchmark_scores_the_next_round(tmp_path) -> None:
