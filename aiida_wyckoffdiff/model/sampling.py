@@ -553,16 +553,17 @@ def _screened(
             if r.e_above_hull is not None else r for r in requests]
     results = generate_many(model, wide, replace(config, energy_screen=1), generator)
     for request, result in zip(requests, results, strict=True):
-        if request.e_above_hull is None or not result.samples:
+        if request.e_above_hull is None:
             continue
         protostructures = [sample.protostructure for sample in result.samples]
-        features = pooled_features(model, protostructures, [request.chemsys] * len(protostructures), config.batch_size)
-        distance = np.abs(model.energy_head.predict(features) - min(request.e_above_hull, ENERGY_CLIP))
-        ranked = np.argsort(distance, kind='stable')
-        kept = sorted(ranked[: request.num_samples].tolist())
-        result.rejected['screened'] = len(protostructures) - len(kept)
-        result.samples = [result.samples[position] for position in kept]
-        result.num_failed = request.num_samples - len(kept)
+        if protostructures:
+            features = pooled_features(model, protostructures, [request.chemsys] * len(protostructures),
+                                       config.batch_size)
+            distance = np.abs(model.energy_head.predict(features) - min(request.e_above_hull, ENERGY_CLIP))
+            kept = sorted(np.argsort(distance, kind='stable')[: request.num_samples].tolist())
+            result.rejected['screened'] = len(protostructures) - len(kept)
+            result.samples = [result.samples[position] for position in kept]
+        result.num_failed = request.num_samples - len(result.samples)
     return results
 
 
