@@ -333,9 +333,9 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
                    help='Cores the relax jobs share: no more jobs run at once, each on its share. Default: this '
                         'machine\'s where the jobs run on it (direct scheduler, local transport), else no limit.')
         spec.expose_inputs(
-            GenerateCalculation, namespace='generate', include=('code', 'checkpoint', 'guided', 'plausible', 'known_prototypes', 'energy_guidance',
-                                                         'energy_screen', 'exclude',
-                                                         'metadata')
+            GenerateCalculation, namespace='generate',
+            include=('code', 'checkpoint', 'guided', 'plausible', 'known_prototypes', 'energy_guidance', 'energy_screen',
+                     'exclude', 'metadata'),
         )
         spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
         spec.outline(
