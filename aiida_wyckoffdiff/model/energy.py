@@ -11,7 +11,7 @@ score: classifier guidance, with the classifier learned in the provenance graph.
 further than the adapter alone: its predictions within one space group's candidates differ by a few hundredths of an
 eV/atom. Across groups and compositions they differ more, so the head steers as a screen instead
 (``SamplingConfig.energy_screen``: draw N times the samples, keep those predicted closest to the target), which moved
-the relaxed energies of targets 0 and 0.3 eV/atom 0.15 eV/atom apart (docs/rounds.md).
+the relaxed energies of targets 0 and 0.3 eV/atom 0.13-0.19 eV/atom apart on four systems (docs/rounds.md).
 """
 
 from __future__ import annotations
