@@ -100,9 +100,13 @@ class EnergyHead:
         """Predicted relaxed e_above_hull (eV/atom) of each row of ``features``."""
         return ((features - self.mean) / self.scale) @ self.weights + self.offset
 
+    def distance(self, features: np.ndarray, target: float) -> np.ndarray:
+        """How far (eV/atom) each prediction lies from ``target``, clipped as the head's energies are."""
+        return np.abs(self.predict(features) - min(target, ENERGY_CLIP))
+
     def log_likelihood(self, features: np.ndarray, target: float) -> np.ndarray:
         """Gaussian log-likelihood (up to a constant) that each protostructure relaxes to ``target`` eV/atom."""
-        return -0.5 * ((self.predict(features) - min(target, ENERGY_CLIP)) / self.loo_rmse) ** 2
+        return -0.5 * (self.distance(features, target) / self.loo_rmse) ** 2
 
     def state(self) -> dict[str, Any]:
         """Tensors and numbers for a checkpoint (``torch.load(weights_only=True)`` reads them)."""

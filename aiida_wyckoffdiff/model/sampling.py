@@ -547,8 +547,6 @@ def _screened(
     often as it was drawn and ranks where its prediction puts it: keeping every distinct one first would keep them all
     where exclusion leaves few (Ti-O's second round kept 85-90 distinct of 96 that way, and its two targets ended 0.02
     eV/atom apart: docs/rounds.md)."""
-    from .energy import ENERGY_CLIP
-
     wide = [replace(r, num_samples=min(MAX_SAMPLES, r.num_samples * config.energy_screen))
             if r.e_above_hull is not None else r for r in requests]
     results = generate_many(model, wide, replace(config, energy_screen=1), generator)
@@ -559,7 +557,7 @@ def _screened(
         if protostructures:
             features = pooled_features(model, protostructures, [request.chemsys] * len(protostructures),
                                        config.batch_size)
-            distance = np.abs(model.energy_head.predict(features) - min(request.e_above_hull, ENERGY_CLIP))
+            distance = model.energy_head.distance(features, request.e_above_hull)
             kept = sorted(np.argsort(distance, kind='stable')[: request.num_samples].tolist())
             result.rejected['screened'] = len(protostructures) - len(kept)
             result.samples = [result.samples[position] for position in kept]
