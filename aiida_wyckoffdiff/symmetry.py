@@ -153,11 +153,6 @@ class SpaceGroupInfo:
         return 'C' if first in 'ABCS' else first
 
 
-_LATTICE_POINTS = {'P': 1, 'C': 2, 'I': 2, 'F': 4, 'R': 3}
-"""Lattice points per conventional cell of each Pearson centering (``R``: the hexagonal cell of a rhombohedral group,
-which the labels count)."""
-
-
 def check_spacegroup(spacegroup: object) -> int:
     """Return ``spacegroup`` as an int, or raise :class:`ProtostructureError` naming the problem."""
     try:
@@ -365,11 +360,6 @@ class Protostructure:
     def num_atoms(self) -> int:
         """Atoms in the conventional cell (the number in the Pearson symbol)."""
         return sum(self.element_counts.values())
-
-    @property
-    def primitive_atoms(self) -> int:
-        """Atoms in the primitive cell: what a relaxation works on (``RelaxSettings.primitive``), so what it costs."""
-        return self.num_atoms // _LATTICE_POINTS[self.info.centering]
 
     @property
     def free_parameters(self) -> int:

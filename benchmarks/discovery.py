@@ -83,8 +83,7 @@ def model_generator(name: str) -> Generator:
     (morning); ``across``: ``known_prototypes_across_groups``, on by default since 7 December 2026 and off before;
     ``eg``: ``energy_guidance``, the
     weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``es``: ``energy_screen``, the factor of
-    samples that head screens; ``esc``: ``energy_screen_cost``, 1 to rank the screened draws by expected
-    near-target structures per relaxation cost; ``ckpt``:
+    samples that head screens; ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
     realization method, ``pyxtal`` by default; ``alpha``: see ``Generator.bfgs_alpha``)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
@@ -103,7 +102,6 @@ def model_generator(name: str) -> Generator:
         known_prototypes=float(settings.get('known', SamplingConfig.known_prototypes)),
         energy_guidance=float(settings.get('eg', SamplingConfig.energy_guidance)),
         energy_screen=int(settings.get('es', SamplingConfig.energy_screen)),
-        energy_screen_cost=settings.get('esc', str(int(SamplingConfig.energy_screen_cost))) == '1',
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,

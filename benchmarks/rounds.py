@@ -14,8 +14,7 @@ Per chemical system, in one process, with one seed, the same space groups and th
    samples shared among the groups by round 1's relaxations, ``spacegroups.allocate_samples``), and either with
    ``+new`` (no protostructure round 1 relaxed, ``GenerationRequest.exclude``), as the rounds work chain does;
    with ``--energy-screen N ...`` once per factor of samples the fine-tuned energy head screens
-   (``SamplingConfig.energy_screen``; the rounds work chain's protocols use 3), ``Nc`` ranking the draws by expected
-   near-target structures per relaxation cost (``SamplingConfig.energy_screen_cost``);
+   (``SamplingConfig.energy_screen``; the rounds work chain's protocols use 3);
 4. random search beside them, as the anchor.
 
 Reported per system: hits (distinct relaxed structures within 0.1 eV/atom of the MP hull) and hits per core-minute of
@@ -47,18 +46,6 @@ from discovery import ROOT, Context, as_generator, cpu_seconds, outcome_level, s
 MODEL = 'model:g=2,guided=e_above_hull,real=template'
 """The workflow's sampling and realization defaults, as the discovery benchmark names them."""
 VARIANTS = ('even', 'allocated', 'even+new', 'allocated+new')
-
-
-def screen_setting(text: str) -> tuple[int, bool]:
-    """``--energy-screen`` values: ``3`` is a factor of 3 ranked by distance to the target, ``3c`` ranked per
-    relaxation cost."""
-    try:
-        factor = int(text.removesuffix('c'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a factor of samples such as 3 or 3c') from None
-    if factor < 1:
-        raise argparse.ArgumentTypeError(f'the factor of samples is 1 or more, not {factor}')
-    return factor, text.endswith('c')
 
 
 def finetuning_rows(relaxed: list[dict[str, Any]], chemsys: str) -> list[dict[str, Any]]:
@@ -134,10 +121,9 @@ def main() -> None:
     parser.add_argument('--energy-guidance', type=float, nargs='+', metavar='WEIGHT',
                         help='Round 2 once per weight of the fine-tuned energy head (SamplingConfig.energy_guidance; 0: '
                         'the adapter alone) [default: the sampling default].')
-    parser.add_argument('--energy-screen', type=screen_setting, nargs='+', metavar='FACTOR',
+    parser.add_argument('--energy-screen', type=int, nargs='+', metavar='FACTOR',
                         help='Round 2 once per factor of samples the fine-tuned energy head screens '
-                        '(SamplingConfig.energy_screen; 1: no screen; 3c: 3, ranked per relaxation cost, '
-                        'SamplingConfig.energy_screen_cost) [default: the sampling default].')
+                        '(SamplingConfig.energy_screen; 1: no screen) [default: the sampling default].')
     parser.add_argument('--round-2', nargs='+', choices=VARIANTS, default=['even'], metavar='VARIANT',
                         help=f'Round 2 once per variant, side by side: {", ".join(VARIANTS)} (this docstring).')
     parser.add_argument('--relax-steps', type=int, default=150)
@@ -167,7 +153,7 @@ def main() -> None:
     from aiida_wyckoffdiff.symmetry import Protostructure
 
     weights = arguments.energy_guidance or [SamplingConfig.energy_guidance]
-    screens = arguments.energy_screen or [(SamplingConfig.energy_screen, SamplingConfig.energy_screen_cost)]
+    screens = arguments.energy_screen or [SamplingConfig.energy_screen]
     load = os.getloadavg()
     print(f'load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}', flush=True)
     context = Context(arguments.seed, arguments.dataset, arguments.data_dir)
@@ -215,19 +201,16 @@ def main() -> None:
         relaxed_before = frozenset(before[0.0]['e_above_hull_by_request'])
         by_variant = {}
         for weight, screen, variant in itertools.product(weights, screens, arguments.round_2):
-            factor, by_cost = screen
-            key = ','.join([str(weight)] + ([f'es={factor}{"c" if by_cost else ""}'] if arguments.energy_screen else [])
+            key = ','.join([str(weight)] + ([f'es={screen}'] if arguments.energy_screen else [])
                            + ([variant] if variant != 'even' else []))
             after = by_variant[key] = {}
             for target in arguments.targets:
                 allocation = allocate_samples(scan_spacegroups(system, 'chemistry'), outcomes, arguments.samples,
                                               target) if variant.startswith('allocated') else None
-                after[target] = arm(f'{MODEL},e={target},eg={weight},es={factor},esc={int(by_cost)},ckpt={checkpoint}',
-                                    system,
+                after[target] = arm(f'{MODEL},e={target},eg={weight},es={screen},ckpt={checkpoint}', system,
                                     spacegroups=list(allocation.spacegroups) if allocation else None,
                                     exclude=relaxed_before if variant.endswith('+new') else frozenset(), round=2,
-                                    target=target, energy_guidance=weight, energy_screen=factor,
-                                    energy_screen_cost=by_cost, variant=variant,
+                                    target=target, energy_guidance=weight, energy_screen=screen, variant=variant,
                                     allocation=allocation.as_report() if allocation else None)
                 result['arms'].append(after[target])
         if not arguments.no_random:

@@ -48,7 +48,6 @@ def test_generate_command_line(code, checkpoint, tmp_path) -> None:
     assert [params[i + 1] for i, p in enumerate(params) if p == '--spacegroup'] == ['225', '194']
     assert params[params.index('--e-above-hull') + 1] == '0.0'
     assert params[params.index('--energy-screen') + 1] == '3'
-    assert ('--energy-screen-cost' if SamplingConfig.energy_screen_cost else '--energy-screen-distance') in params
     assert params[params.index('--guided') + 1] == ','.join(SamplingConfig.guided)
     assert ('--plausible' if SamplingConfig.plausible else '--any-composition') in params
     assert params[-2:] == ['--output', 'results.json']

@@ -213,8 +213,6 @@ def test_model_generator_takes_another_checkpoint(benchmark) -> None:
     screened = benchmark.as_generator('model:g=2,e=0.3,eg=0,es=3,ckpt=/tmp/round2.pt')
     assert screened.config[0].energy_screen == 3 and screened.config[1] == 0.3
     assert benchmark.as_generator('model:g=2').config[0].energy_screen == 1
-    assert not screened.config[0].energy_screen_cost
-    assert benchmark.as_generator('model:g=2,es=3,esc=1').config[0].energy_screen_cost
 
 
 def test_every_generator_takes_its_own_bfgs_guess(benchmark) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import subprocess
@@ -47,13 +46,6 @@ def test_finetuning_rows_keep_the_lowest_of_a_label_and_leave_pruned_out(rounds,
     assert row['e_above_hull'] == 0.05 and row['relaxations'] == 2
     assert row['split'] == 'train' and row['source'] == 'relaxation'
     assert row['material_id'] == 'round1-Al-Mg-O-1'
-
-
-def test_screen_settings_name_the_factor_and_the_ranking(rounds) -> None:
-    assert rounds.screen_setting('3') == (3, False) and rounds.screen_setting('3c') == (3, True)
-    for text, message in (('0', 'is 1 or more'), ('c', 'not a factor'), ('3x', 'not a factor')):
-        with pytest.raises(argparse.ArgumentTypeError, match=message):
-            rounds.screen_setting(text)
 
 
 def test_rounds_benchmark_quick_run(sample_dir, sample_dataset_path, tmp_path) -> None:

@@ -93,10 +93,6 @@ class GenerateCalculation(WyckoffDiffCalculation):
                    default=lambda: orm.Int(SamplingConfig.energy_screen), validator=validate_positive,
                    help='Draw this many times the samples and keep those a fine-tuned checkpoint\'s energy head '
                    'predicts closest to e_above_hull (1, or a checkpoint without a head: no screen).')
-        spec.input('energy_screen_cost', valid_type=orm.Bool, serializer=orm.to_aiida_type,
-                   default=lambda: orm.Bool(SamplingConfig.energy_screen_cost),
-                   help='Rank the screened draws by expected structures near e_above_hull per expected relaxation '
-                   'cost instead of by the distance of the prediction to it.')
         spec.input('steps', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    validator=validate_positive, help='Strided reverse diffusion steps.')
         spec.input('seed', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0))
@@ -124,7 +120,6 @@ class GenerateCalculation(WyckoffDiffCalculation):
         params += ['--known-prototypes', str(self.inputs.known_prototypes.value)]
         params += ['--energy-guidance', str(self.inputs.energy_guidance.value)]
         params += ['--energy-screen', str(self.inputs.energy_screen.value)]
-        params += ['--energy-screen-cost' if self.inputs.energy_screen_cost.value else '--energy-screen-distance']
         params += ['--steps', str(self.inputs.steps.value), '--seed', str(self.inputs.seed.value)]
         if 'e_above_hull' in self.inputs:
             params += ['--e-above-hull', str(self.inputs.e_above_hull.value)]

@@ -247,12 +247,6 @@ def finetune(
     'without a head, or no --e-above-hull, ignores it (docs/rounds.md).',
 )
 @click.option(
-    '--energy-screen-cost/--energy-screen-distance', default=SamplingConfig.energy_screen_cost, show_default=True,
-    help='Rank the screened draws by their expected structures near --e-above-hull per expected relaxation cost '
-    '(the head\'s probability over the primitive cell\'s atoms to the power 1.5) instead of by the distance of the '
-    'prediction to it (docs/rounds.md).',
-)
-@click.option(
     '--steps', type=click.IntRange(min=1), default=100, show_default=True, help='Strided reverse steps out of T.'
 )
 @click.option(
@@ -300,7 +294,6 @@ def generate(
     known_prototypes: float,
     energy_guidance: float,
     energy_screen: int,
-    energy_screen_cost: bool,
     steps: int,
     max_atoms: int,
     max_draws: int,
@@ -332,7 +325,6 @@ def generate(
         known_prototypes=known_prototypes,
         energy_guidance=energy_guidance,
         energy_screen=energy_screen,
-        energy_screen_cost=energy_screen_cost,
         max_atoms=max_atoms,
         max_draws=max_draws,
     )

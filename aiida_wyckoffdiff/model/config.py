@@ -188,12 +188,6 @@ class SamplingConfig:
     without a head: no screen. Within a group the head barely ranks, across groups and compositions it does
     (Spearman 0.33-0.49 on the next round's new protostructures, docs/rounds.md)."""
 
-    energy_screen_cost: bool = False
-    """With ``energy_screen``, keep the draws with the most expected near-target structures per expected relaxation
-    cost instead of the closest predictions: the head's probability of relaxing within the allocation window of the
-    target over the primitive cell's atoms to the power ``sampling.RELAXATION_COST_EXPONENT``. The plain screen
-    prefers large cells, which relax slowly (docs/rounds.md)."""
-
     def __post_init__(self) -> None:
         if int(self.num_steps) < 1:
             raise ConfigurationError(f'the number of reverse steps must be at least 1, not {self.num_steps!r}')
@@ -212,8 +206,6 @@ class SamplingConfig:
         if isinstance(self.energy_screen, bool) or int(self.energy_screen) != self.energy_screen \
                 or self.energy_screen < 1:
             raise ConfigurationError(f'energy_screen is a whole factor of samples, 1 or more, not {self.energy_screen!r}')
-        if not isinstance(self.energy_screen_cost, bool):
-            raise ConfigurationError(f'energy_screen_cost is true or false, not {self.energy_screen_cost!r}')
         if int(self.batch_size) < 1:
             raise ConfigurationError(f'the sampling batch size must be at least 1, not {self.batch_size!r}')
         object.__setattr__(self, 'guided', tuple(self.guided))

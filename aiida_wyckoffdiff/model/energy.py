@@ -104,20 +104,6 @@ class EnergyHead:
         """How far (eV/atom) each prediction lies from ``target``, clipped as the head's energies are."""
         return np.abs(self.predict(features) - min(target, ENERGY_CLIP))
 
-    def log_probability_near(self, features: np.ndarray, target: float, window: float) -> np.ndarray:
-        """Log-probability, under the head's Gaussian, that each protostructure relaxes within ``window`` eV/atom of
-        ``target``, counting energies below the hull as 0 as the space-group allocation does: at a target within the
-        window of the hull, anything lower counts (at target 0, a hit)."""
-        from scipy.special import log_ndtr
-
-        target = min(target, ENERGY_CLIP)
-        mean = self.predict(features)
-        upper = log_ndtr((target + window - mean) / self.loo_rmse)
-        if target <= window:
-            return upper
-        lower = log_ndtr((target - window - mean) / self.loo_rmse)
-        return upper + np.log(-np.expm1(np.minimum(lower - upper, -1e-12)))
-
     def log_likelihood(self, features: np.ndarray, target: float) -> np.ndarray:
         """Gaussian log-likelihood (up to a constant) that each protostructure relaxes to ``target`` eV/atom."""
         return -0.5 * (self.distance(features, target) / self.loo_rmse) ** 2

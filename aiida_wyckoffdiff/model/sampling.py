@@ -40,7 +40,6 @@ from .config import SamplingConfig
 from .constrained import constrained_argmax
 from .diffusion import WyckoffDiffusion, gumbel_scores, sample_categorical, x0_nll
 from .encoding import EncodedCrystal, ProtoBatch, collate, decode, encode, structure_tensors
-from ..spacegroups import ALLOCATION_WINDOW
 from .energy import pooled_features
 
 __all__ = [
@@ -540,12 +539,6 @@ def generate_many(
     ]
 
 
-RELAXATION_COST_EXPONENT = 1.5
-"""A relaxation's cost grows as the primitive cell's atoms to about this power: CHGNet's step costs in proportion to
-the atoms (19.6 ms for 4 atoms, 599 ms for 128, one thread) and the steps grow with them too (as the 0.78th power over
-1,144 relaxations of rounds runs 10-11, fitted after this was set and measured: docs/rounds.md)."""
-
-
 def _screened(
     model: WyckoffDiffusion, requests: Sequence[GenerationRequest], config: SamplingConfig, generator: torch.Generator
 ) -> list[GenerationResult]:
@@ -564,13 +557,8 @@ def _screened(
         if protostructures:
             features = pooled_features(model, protostructures, [request.chemsys] * len(protostructures),
                                        config.batch_size)
-            if config.energy_screen_cost:
-                cells = np.array([protostructure.primitive_atoms for protostructure in protostructures], dtype=float)
-                rank = RELAXATION_COST_EXPONENT * np.log(cells) - model.energy_head.log_probability_near(
-                    features, request.e_above_hull, ALLOCATION_WINDOW)
-            else:
-                rank = model.energy_head.distance(features, request.e_above_hull)
-            kept = sorted(np.argsort(rank, kind='stable')[: request.num_samples].tolist())
+            distance = model.energy_head.distance(features, request.e_above_hull)
+            kept = sorted(np.argsort(distance, kind='stable')[: request.num_samples].tolist())
             result.rejected['screened'] = len(protostructures) - len(kept)
             result.samples = [result.samples[position] for position in kept]
         result.num_failed = request.num_samples - len(result.samples)
@@ -681,7 +669,6 @@ def generate_json(
         'known_prototypes_across_groups': config.known_prototypes_across_groups,
         'energy_guidance': config.energy_guidance,
         'energy_screen': config.energy_screen,
-        'energy_screen_cost': config.energy_screen_cost,
         'energy_head_rows': loaded.model.energy_head.rows if loaded.model.energy_head is not None else None,
         'max_atoms': config.max_atoms,
         'max_draws': config.max_draws,

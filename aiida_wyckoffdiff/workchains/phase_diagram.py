@@ -335,7 +335,7 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(
             GenerateCalculation, namespace='generate',
             include=('code', 'checkpoint', 'guided', 'plausible', 'known_prototypes', 'energy_guidance', 'energy_screen',
-                     'energy_screen_cost', 'exclude', 'metadata'),
+                     'exclude', 'metadata'),
         )
         spec.expose_inputs(RelaxCalculation, namespace='relax', include=('code', 'relaxer', 'checkpoint', 'settings', 'metadata'))
         spec.outline(

@@ -186,10 +186,6 @@ def test_shipped_checkpoint_ranks_the_paper_examples_first_among_training_arrang
     refused = CliRunner().invoke(main, [*arguments, '--energy-guidance', '-1'])
     assert refused.exit_code == 2 and '-1' in refused.output
     assert document['meta']['energy_screen'] == SamplingConfig.energy_screen
-    assert document['meta']['energy_screen_cost'] is SamplingConfig.energy_screen_cost
-    ranked = CliRunner().invoke(main, [*arguments, '--energy-screen', '3', '--energy-screen-cost'])
-    assert ranked.exit_code == 0, ranked.output
-    assert json.loads(output.read_text())['meta']['energy_screen_cost'] is True
     refused = CliRunner().invoke(main, [*arguments, '--energy-screen', '0'])
     assert refused.exit_code == 2 and "'--energy-screen': 0 is not in the range x>=1" in refused.output
 

@@ -16,14 +16,7 @@ from aiida_wyckoffdiff.model.checkpoint import load_checkpoint, save_checkpoint,
 from aiida_wyckoffdiff.model.config import SamplingConfig
 from aiida_wyckoffdiff.model.diffusion import WyckoffDiffusion
 from aiida_wyckoffdiff.model.energy import ENERGY_CLIP, MIN_ROWS, _ridge, fit_energy_head, pooled_features
-from aiida_wyckoffdiff.model.sampling import (
-    RELAXATION_COST_EXPONENT,
-    GenerationRequest,
-    GenerationResult,
-    generate,
-    library_scores,
-)
-from aiida_wyckoffdiff.spacegroups import ALLOCATION_WINDOW
+from aiida_wyckoffdiff.model.sampling import GenerationRequest, GenerationResult, generate, library_scores
 from aiida_wyckoffdiff.symmetry import Protostructure
 
 RELAXED = json.loads((Path(__file__).parents[1] / 'data' / 'relaxation_rows_ti_o.json').read_text())
@@ -142,46 +135,6 @@ def test_the_screen_keeps_the_samples_predicted_closest_to_the_target() -> None:
     assert low.max() <= np.sort(high)[len(high) // 2]  # apart, not merely shifted
     unconditioned, result = predicted(None, 3)
     assert 'screened' not in result.rejected and unconditioned == pytest.approx(predicted(None, 1)[0])
-
-
-def test_the_probability_of_landing_near_the_target_follows_the_prediction(shipped, ti_o_features) -> None:
-    """On real Ti-O rows: at target 0 anything below the window counts, so the probability falls as the prediction
-    rises; at 0.5 it peaks where the prediction is nearest the target; a window far wider than the spread is sure."""
-    head = fit_energy_head(shipped, ROWS)
-    predicted = head.predict(ti_o_features)
-    order = np.argsort(predicted)
-    at_zero = np.exp(head.log_probability_near(ti_o_features, 0.0, 0.1))
-    assert np.all(np.diff(at_zero[order]) <= 1e-12) and np.all((at_zero > 0) & (at_zero < 1))
-    at_half = head.log_probability_near(ti_o_features, 0.5, 0.1)
-    assert at_half.argmax() == np.abs(predicted - 0.5).argmin()
-    assert np.exp(head.log_probability_near(ti_o_features, 0.5, 10.0)) == pytest.approx(1.0)
-
-
-def test_the_cost_screen_keeps_the_most_expected_hits_per_relaxation_cost() -> None:
-    """Ti-O at target 0, screened three times over and ranked per relaxation cost: the kept cells are smaller than the
-    plain screen's and the unscreened ones (primitive cells, what a relaxation works on), and they promise more hits
-    per unit of expected cost (summed probabilities over summed costs) than either."""
-    model = load_checkpoint(shipped_checkpoint_path(), 'cpu').model
-    model.energy_head = fit_energy_head(model, ROWS)
-
-    def kept(screen: int, by_cost: bool) -> tuple[float, float]:
-        """Mean primitive atoms of the kept samples, and their expected hits per expected relaxation cost."""
-        request = GenerationRequest(('O', 'Ti'), (136, 62, 12, 225, 166, 14), 0.0, 18)
-        config = SamplingConfig(energy_screen=screen, energy_screen_cost=by_cost)
-        result = generate(model, request, config, torch.Generator().manual_seed(0))
-        protostructures = [sample.protostructure for sample in result.samples]
-        features = pooled_features(model, protostructures, [('O', 'Ti')] * len(protostructures))
-        hits = np.exp(model.energy_head.log_probability_near(features, 0.0, ALLOCATION_WINDOW)).sum()
-        atoms = np.array([p.primitive_atoms for p in protostructures], dtype=float)
-        return float(atoms.mean()), float(hits / (atoms ** RELAXATION_COST_EXPONENT).sum())
-
-    plain_atoms, plain_yield = kept(1, False)
-    screened_atoms, screened_yield = kept(3, False)
-    cheap_atoms, cheap_yield = kept(3, True)
-    assert cheap_atoms < min(screened_atoms, plain_atoms)
-    assert cheap_yield > max(screened_yield, plain_yield)
-    with pytest.raises(ConfigurationError, match='energy_screen_cost is true or false'):
-        SamplingConfig(energy_screen_cost=1)
 
 
 def test_a_negative_weight_or_a_fractional_screen_is_refused() -> None:
