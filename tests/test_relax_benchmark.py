@@ -1,4 +1,4 @@
-"""The relaxation benchmark's quick path and two of the experiments run end to end on the committed inputs (their
+"""The relaxation benchmark's quick path and three of the experiments run end to end on the committed inputs (their
 numbers are in docs); the experiments import the benchmark's reader from the folder above theirs."""
 
 from __future__ import annotations
@@ -47,3 +47,20 @@ def test_relax_jobs_benchmark_relaxes_every_structure_in_each_layout() -> None:
     assert [line.split(':')[0] for line in lines] == ['1 jobs x 2 threads', '2 jobs x 1 threads']
     assert all('2 of 2 relaxed' in line for line in lines), lines
 
+
+
+def test_template_steps_experiment_relaxes_both_realizations_of_each_protostructure(tmp_path) -> None:
+    """Its quick path: three of Li-O's round-1 protostructures, each from its template and by PyXtal; the stages add
+    up, and each rule's cost is the sum over the realizations it picks (all templates, or none)."""
+    output = tmp_path / 'steps.json'
+    result = subprocess.run([sys.executable, str(EXPERIMENTS / 'template_steps.py'), '--quick', '--output', str(output)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    system = json.loads(output.read_text())['systems']['Li-O']
+    template, pyxtal = system['structures']['template'], system['structures']['pyxtal']
+    assert len(template) == 3 and set(template) == set(pyxtal)
+    assert all(row['steps'] == row['symmetric'] + row['free'] <= 10 for row in [*template.values(), *pyxtal.values()])
+    assert all(row['template'].startswith('mp-') and row['distance'] >= 0 for row in template.values())
+    rules = {str(rule['template_up_to']): rule for rule in system['summary']['rules']}
+    assert rules['None']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in template.values())
+    assert rules['never']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in pyxtal.values())

@@ -1,0 +1,160 @@
+"""Where template and PyXtal relaxation steps go, on the same protostructures, and whether far templates are worth it.
+
+The protostructures are the round-1 samples of a committed rounds result (``benchmarks/rounds12_*.json``: the shipped
+model at the sampling defaults, target 0, 96 per system). Each is realized twice, from its most similar training crystal
+(``templates.substitute`` via ``realize(..., template=...)``, as the workflow does at K = 1) and by PyXtal (seed = its
+position), and each realization is relaxed by the staged protocol (``relax.STAGED``) against the MP hull. Printed per
+system: the steps of each method split into the symmetric and the free stage; the same by the template's chemical
+distance (summed Mendeleev-number differences of the elements that replace each other, ``Template.distance_to``);
+and, from these paired relaxations, what a rule "template only up to distance D, PyXtal beyond" would have cost and
+found (atom-steps; distinct relaxed structures, by label, within 0.1 eV/atom of the hull, and those of them that kept
+the requested crystal system).
+
+Usage: ``python benchmarks/experiments/template_steps.py [--systems Li-O Er-Ni] [--limit 96] [--output FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCHMARKS = Path(__file__).parents[1]
+RESULTS = {'Er-Ni': 'rounds12_er_ni', 'Cu-Nb-O': 'rounds12_cu_nb_o', 'Li-O': 'rounds12_li_o', 'Ti-O': 'rounds12_ti_o'}
+DISTANCE_BINS = ((0, 10), (11, 30), (31, 60), (61, 10_000))
+CUTOFFS = (10, 30, 60, None)
+"""The rules compared: template up to this chemical distance (``None``: always, the workflow's rule), PyXtal beyond."""
+HIT = 0.1
+
+
+def round_one_labels(system: str, limit: int) -> list[str]:
+    """The protostructures round 1 relaxed, in the order they were drawn."""
+    document = json.loads((BENCHMARKS / f'{RESULTS[system]}.json').read_text())
+    first = next(arm for arm in document['systems'][system]['arms'] if arm['round'] == 1)
+    return list(first['e_above_hull_by_request'])[:limit]
+
+
+def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per method, per label: steps per stage, e_above_hull, requested and final crystal system, atoms, distance."""
+    from dataclasses import replace
+
+    from aiida_wyckoffdiff.realize import realize
+    from aiida_wyckoffdiff.relax import STAGED, relax_all
+    from aiida_wyckoffdiff.symmetry import Protostructure, spacegroup_info, structure_label
+    from aiida_wyckoffdiff.templates import shipped_templates
+
+    library = shipped_templates()
+    settings = replace(STAGED, steps=steps)
+    protostructures = {label: Protostructure.from_label(label) for label in labels}
+    templates = {label: library.templates_for(p, 1) for label, p in protostructures.items()}
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for method in ('template', 'pyxtal'):
+        structures, names = [], []
+        for position, (label, protostructure) in enumerate(protostructures.items()):
+            own = templates[label] if method == 'template' else []
+            realized = realize(protostructure, seed=position, template=own[0] if own else None,
+                               scale_volume=method == 'template')
+            if realized.structure is not None:
+                structures.append(realized.structure)
+                names.append(label)
+        started = time.process_time()
+        run = relax_all(structures, potential, settings, workers=1, hull=hull)
+        print(f'  {method}: {len(structures)} relaxed in {time.process_time() - started:.0f} CPU s', flush=True)
+        rows = {}
+        for label, outcome in zip(names, run.outcomes, strict=True):
+            if not outcome.ok or outcome.e_above_hull is None:
+                continue
+            stages = [stage['steps'] for stage in outcome.stages]
+            final = outcome.spacegroup_final
+            try:
+                relaxed = structure_label(outcome.structure)
+            except Exception:  # noqa: BLE001 - a collapsed cell has no label; it still has an energy
+                relaxed = f'{label}#{method}'
+            rows[label] = {
+                'symmetric': stages[0], 'free': sum(stages[1:]), 'steps': outcome.steps,
+                'e_above_hull': round(outcome.e_above_hull, 4), 'atoms': len(outcome.structure), 'relaxed': relaxed,
+                'system_kept': final is not None and spacegroup_info(final).crystal_system
+                == protostructures[label].info.crystal_system,
+                'template': templates[label][0].material_id if templates[label] else None,
+                'distance': templates[label][0].distance_to(protostructures[label]) if templates[label] else None,
+            }
+        results[method] = rows
+    return results
+
+
+def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Paired means and medians of the steps, the same per distance bin, and the cutoff rules' cost and finds."""
+    template, pyxtal = results['template'], results['pyxtal']
+    pairs = [label for label in template if label in pyxtal and template[label]['distance'] is not None]
+
+    def steps(method: dict[str, dict[str, Any]], chosen: list[str]) -> dict[str, float]:
+        total = np.array([method[label]['steps'] for label in chosen], dtype=float)
+        return {'pairs': len(chosen), 'median': float(np.median(total)), 'mean': round(float(total.mean()), 1),
+                'symmetric_mean': round(float(np.mean([method[label]['symmetric'] for label in chosen])), 1),
+                'free_mean': round(float(np.mean([method[label]['free'] for label in chosen])), 1)}
+
+    summary: dict[str, Any] = {'all': {'template': steps(template, pairs), 'pyxtal': steps(pyxtal, pairs)}, 'bins': []}
+    for low, high in DISTANCE_BINS:
+        chosen = [label for label in pairs if low <= template[label]['distance'] <= high]
+        if chosen:
+            summary['bins'].append({'distance': [low, high], 'template': steps(template, chosen),
+                                    'pyxtal': steps(pyxtal, chosen),
+                                    'hits': [sum(template[k]['e_above_hull'] <= HIT for k in chosen),
+                                             sum(pyxtal[k]['e_above_hull'] <= HIT for k in chosen)]})
+    summary['rules'] = []
+    for cutoff in CUTOFFS:
+        picked = [template[k] if cutoff is None or template[k]['distance'] <= cutoff else pyxtal[k] for k in pairs]
+        summary['rules'].append({'template_up_to': cutoff, **_outcome(picked)})
+    summary['rules'].append({'template_up_to': 'never', **_outcome([pyxtal[k] for k in pairs])})
+    return summary
+
+
+def _outcome(picked: list[dict[str, Any]]) -> dict[str, int]:
+    """Atom-steps spent, and the distinct relaxed structures (by label) within :data:`HIT` of the hull: all of them
+    and those whose relaxation kept the requested crystal system."""
+    hits = {row['relaxed']: row for row in picked if row['e_above_hull'] <= HIT}
+    return {'atom_steps': int(sum(row['atoms'] * row['steps'] for row in picked)), 'hits': len(hits),
+            'hits_keeping_crystal_system': sum(row['system_kept'] for row in hits.values())}
+
+
+def main() -> None:
+    from aiida_wyckoffdiff.hull import MPHull
+    from aiida_wyckoffdiff.potentials import load_potential
+    from aiida_wyckoffdiff.relax import quiet_cell_filter_warnings, single_threaded_linear_algebra
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--systems', nargs='+', choices=sorted(RESULTS), default=['Li-O', 'Er-Ni'])
+    parser.add_argument('--limit', type=int, default=96, help='Round-1 protostructures per system, in drawn order.')
+    parser.add_argument('--steps', type=int, default=150, help='At most this many steps per stage.')
+    parser.add_argument('--quick', action='store_true', help='A CI-size run: Li-O, 3 protostructures, 5 steps.')
+    parser.add_argument('--output', type=Path, help='Write every number, per structure too, to this JSON file.')
+    args = parser.parse_args()
+    if args.quick:
+        args.systems, args.limit, args.steps = ['Li-O'], 3, 5
+    single_threaded_linear_algebra()
+    quiet_cell_filter_warnings()
+    potential = load_potential('chgnet')
+    hull = MPHull(apply_mp2020=not potential.includes_mp2020)
+    document: dict[str, Any] = {'settings': vars(args) | {'output': str(args.output)}, 'systems': {}}
+    for system in args.systems:
+        print(system, flush=True)
+        results = relax_both(round_one_labels(system, args.limit), args.steps, potential, hull)
+        summary = summarize(results)
+        document['systems'][system] = {'summary': summary, 'structures': results}
+        for method, row in summary['all'].items():
+            print(f'  {method:8s} {row}')
+        for row in summary['bins']:
+            print(f"  distance {row['distance']}: template {row['template']['mean']} against PyXtal "
+                  f"{row['pyxtal']['mean']} steps (mean) over {row['template']['pairs']}, hits {row['hits']}")
+        for row in summary['rules']:
+            print(f'  rule {row}')
+    if args.output:
+        args.output.write_text(json.dumps(document, indent=1))
+
+
+if __name__ == '__main__':
+    main()
