@@ -44,7 +44,7 @@ def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict
 
     from aiida_wyckoffdiff.realize import realize
     from aiida_wyckoffdiff.relax import STAGED, relax_all
-    from aiida_wyckoffdiff.symmetry import Protostructure, spacegroup_info, structure_label
+    from aiida_wyckoffdiff.symmetry import Protostructure, structure_label
     from aiida_wyckoffdiff.templates import shipped_templates
 
     library = shipped_templates()
@@ -69,7 +69,6 @@ def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict
             if not outcome.ok or outcome.e_above_hull is None:
                 continue
             stages = [stage['steps'] for stage in outcome.stages]
-            final = outcome.spacegroup_final
             try:
                 relaxed = structure_label(outcome.structure)
             except Exception:  # noqa: BLE001 - a collapsed cell has no label; it still has an energy
@@ -77,13 +76,23 @@ def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict
             rows[label] = {
                 'symmetric': stages[0], 'free': sum(stages[1:]), 'steps': outcome.steps,
                 'e_above_hull': round(outcome.e_above_hull, 4), 'atoms': len(outcome.structure), 'relaxed': relaxed,
-                'system_kept': final is not None and spacegroup_info(final).crystal_system
-                == protostructures[label].info.crystal_system,
+                'system_kept': system_kept(label, relaxed),
                 'template': templates[label][0].material_id if templates[label] else None,
                 'distance': templates[label][0].distance_to(protostructures[label]) if templates[label] else None,
             }
         results[method] = rows
     return results
+
+
+def system_kept(requested: str, relaxed: str) -> bool:
+    """Whether the relaxed structure's label has the requested label's crystal system, as ``discovery.py`` counts it
+    (a collapsed cell, without a label, has not)."""
+    from aiida_wyckoffdiff.symmetry import Protostructure
+
+    if '#' in relaxed:
+        return False
+    systems = {Protostructure.from_label(label).info.crystal_system for label in (requested, relaxed)}
+    return len(systems) == 1
 
 
 def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
