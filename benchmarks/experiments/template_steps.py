@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from aiida_wyckoffdiff.spacegroups import ALLOCATION_WINDOW as HIT
+
 BENCHMARKS = Path(__file__).parents[1]
 RESULTS = {'Er-Ni': 'rounds12_er_ni', 'Cu-Nb-O': 'rounds12_cu_nb_o', 'Li-O': 'rounds12_li_o', 'Ti-O': 'rounds12_ti_o'}
 DISTANCE_BINS = ((0, 10), (11, 30), (31, 60), (61, 10_000))
 CUTOFFS = (10, 30, 60, None)
 """The rules compared: template up to this chemical distance (``None``: always, the workflow's rule), PyXtal beyond."""
-HIT = 0.1
 
 
 def round_one_labels(system: str, limit: int) -> list[str]:
@@ -39,7 +40,8 @@ def round_one_labels(system: str, limit: int) -> list[str]:
 
 
 def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per method, per label: steps per stage, e_above_hull, requested and final crystal system, atoms, distance."""
+    """Per method, per label: steps per stage, e_above_hull, the relaxed label and whether it kept the requested
+    crystal system, atoms, and the template's material id and chemical distance."""
     from dataclasses import replace
 
     from aiida_wyckoffdiff.realize import realize
