@@ -133,9 +133,10 @@ class RelaxOutcome:
     """What happened to one input structure; ``reason`` is ``None`` unless it failed.
 
     Energies are total (eV) and per atom (eV/atom) of the returned structure, from ``potential`` with checkpoint
-    hash ``checkpoint_sha256``; with two stages that is the lower of the two. A structure that hit the step limit is
-    not failed: ``converged`` is ``False`` and its last energy is kept; nor is a pruned one, whose ``pruned`` says
-    why it was stopped. ``stages`` holds per stage ``fix_symmetry``, ``steps``, ``converged``, ``energy_per_atom``,
+    hash ``checkpoint_sha256``; with two stages that is the lower of the two, unless the free stage stayed in the
+    symmetric stage's space group, which leaves the symmetric stage's exact structure. A structure that hit the step
+    limit is not failed: ``converged`` is ``False`` and its last energy is kept; nor is a pruned one, whose ``pruned``
+    says why it was stopped. ``stages`` holds per stage ``fix_symmetry``, ``steps``, ``converged``, ``energy_per_atom``,
     ``spacegroup`` and ``e_above_hull``; ``kept_spacegroup`` whether the free stage kept the symmetric stage's group.
     ``e_above_hull`` (eV/atom) is known where the relaxation measured it (the staged protocol).
     """
@@ -230,7 +231,7 @@ class _Job:
     """An open ``ase.io.Trajectory`` that receives every evaluated frame, when one was asked for."""
     stage_steps: int = 0
     best: tuple[float, Structure, bool] | None = None
-    """Energy (eV), structure and convergence of the lowest-energy stage so far."""
+    """Energy (eV), structure and stage index of the stage the outcome reports, so far (``_end_stage``)."""
 
 
 def _start(index: int, structure: Structure, potential: LoadedPotential, settings: RelaxSettings) -> _Job:
@@ -355,12 +356,23 @@ def _end_stage(job: _Job, settings: RelaxSettings, converged: bool, structure: S
         'spacegroup': spacegroup_of(structure, settings.symprec),
         'e_above_hull': distance,
     })
-    if job.best is None or energy < job.best[0]:
+    if job.best is None or (energy < job.best[0] and not _same_group_as_symmetric(job.outcome.stages)):
         job.best = (energy, structure, len(job.outcome.stages) - 1)
 
 
+def _same_group_as_symmetric(stages: list[dict[str, Any]]) -> bool:
+    """Whether the stage just ended is a free stage that stayed in the symmetric stage's space group (at ``symprec``).
+
+    Such a free stage found no lower-symmetry minimum: its structure is the symmetric one plus the start's rattle and
+    what ``fmax`` leaves, a noise that spglib at a tighter tolerance, or a DFT code, reads as a lower group (a
+    P6_3/mcm Er5Ni4, hexagonal to 0.002°, labelled Cm). The symmetric stage's exactly symmetric structure is kept.
+    """
+    return len(stages) > 1 and stages[0]['fix_symmetry'] and stages[-1]['spacegroup'] == stages[0]['spacegroup']
+
+
 def _finish(job: _Job) -> None:
-    """The outcome is the lowest-energy stage: the hull takes the lowest energy each structure reached."""
+    """The outcome is the lowest-energy stage, the one the hull takes, except that a free stage ending in the
+    symmetric stage's group leaves the symmetric stage's structure (``_same_group_as_symmetric``)."""
     energy, structure, index = job.best
     outcome, stage = job.outcome, job.outcome.stages[index]
     outcome.converged = stage['converged']

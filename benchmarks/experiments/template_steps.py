@@ -41,7 +41,8 @@ def round_one_labels(system: str, limit: int) -> list[str]:
 
 def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict[str, dict[str, dict[str, Any]]]:
     """Per method, per label: steps per stage, e_above_hull, the relaxed label and whether it kept the requested
-    crystal system, atoms, and the template's material id and chemical distance."""
+    crystal system, atoms, the template's material id and chemical distance, and each stage's space group and
+    e_above_hull."""
     from dataclasses import replace
 
     from aiida_wyckoffdiff.realize import realize
@@ -81,6 +82,7 @@ def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict
                 'system_kept': system_kept(label, relaxed),
                 'template': templates[label][0].material_id if templates[label] else None,
                 'distance': templates[label][0].distance_to(protostructures[label]) if templates[label] else None,
+                'stages': [{key: stage[key] for key in ('spacegroup', 'e_above_hull')} for stage in outcome.stages],
             }
         results[method] = rows
     return results
