@@ -136,9 +136,10 @@ class RelaxOutcome:
     hash ``checkpoint_sha256``; with two stages that is the lower of the two, unless the free stage found the
     symmetric minimum again (its group, a few meV/atom lower), which leaves the symmetric stage's exact structure. A
     structure that hit the step limit is not failed: ``converged`` is ``False`` and its last energy is kept; nor is a
-    pruned one, whose ``pruned`` says why it was stopped. ``stages`` holds per stage ``fix_symmetry``, ``steps``, ``converged``, ``energy_per_atom``,
-    ``spacegroup`` and ``e_above_hull``; ``kept_spacegroup`` whether the free stage kept the symmetric stage's group.
-    ``e_above_hull`` (eV/atom) is known where the relaxation measured it (the staged protocol).
+    pruned one, whose ``pruned`` says why it was stopped. ``stages`` holds per stage ``fix_symmetry``, ``steps``,
+    ``converged``, ``energy_per_atom``, ``spacegroup`` and ``e_above_hull``; ``kept_spacegroup`` whether the free stage
+    kept the symmetric stage's group. ``e_above_hull`` (eV/atom) is known where the relaxation measured it (the staged
+    protocol).
     """
 
     index: int
@@ -230,7 +231,7 @@ class _Job:
     trajectory: Any = None
     """An open ``ase.io.Trajectory`` that receives every evaluated frame, when one was asked for."""
     stage_steps: int = 0
-    best: tuple[float, Structure, bool] | None = None
+    best: tuple[float, Structure, int] | None = None
     """Energy (eV), structure and stage index of the stage the outcome reports, so far (``_end_stage``)."""
 
 

@@ -298,7 +298,7 @@ LI_O_ELEMENTAL = {'Li': -1.882, 'O': -4.913}
 def test_staged_protocol_relaxes_freely_only_near_the_hull(chgnet, li2o):  # noqa: F811
     """Li2O (on the hull) gets a free stage after the symmetric one and keeps Fm-3m; LiO in the CsCl arrangement,
     far above the hull, stays symmetric; both record each stage. Li2O's free stage stays in Fm-3m, so the result is
-    the symmetric stage's exactly cubic structure, not the free stage's rattled one that a tight tolerance reads lower."""
+    the symmetric stage's exactly cubic structure, not a rattled one that a tight tolerance reads lower."""
     from pymatgen.core import Lattice, Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
