@@ -365,7 +365,7 @@ SAME_MINIMUM_WITHIN = 0.005
 """eV/atom: a free stage that stays in the symmetric stage's group and ends less than this much lower found the
 symmetric minimum again. Stopping at ``fmax`` 0.1 eV/Å leaves about f²/2k per degree of freedom unresolved, up to
 about 3 meV/atom at the curvatures of crystals (5-20 eV/Å²). Of the 24 labels that a bare same-group rule restored on
-768 relaxations, 23 were within this (docs/relaxation.md)."""
+766 relaxations, 23 were within this (docs/relaxation.md)."""
 
 
 def _symmetric_minimum_again(stages: list[dict[str, Any]]) -> bool:
