@@ -48,10 +48,10 @@ def test_relax_jobs_benchmark_relaxes_every_structure_in_each_layout() -> None:
     assert all('2 of 2 relaxed' in line for line in lines), lines
 
 
-
 def test_template_steps_experiment_relaxes_both_realizations_of_each_protostructure(tmp_path) -> None:
     """Its quick path: three of Li-O's round-1 protostructures, each from its template and by PyXtal; the stages add
-    up, and each rule's cost is the sum over the realizations it picks (all templates, or none)."""
+    up, the result is one of the recorded stages, and each rule's cost is the sum over the realizations it picks (all
+    templates, or none)."""
     output = tmp_path / 'steps.json'
     result = subprocess.run([sys.executable, str(EXPERIMENTS / 'template_steps.py'), '--quick', '--output', str(output)],
                             capture_output=True, text=True, timeout=600)
@@ -61,6 +61,8 @@ def test_template_steps_experiment_relaxes_both_realizations_of_each_protostruct
     assert len(template) == 3 and set(template) == set(pyxtal)
     assert all(row['steps'] == row['symmetric'] + row['free'] <= 10 for row in [*template.values(), *pyxtal.values()])
     assert all(row['template'].startswith('mp-') and row['distance'] >= 0 for row in template.values())
+    assert all(row['e_above_hull'] in {round(stage['e_above_hull'], 4) for stage in row['stages']}
+               for row in [*template.values(), *pyxtal.values()])
     rules = {str(rule['template_up_to']): rule for rule in system['summary']['rules']}
     assert rules['None']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in template.values())
     assert rules['never']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in pyxtal.values())
