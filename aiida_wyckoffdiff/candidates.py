@@ -29,12 +29,14 @@ PRERELAX = RelaxSettings(fmax=0.2, steps=30, fix_symmetry=True)
 
 @dataclass
 class Choice:
-    """The chosen starting structure of one protostructure, with every candidate's score (eV/atom, ``None``: failed)
-    and which candidate it was (``chosen``, a position among the scores)."""
+    """The chosen starting structure of one protostructure, with every candidate's score (eV/atom, ``None``: failed),
+    the pre-relaxation steps it cost (0 where scored by a single-point energy), and which candidate it was
+    (``chosen``, a position among the scores)."""
 
     protostructure: Protostructure | None = None
     structure: Structure | None = None
     scores: list[float | None] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
     reason: str | None = None
     chosen: int | None = None
 
@@ -53,17 +55,20 @@ def choose_among(
     structures = [structure for _, structure in pool]
     if prerelax is None:
         scores = evaluate_structures(structures, potential)
+        steps = [0] * len(structures)
     else:
         outcomes = relax_all(structures, potential, prerelax, workers=workers, cores=cores).outcomes if structures else []
         scores = [o.energy_per_atom for o in outcomes]
+        steps = [o.steps for o in outcomes]
         structures = [o.structure if o.structure is not None else s for o, s in zip(outcomes, structures)]
     choices = [Choice() for _ in groups]
     best: dict[int, float] = {}
-    for (i, _), structure, score in zip(pool, structures, scores):
+    for (i, _), structure, score, taken in zip(pool, structures, scores, steps):
         if score is not None and score < best.get(i, float('inf')):
             best[i] = score
             choices[i].structure, choices[i].chosen = structure, len(choices[i].scores)
         choices[i].scores.append(score)
+        choices[i].steps.append(taken)
     for choice in choices:
         if choice.structure is None:
             choice.reason = f'no candidate could be evaluated by the {potential.name} potential'

@@ -209,6 +209,7 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
     assert first['converged'] and first['spacegroup_final'] == 225
     assert 'overlapping' in bad['reason']
     assert generated['label_requested'] == 'AB_hP8_194_ac_f:Li-O' and len(generated['candidate_scores']) == 2
+    assert all(0 < steps <= 30 for steps in generated['candidate_prerelax_steps'])  # PRERELAX's limit
     result = runner.invoke(main, ['hull', str(relaxed), '--output-dir', str(tmp_path / 'hull')])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / 'hull' / 'table.csv')

@@ -394,6 +394,8 @@ def test_cli_relaxes_the_lowest_of_a_structure_and_its_alternatives(tmp_path, li
     assert entry["candidates"] == ["first", "first_c1"] and entry["chosen"] == "first_c1", entry["candidate_scores"]
     layers_score, antifluorite_score = entry['candidate_scores']
     assert antifluorite_score < layers_score - 0.05
+    assert len(entry['candidate_prerelax_steps']) == 2
+    assert all(steps <= 30 for steps in entry['candidate_prerelax_steps'])
     (tmp_path / 'bad.json').write_text(json.dumps({'other.cif': [str(tmp_path / 'first_c1.cif')]}))
     bad = CliRunner().invoke(main, [*arguments[:2], '--alternatives', str(tmp_path / 'bad.json')])
     assert bad.exit_code == 2 and 'other.cif is not one of the INPUTs' in bad.output

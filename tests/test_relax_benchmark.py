@@ -66,3 +66,25 @@ def test_template_steps_experiment_relaxes_both_realizations_of_each_protostruct
     rules = {str(rule['template_up_to']): rule for rule in system['summary']['rules']}
     assert rules['None']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in template.values())
     assert rules['never']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in pyxtal.values())
+
+
+def test_template_choice_experiment_replays_every_rule_on_the_same_protostructures(tmp_path) -> None:
+    """Its quick path: three of Ti-O's round-1 protostructures, each from up to two templates (scored and relaxed),
+    by PyXtal, and by the workflow's K = 2 with both methods; the most-similar rule is the first template's relaxation,
+    the oracle never takes more steps than any rule choosing among the same templates, and K = 2 counts its two
+    pre-relaxations."""
+    output = tmp_path / 'choice.json'
+    command = [sys.executable, str(EXPERIMENTS / 'template_choice.py'), '--quick', '--output', str(output)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    system = json.loads(output.read_text())['systems']['Ti-O']
+    structures, rules = system['structures'], system['summary']['rules']
+    assert len(structures) == 3 and system['summary']['protostructures'] >= 1
+    first = [entry['templates'][0] for entry in structures.values() if entry['templates']]
+    assert all(t['template'].startswith('mp-') and t['single_point'] < 0 for t in first)
+    fewest = rules['fewest steps of 2 templates (oracle)']['steps_mean']
+    assert rules['most similar template (K = 1)']['steps_mean'] >= fewest
+    assert rules['lowest single point of 2 templates']['steps_mean'] >= fewest
+    assert rules['PyXtal (K = 1)']['prerelax_steps_mean'] == 0 < rules['PyXtal, workflow K = 2']['prerelax_steps_mean']
+    assert all(row['steps'] >= row['prerelax_steps'] > 0 for entry in structures.values()
+               for row in (entry.get('template_k2'), entry.get('pyxtal_k2')) if row)

@@ -55,15 +55,16 @@ def _starting_structures(
                                   workers=workers, cores=cores, templates=templates) if labels else []
     for position, choice in zip(labels, choices):
         structures[position] = choice.structure
-        records[position]['candidate_scores'] = choice.scores
-        records[position]['realization_failure'] = choice.reason
+        records[position].update(candidate_scores=choice.scores, candidate_prerelax_steps=choice.steps,
+                                 realization_failure=choice.reason)
     grouped = [position for position, item in enumerate(inputs) if alternatives.get(item)]
     starts = [[structures[position], *(s for _, s in alternatives[inputs[position]])] for position in grouped]
     choices = choose_among(starts, potential, workers=workers, cores=cores) if grouped else []
     for position, choice in zip(grouped, choices):
         group = [inputs[position], *(f for f, _ in alternatives[inputs[position]])]
         structures[position] = choice.structure
-        records[position].update(candidate_scores=choice.scores, candidates=[Path(f).stem for f in group],
+        records[position].update(candidate_scores=choice.scores, candidate_prerelax_steps=choice.steps,
+                                 candidates=[Path(f).stem for f in group],
                                  chosen=None if choice.chosen is None else Path(group[choice.chosen]).stem,
                                  realization_failure=choice.reason)
     return structures, records
