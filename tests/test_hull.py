@@ -198,18 +198,21 @@ def test_cli_relax_then_hull(tmp_path, elemental, li2o):  # noqa: F811
 
     li2o.to(filename=str(tmp_path / 'Li2O.cif'))
     Structure(Lattice.cubic(4.0), ['Li', 'O'], [[0, 0, 0], [0.05, 0, 0]]).to(filename=str(tmp_path / 'bad.cif'))
-    inputs = [str(tmp_path / 'Li2O.cif'), str(tmp_path / 'bad.cif'), 'AB_hP8_194_ac_f:Li-O']
+    # A label with a template (the hexagonal one) is realized once, from it; one without, twice by PyXtal, and the
+    # lower after the pre-relaxation is relaxed.
+    inputs = [str(tmp_path / 'Li2O.cif'), str(tmp_path / 'bad.cif'), 'AB_hP8_194_ac_f:Li-O', 'A2B_hP3_191_c_a:Li-O']
     relaxed = tmp_path / 'relaxed.jsonl'
     runner = CliRunner()
     result = runner.invoke(main, ['relax', *inputs, '--candidates', '2', '--output', str(relaxed)])
     assert result.exit_code == 0, result.output
     document = read_results(relaxed.read_text())
     assert document['potential'] == 'chgnet' and len(document['checkpoint_sha256']) == 64 and document['complete']
-    first, bad, generated = document['structures']
+    first, bad, templated, drawn = document['structures']
     assert first['converged'] and first['spacegroup_final'] == 225
     assert 'overlapping' in bad['reason']
-    assert generated['label_requested'] == 'AB_hP8_194_ac_f:Li-O' and len(generated['candidate_scores']) == 2
-    assert all(0 < steps <= 30 for steps in generated['candidate_prerelax_steps'])  # PRERELAX's limit
+    assert templated['label_requested'] == 'AB_hP8_194_ac_f:Li-O' and templated['candidate_scores'] == []
+    assert drawn['label_requested'] == 'A2B_hP3_191_c_a:Li-O' and len(drawn['candidate_scores']) == 2
+    assert all(0 < steps <= 30 for steps in drawn['candidate_prerelax_steps'])  # PRERELAX's limit
     result = runner.invoke(main, ['hull', str(relaxed), '--output-dir', str(tmp_path / 'hull')])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / 'hull' / 'table.csv')

@@ -31,7 +31,8 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
                                     relax_settings=SMALL_RELAXATION, structures_per_job=4)
     builder.hull_tolerance = 2.0  # eV/atom: wide, so that a short relaxation still leaves hull structures to check
     builder.relax_memory_gib = RELAX_JOB_GIB  # memory for one relax job at a time
-    builder.candidates = 2  # two realizations of each protostructure; each job keeps the lower after pre-relaxing
+    builder.candidates = 2  # two PyXtal draws of a protostructure without a template; the job keeps the lower
+    builder.random_samples = 1  # random protostructures, some of which no training crystal's prototype fits
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     table = node.outputs.table.get_list()
@@ -51,10 +52,15 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert set(hull) == {row['key'] for row in relaxed if row['e_above_hull'] <= tolerance and not row['duplicate_of']}
     # The default is the staged protocol: a symmetric stage first, for every structure, recorded per job.
     results = [job.outputs.results['structures'] for job in relax_batches]
-    # Each protostructure's two candidates went to the same job, which recorded both scores and its choice.
+    # A protostructure with a template was realized once, from it; one without, twice by PyXtal: both candidates went
+    # to the same job, which recorded both scores and its choice.
     generated = {key: result for batch in results for key, result in batch.items() if not key.startswith('reference_')}
+    realization = [entry for entry in node.outputs.realization.get_list() if entry['ok']]
+    templated = {entry['output'] for entry in realization if 'template' in entry['realized_by'][entry['output']]}
+    assert templated and all(not entry['alternatives'] for entry in realization if entry['output'] in templated)
     pairs = {key: result for key, result in generated.items() if len(result.get('candidate_scores', [])) == 2}
-    assert pairs and all(result['chosen'] in (key, f'{key}_c1') for key, result in pairs.items()), generated
+    assert pairs and all(result['chosen'] in (key, f'{key}_c1') and key not in templated
+                         for key, result in pairs.items()), generated
     assert all(result['stages'][0]['fix_symmetry'] for batch in results for key, result in batch.items()
                if not key.startswith('reference_') and result['stages']), results
     assert any(name.endswith('_png') for name in node.outputs.plots) and 'energy_distribution_png' in node.outputs.plots
@@ -79,12 +85,13 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
         assert steps['wyckoffdiff.relax'].get('chosen', key) == chosen
         assert steps['wyckoffdiff.relax']['relaxer'] == 'chgnet'
         assert steps['wyckoffdiff.realize']['label'] == row['label_requested']
-        assert 'wyckoffdiff.generate' in steps, steps
-    # How each protostructure was come by: the library share (known_prototypes) or a chain.
-    origins = {lineages[row['key']]['wyckoffdiff.generate']['origin'] for row in relaxed}
+        assert ('wyckoffdiff.generate' in steps) != ('wyckoffdiff.random' in steps), steps
+    # How each of the model's protostructures was come by: the library share (known_prototypes) or a chain.
+    origins = {steps['wyckoffdiff.generate']['origin'] for steps in lineages.values() if 'wyckoffdiff.generate' in steps}
     assert None not in origins and SAMPLE_ORIGINS['library'] in ' '.join(origins)
-    structure = relaxed_nodes[relaxed[0]['key']]
-    generate = lineages[relaxed[0]['key']]['wyckoffdiff.generate']
+    modelled = next(row for row in relaxed if 'wyckoffdiff.generate' in lineages[row['key']])
+    structure = relaxed_nodes[modelled['key']]
+    generate = lineages[modelled['key']]['wyckoffdiff.generate']
     assert generate['chemsys'] == 'Li-O'
     assert generate['checkpoint_sha256'] == builder.generate.checkpoint.sha256
     assert generate['seed'] == 0
@@ -98,7 +105,8 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert metrics['samples'] == 3 * 2
     assert metrics['relaxed'] == len(relaxed)
     realize_report = next(n for n in node.called if n.process_label == 'realize_protostructures').outputs.report.get_list()
-    assert metrics['distinct'] == len(realize_report)
+    modelled_entries = [entry for entry in realize_report if any(s.startswith('batch_') for s in entry['sources'])]
+    assert metrics['distinct'] == len(modelled_entries) < len(realize_report)  # the model's, not the random ones
     assert metrics['realized'] == sum(1 for entry in realize_report if entry['ok'])
     assert 0.0 < metrics['uniqueness'] <= 1.0 and metrics['p1_share'] == 0.0
     listed = {record['key'] for record in report['known_phases'] + report['new_near_hull']}
@@ -108,7 +116,7 @@ def test_li_o_phase_diagram_end_to_end(code, sample_dir, tmp_path) -> None:
     assert 'S.U.N.' in format_report(report)
     # The DFT hand-off starts from the run's hull structures and finds the potential's e_above_hull of each.
     assert {key: n.pk for key, n in structures_of(node).items()} == {key: n.pk for key, n in hull.items()}
-    assert potential_e_above_hull(structure) == relaxed[0]['e_above_hull']
+    assert potential_e_above_hull(structure) == modelled['e_above_hull']
     # The hull structures as pymatgen entries with the run's references: PhaseDiagram reads them as they are.
     from click.testing import CliRunner
     from monty.serialization import loadfn

@@ -141,7 +141,8 @@ def _trajectory_name(item: str, position: int) -> str:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help='For a LABEL: realizations scored by a short pre-relaxation; the best is relaxed.',
+    help='For a LABEL: PyXtal realizations scored by a short pre-relaxation; the best is relaxed. A LABEL with a '
+    'template (--realize-method template) is realized once, from the most similar.',
 )
 @click.option(
     '--alternatives', type=click.Path(exists=True, dir_okay=False, path_type=Path),

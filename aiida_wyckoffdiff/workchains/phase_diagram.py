@@ -317,7 +317,9 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
                         'for the rest; pyxtal: always a random PyXtal draw.')
         spec.input('candidates', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(1),
                    validator=validate_positive,
-                   help='Realizations per protostructure; the relax job keeps the lowest after a 30-step pre-relaxation.')
+                   help='PyXtal realizations per protostructure; the relax job keeps the lowest after a 30-step '
+                        'pre-relaxation. With realize_method template, a protostructure with a template is realized '
+                        'once, from the most similar.')
         spec.input('hull_tolerance', valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(0.1),
                    help='Structures within this many eV/atom of the reference hull are hull structures.')
         spec.input('spacegroups_per_job', valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(20), validator=validate_positive)
@@ -426,7 +428,7 @@ class PhaseDiagramWorkChain(ProtocolMixin, WorkChain):
             lists['candidates'] = self.inputs.candidates
         if self.inputs.realize_method.value == 'template':
             labels = [label for node in lists.values() if isinstance(node, orm.List) for label in node.get_list()]
-            lists.update(template_nodes(labels, self.inputs.candidates.value, shipped_templates()))
+            lists.update(template_nodes(labels, 1, shipped_templates()))
         realized = realize_protostructures(seed=self.inputs.seed, attempts=self.inputs.realize_attempts,
                                            method=self.inputs.realize_method, **lists)
         self.ctx.realize_report = realized['report']
