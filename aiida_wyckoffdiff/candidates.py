@@ -98,7 +98,7 @@ def choose_realizations(
     :param workers: processes of the pre-relaxation.
     :param cores: the cores they share (default: all this process may run on).
     :param templates: a protostructure whose prototype has a template is realized once, from the most similar
-        (K pre-relaxed templates cost 1.6-1.9x the steps for 0-14 % more near-hull structures: docs/realization.md),
+        (K pre-relaxed templates took 1.6-1.9x the atom-steps for -5 to +14 % near-hull structures: docs/realization.md),
         the others K times by PyXtal (volume predicted); ``None``: PyXtal always.
     """
     from .realize import realize

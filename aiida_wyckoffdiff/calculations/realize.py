@@ -77,7 +77,7 @@ def realize_protostructures(
     ``candidates`` K > 1, each label is realized K times: the first success is ``structure_NNNNN``, the others
     ``structure_NNNNN_c<k>``, listed in ``alternatives``. ``method`` ``template`` (default ``pyxtal``): a label with a
     template among the ``template_*`` inputs is realized once, from the most similar (its alternatives, each pre-relaxed
-    before one is chosen, cost 1.6-1.9x the steps for 0-14 % more near-hull structures: docs/realization.md), the
+    before one is chosen, cost 1.6-1.9x the atom-steps for -5 to +14 % near-hull structures: docs/realization.md), the
     others K times by PyXtal (base seed ``seed + k``, volume predicted); ``pyxtal``: every label K times, base seeds
     ``seed + k``.
     """
