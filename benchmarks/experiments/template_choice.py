@@ -19,7 +19,6 @@ Usage: ``python benchmarks/experiments/template_choice.py [--systems Li-O Er-Ni]
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from template_steps import RESULTS, _outcome, round_one_labels, system_kept  # noqa: E402
+from template_steps import _outcome, experiment_parser, potential_and_hull, round_one_labels, system_kept  # noqa: E402
 
 
 def _rows(outcomes: list[Any], labels: list[str], extra_steps: list[int] | None = None) -> list[dict[str, Any] | None]:
@@ -151,24 +150,12 @@ def summarize(result: dict[str, Any], count: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    from aiida_wyckoffdiff.hull import MPHull
-    from aiida_wyckoffdiff.potentials import load_potential
-    from aiida_wyckoffdiff.relax import quiet_cell_filter_warnings, single_threaded_linear_algebra
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--systems', nargs='+', choices=sorted(RESULTS), default=['Li-O', 'Er-Ni'])
-    parser.add_argument('--limit', type=int, default=96, help='Round-1 protostructures per system, in drawn order.')
+    parser = experiment_parser(__doc__.splitlines()[0], 'Ti-O')
     parser.add_argument('--templates', type=int, default=3, help='Templates realized and relaxed per protostructure.')
-    parser.add_argument('--steps', type=int, default=150, help='At most this many steps per stage.')
-    parser.add_argument('--quick', action='store_true', help='A CI-size run: Ti-O, 3 protostructures, 5 steps.')
-    parser.add_argument('--output', type=Path, help='Write every number, per structure too, to this JSON file.')
     args = parser.parse_args()
     if args.quick:
         args.systems, args.limit, args.steps, args.templates = ['Ti-O'], 3, 5, 2
-    single_threaded_linear_algebra()
-    quiet_cell_filter_warnings()
-    potential = load_potential('chgnet')
-    hull = MPHull(apply_mp2020=not potential.includes_mp2020)
+    potential, hull = potential_and_hull()
     document: dict[str, Any] = {'settings': vars(args) | {'output': str(args.output)}, 'systems': {}}
     for system in args.systems:
         print(system, flush=True)

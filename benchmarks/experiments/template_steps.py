@@ -134,24 +134,35 @@ def _outcome(picked: list[dict[str, Any]]) -> dict[str, int]:
             'hits_keeping_crystal_system': sum(row['system_kept'] for row in hits.values())}
 
 
-def main() -> None:
+def experiment_parser(description: str, quick_system: str) -> argparse.ArgumentParser:
+    """The arguments the template experiments share: systems, how many protostructures, steps, ``--quick``, output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--systems', nargs='+', choices=sorted(RESULTS), default=['Li-O', 'Er-Ni'])
+    parser.add_argument('--limit', type=int, default=96, help='Round-1 protostructures per system, in drawn order.')
+    parser.add_argument('--steps', type=int, default=150, help='At most this many steps per stage.')
+    parser.add_argument('--quick', action='store_true',
+                        help=f'A CI-size run: {quick_system}, 3 protostructures, 5 steps.')
+    parser.add_argument('--output', type=Path, help='Write every number, per structure too, to this JSON file.')
+    return parser
+
+
+def potential_and_hull() -> tuple[Any, Any]:
+    """CHGNet on one BLAS thread, and the MP hull its relaxations are measured against."""
     from aiida_wyckoffdiff.hull import MPHull
     from aiida_wyckoffdiff.potentials import load_potential
     from aiida_wyckoffdiff.relax import quiet_cell_filter_warnings, single_threaded_linear_algebra
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--systems', nargs='+', choices=sorted(RESULTS), default=['Li-O', 'Er-Ni'])
-    parser.add_argument('--limit', type=int, default=96, help='Round-1 protostructures per system, in drawn order.')
-    parser.add_argument('--steps', type=int, default=150, help='At most this many steps per stage.')
-    parser.add_argument('--quick', action='store_true', help='A CI-size run: Li-O, 3 protostructures, 5 steps.')
-    parser.add_argument('--output', type=Path, help='Write every number, per structure too, to this JSON file.')
-    args = parser.parse_args()
-    if args.quick:
-        args.systems, args.limit, args.steps = ['Li-O'], 3, 5
     single_threaded_linear_algebra()
     quiet_cell_filter_warnings()
     potential = load_potential('chgnet')
-    hull = MPHull(apply_mp2020=not potential.includes_mp2020)
+    return potential, MPHull(apply_mp2020=not potential.includes_mp2020)
+
+
+def main() -> None:
+    args = experiment_parser(__doc__.splitlines()[0], 'Li-O').parse_args()
+    if args.quick:
+        args.systems, args.limit, args.steps = ['Li-O'], 3, 5
+    potential, hull = potential_and_hull()
     document: dict[str, Any] = {'settings': vars(args) | {'output': str(args.output)}, 'systems': {}}
     for system in args.systems:
         print(system, flush=True)
