@@ -93,12 +93,12 @@ def realize_protostructures(
     distinct = list(sources)
     count = candidates.value if candidates is not None else 1
     chosen = {label: own[0] for label in distinct if use_templates and (own := templates.templates_for(label, 1))}
-    first = realize_many(distinct, attempts=attempts.value, seed=seed.value, progress=False,
-                         templates=[chosen.get(label) for label in distinct], scale_volume=use_templates)
-    random = [label for label in distinct if label not in chosen]
-    draws = [dict(zip(distinct, first, strict=True))] + [
-        dict(zip(random, realize_many(random, attempts=attempts.value, seed=seed.value + k, progress=False,
-                                      scale_volume=use_templates), strict=True))
+    first_draw = realize_many(distinct, attempts=attempts.value, seed=seed.value, progress=False,
+                              templates=[chosen.get(label) for label in distinct], scale_volume=use_templates)
+    without_template = [label for label in distinct if label not in chosen]
+    draws = [dict(zip(distinct, first_draw, strict=True))] + [
+        dict(zip(without_template, realize_many(without_template, attempts=attempts.value, seed=seed.value + k,
+                                                progress=False, scale_volume=use_templates), strict=True))
         for k in range(1, count)]
     outputs: dict[str, orm.Data] = {}
     report = []
