@@ -31,7 +31,7 @@ PRERELAX = RelaxSettings(fmax=0.2, steps=30, fix_symmetry=True)
 class Choice:
     """The chosen starting structure of one protostructure, with every candidate's score (eV/atom, ``None``: failed),
     the pre-relaxation steps it cost (0 where scored by a single-point energy), and which candidate it was
-    (``chosen``, a position among the scores)."""
+    (``chosen``, a position among the candidates). A single candidate is taken unscored: ``chosen`` 0, no scores."""
 
     protostructure: Protostructure | None = None
     structure: Structure | None = None

@@ -267,7 +267,11 @@ def sun_keys(
 
 @dataclass(frozen=True)
 class ScanMetrics:
-    """The metrics of one scan; shares are fractions in [0, 1]."""
+    """The metrics of one scan; shares are fractions in [0, 1].
+
+    ``samples`` to ``spacegroup_distance`` describe the model's samples (``realized``: those of its distinct labels
+    that were placed); ``relaxed`` onwards the scan's relaxed structures, whatever proposed them (the random or
+    substitution protostructures a scan may add, ``reporting.by_source`` splits them)."""
 
     samples: int
     distinct: int
@@ -302,7 +306,8 @@ def scan_metrics(
     """All metrics of a scan.
 
     :param samples: the generated protostructure labels, one per sample, duplicates included.
-    :param realized: the realized structure of each distinct label that PyXtal could place, by label.
+    :param realized: the realized structure of each label that could be placed, by label; labels that are not among
+        ``samples`` (another source's) are left out.
     :param rows: the results table (one row per relaxed structure, ``spacegroup_requested``/``spacegroup_found``).
     :param relaxed_labels: canonical label of each relaxed structure by row key.
     :param training_labels: labels of the training data (novelty, S.U.N.).
@@ -310,7 +315,9 @@ def scan_metrics(
     """
     from .symmetry import Protostructure
 
-    distinct = sorted(set(samples))
+    sampled = set(samples)
+    distinct = sorted(sampled)
+    realized = {label: structure for label, structure in realized.items() if label in sampled}
     compositions = {label: Protostructure.from_label(label).composition for label in distinct}
     relaxed = [row for row in rows if row['e_above_hull'] is not None]
     preservation = symmetry_preservation(

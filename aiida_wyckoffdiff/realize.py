@@ -215,8 +215,8 @@ def realize_many(
 ) -> list[RealizationResult]:
     """Realize many protostructures on all cores, results in input order.
 
-    Each protostructure gets its own seed spawned from ``seed``, so a result does not depend on the
-    number of processes or on the other entries' position in the batch.
+    Each entry gets its own seed, spawned from ``seed`` for its position in the list, so a result does not depend on
+    the number of processes; the same protostructure at another position draws another structure.
 
     :param templates: per protostructure, a template to try first (or ``None``); see :func:`realize`.
     """

@@ -76,6 +76,11 @@ class RelaxSettings:
     :param bfgs_alpha: BFGS's first guess of the Hessian in eV/Å² (ASE's ``alpha``, 70 by default there, a guess for
         the stiff bonds of molecules); FIRE ignores it. Crystals are softer: at 20 the staged protocol needed about a
         quarter fewer steps for the same end points (docs/relaxation.md).
+    :param cell_stiffness: a guess of the cell's stiffness in eV/Å³ (0.9 is about 140 GPa), which scales the cell's
+        coordinates in ``FrechetCellFilter`` (``exp_cell_factor`` = sqrt(stiffness x volume / ``bfgs_alpha``)) so that
+        BFGS's first Hessian guess fits them as it fits the atoms', at least 1; ``None``: ASE's scaling (the number of
+        atoms), under which cells of 3-40 atoms look about 4-60x softer than the guess and ``fmax`` accepts a cell
+        still under up to 1 GPa of stress (docs/relaxation.md).
     """
 
     optimizer: str = 'BFGS'
@@ -91,6 +96,7 @@ class RelaxSettings:
     prune_above: float | None = None
     prune_after: int = 20
     bfgs_alpha: float = 70.0
+    cell_stiffness: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -101,6 +107,8 @@ class RelaxSettings:
             raise ValueError(f'steps ({self.steps}) and prune_after ({self.prune_after}) must not be negative')
         if not (math.isfinite(self.bfgs_alpha) and self.bfgs_alpha > 0):
             raise ValueError(f'bfgs_alpha must be a positive curvature in eV/Å², not {self.bfgs_alpha}')
+        if self.cell_stiffness is not None and not (math.isfinite(self.cell_stiffness) and self.cell_stiffness > 0):
+            raise ValueError(f'cell_stiffness must be a positive eV/Å³ or None, not {self.cell_stiffness}')
         for name in ('free_within', 'prune_above'):
             if (value := getattr(self, name)) is not None and not math.isfinite(value):
                 raise ValueError(f'{name} must be a finite distance to the hull in eV/atom or None, not {value}')
@@ -118,7 +126,7 @@ class RelaxSettings:
 
 STAGED = RelaxSettings(
     optimizer='BFGS', fmax=0.1, steps=150, fix_symmetry=True, free_within=0.5, prune_above=2.0, prune_after=20,
-    bfgs_alpha=20.0,
+    bfgs_alpha=20.0, cell_stiffness=0.9,
 )
 """The staged protocol with its measured defaults (docs/relaxation.md): symmetric stage, pruning, free stage.
 
@@ -137,7 +145,8 @@ class RelaxOutcome:
     symmetric minimum again (its group, a few meV/atom lower), which leaves the symmetric stage's exact structure. A
     structure that hit the step limit is not failed: ``converged`` is ``False`` and its last energy is kept; nor is a
     pruned one, whose ``pruned`` says why it was stopped. ``stages`` holds per stage ``fix_symmetry``, ``steps``,
-    ``converged``, ``energy_per_atom``, ``spacegroup`` and ``e_above_hull``; ``kept_spacegroup`` whether the free stage
+    ``converged``, ``energy_per_atom``, ``spacegroup`` and ``e_above_hull`` (and ``stopped``, why, where ASE refused a
+    step and the stage ended there unconverged); ``kept_spacegroup`` whether the free stage
     kept the symmetric stage's group. ``e_above_hull`` (eV/atom) is known where the relaxation measured it (the staged
     protocol).
     """
@@ -267,7 +276,16 @@ def _attach_optimizer(job: _Job, settings: RelaxSettings, fix_symmetry: bool) ->
         # Symmetrize first: FixSymmetry only constrains the displacements, so noise present at the start would stay.
         refine_symmetry(job.atoms, symprec=settings.symprec)
         job.atoms.set_constraint(FixSymmetry(job.atoms, symprec=settings.symprec))
-    target = FrechetCellFilter(job.atoms) if settings.relax_cell else job.atoms
+    if settings.relax_cell:
+        stiffness = settings.cell_stiffness
+        # At least 1, ASE's smallest (one atom), so that a step of ``maxstep`` strains the cell by less than the quarter
+        # that FixSymmetry refuses.
+        factor = None
+        if stiffness is not None:
+            factor = max(1.0, math.sqrt(stiffness * job.atoms.get_volume() / settings.bfgs_alpha))
+        target = FrechetCellFilter(job.atoms, exp_cell_factor=factor)
+    else:
+        target = job.atoms
     if settings.optimizer == 'BFGS':
         job.optimizer = BFGS(target, logfile=None, alpha=settings.bfgs_alpha)
     else:
@@ -347,7 +365,10 @@ def _distance(job: _Job, hull_distance: DistanceToHull | None) -> tuple[Structur
     return structure, hull_distance(structure, float(job.evaluation.energy)) if hull_distance is not None else None
 
 
-def _end_stage(job: _Job, settings: RelaxSettings, converged: bool, structure: Structure, distance: float | None) -> None:
+def _end_stage(
+    job: _Job, settings: RelaxSettings, converged: bool, structure: Structure, distance: float | None,
+    stopped: str | None = None,
+) -> None:
     energy = float(job.evaluation.energy)
     job.outcome.stages.append({
         'fix_symmetry': bool(job.atoms.constraints),
@@ -356,6 +377,7 @@ def _end_stage(job: _Job, settings: RelaxSettings, converged: bool, structure: S
         'energy_per_atom': energy / len(structure),
         'spacegroup': spacegroup_of(structure, settings.symprec),
         'e_above_hull': distance,
+        **({'stopped': stopped} if stopped else {}),
     })
     if job.best is None or (energy < job.best[0] and not _symmetric_minimum_again(job.outcome.stages)):
         job.best = (energy, structure, len(job.outcome.stages) - 1)
@@ -397,10 +419,24 @@ def _finish(job: _Job) -> None:
         outcome.kept_spacegroup = outcome.stages[1]['spacegroup'] == outcome.stages[0]['spacegroup']
 
 
+def _step(job: _Job) -> str | None:
+    """One optimizer step; where ASE refuses it (``FixSymmetry`` cannot symmetrize a cell step deforming it by more
+    than a quarter), why, with the structure left as it was, so that the stage ends there unconverged."""
+    positions, cell = job.atoms.get_positions(), job.atoms.get_cell().copy()
+    try:
+        job.optimizer.step()
+    except RuntimeError as error:
+        job.atoms.set_cell(cell, apply_constraint=False)
+        job.atoms.set_positions(positions, apply_constraint=False)
+        return f'step {job.stage_steps + 1} refused: {error}'
+    return None
+
+
 def _advance(job: _Job, settings: RelaxSettings, hull_distance: DistanceToHull | None) -> bool:
     """One optimizer step, or the end of a stage (converged, out of steps, pruned); whether the job goes on."""
     converged = bool(job.optimizer.converged())  # ASE returns numpy booleans, which JSON cannot write
     first_stage = not job.outcome.stages
+    refused = None
     if not converged and job.stage_steps < settings.steps:
         if first_stage and settings.prune_above is not None and job.stage_steps == settings.prune_after:
             structure, distance = _distance(job, hull_distance)
@@ -411,12 +447,13 @@ def _advance(job: _Job, settings: RelaxSettings, hull_distance: DistanceToHull |
                 _end_stage(job, settings, converged, structure, distance)
                 _finish(job)
                 return False
-        job.optimizer.step()
-        job.stage_steps += 1
-        job.outcome.steps += 1
-        return True
+        refused = _step(job)
+        if refused is None:
+            job.stage_steps += 1
+            job.outcome.steps += 1
+            return True
     structure, distance = _distance(job, hull_distance)
-    _end_stage(job, settings, converged, structure, distance)
+    _end_stage(job, settings, converged, structure, distance, refused)
     if first_stage and settings.free_stage and (distance is None or distance <= settings.free_within):
         _start_free_stage(job, settings)
         return True

@@ -38,7 +38,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,10 @@ class Generator:
     known_prototypes: float = 0.0
     """``random:known=SHARE``: that share of each group's random samples drawn uniformly from the training
     arrangements, the model's ``known=`` without its score."""
-    bfgs_alpha: float | None = None
-    """``alpha=A`` (any generator): relax this arm with ``RelaxSettings.bfgs_alpha`` A instead of the run's, so two
-    relaxation settings can be compared on the same samples in one process."""
+    relax_changes: dict[str, Any] = field(default_factory=dict)
+    """``alpha=A`` and ``cell=C`` (any generator): relax this arm with ``RelaxSettings.bfgs_alpha`` A and
+    ``cell_stiffness`` C (``cell=ase``: ASE's scaling, the default before 7 December 2026, session 27) instead of the
+    run's, so two relaxation settings can be compared on the same samples in one process."""
 
     @property
     def kind(self) -> str:
@@ -85,7 +86,7 @@ def model_generator(name: str) -> Generator:
     weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``es``: ``energy_screen``, the factor of
     samples that head screens; ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
-    realization method, ``pyxtal`` by default; ``alpha``: see ``Generator.bfgs_alpha``)."""
+    realization method, ``pyxtal`` by default; ``alpha``, ``cell``: see ``Generator.relax_changes``)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
     settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
@@ -105,13 +106,18 @@ def model_generator(name: str) -> Generator:
     )
     return Generator(
         name, (config, float(settings.get('e', 0.0))), int(settings.get('k', 1)), settings.get('ckpt') or None,
-        settings.get('real', 'pyxtal'), bfgs_alpha=_bfgs_alpha(settings),
+        settings.get('real', 'pyxtal'), relax_changes=_relax_changes(settings),
     )
 
 
-def _bfgs_alpha(settings: dict[str, str]) -> float | None:
-    """The ``alpha=`` key of a generator name, ``None`` where it has none (the run's relaxation settings)."""
-    return float(settings['alpha']) if 'alpha' in settings else None
+def _relax_changes(settings: dict[str, str]) -> dict[str, Any]:
+    """The relaxation settings a generator name's ``alpha=`` and ``cell=`` keys change (none: the run's)."""
+    changes: dict[str, Any] = {}
+    if 'alpha' in settings:
+        changes['bfgs_alpha'] = float(settings['alpha'])
+    if 'cell' in settings:
+        changes['cell_stiffness'] = None if settings['cell'] == 'ase' else float(settings['cell'])
+    return changes
 
 
 def as_generator(name: str) -> Generator:
@@ -121,13 +127,13 @@ def as_generator(name: str) -> Generator:
     kind, _, options = name.partition(':')
     settings = dict(item.split('=', 1) for item in options.split(',') if '=' in item)
     if kind not in ('base', 'random', 'substitution') or len(settings) != len([o for o in options.split(',') if o]) \
-            or set(settings) - {'k', 'real', 'known', 'alpha'} \
+            or set(settings) - {'k', 'real', 'known', 'alpha', 'cell'} \
             or settings.get('real', 'pyxtal') not in ('pyxtal', 'template') \
             or ('known' in settings and kind != 'random'):
-        raise SystemExit(f'unknown generator {name!r}: model:..., base, random[:k=K,real=template,known=SHARE,alpha=A] '
-                         'or substitution[:alpha=A]')
+        raise SystemExit(f'unknown generator {name!r}: model:..., base, '
+                         'random[:k=K,real=template,known=SHARE,alpha=A,cell=C] or substitution[:alpha=A,cell=C]')
     return Generator(name, candidates=int(settings.get('k', 1)), realization=settings.get('real', 'pyxtal'),
-                     known_prototypes=float(settings.get('known', 0.0)), bfgs_alpha=_bfgs_alpha(settings))
+                     known_prototypes=float(settings.get('known', 0.0)), relax_changes=_relax_changes(settings))
 
 
 def cpu_seconds() -> float:
@@ -420,8 +426,7 @@ def outcome_level(
     from aiida_wyckoffdiff.symmetry import structure_label
 
     hull = MPHull(apply_mp2020=not potential.includes_mp2020, elemental=elemental)
-    if generator.bfgs_alpha is not None:
-        settings = replace(settings, bfgs_alpha=generator.bfgs_alpha)
+    settings = replace(settings, **generator.relax_changes)
     started = cpu_seconds()
     wall = time.perf_counter()
     candidates, _ = context.generate(generator, chemsys, spacegroups, num_samples, context.seed, exclude)

@@ -147,13 +147,15 @@ def test_relax_staged_settings_reach_the_command_line(code, tmp_path) -> None:
         assert params[-2:] == ['--output', 'results.jsonl'] and 'results.jsonl' in calcinfo.retrieve_list
     assert params[params.index('--prune-after') + 1] == str(STAGED_SETTINGS['prune_after'])
     assert params[params.index('--bfgs-alpha') + 1] == str(STAGED_SETTINGS['bfgs_alpha'])
+    assert params[params.index('--cell-stiffness') + 1] == str(STAGED_SETTINGS['cell_stiffness'])
 
 
 @pytest.mark.parametrize(
     ('settings', 'message'),
     [({'prune_above': 'far'}, 'invalid relax settings'), ({'workers': 0}, 'workers must be a positive integer'),
      ({'cores': True}, 'cores must be a positive integer'),
-     ({'fmax': -1}, 'fmax must be a positive'), ({'bfgs_alpha': 0}, 'bfgs_alpha must be a positive')],
+     ({'fmax': -1}, 'fmax must be a positive'), ({'bfgs_alpha': 0}, 'bfgs_alpha must be a positive'),
+     ({'cell_stiffness': -0.9}, 'cell_stiffness must be a positive')],
 )
 def test_relax_refuses_bad_staged_settings(code, tmp_path, settings, message) -> None:
     li = Structure(Lattice.cubic(3.5), ['Li', 'Li'], [[0, 0, 0], [0.5, 0.5, 0.5]])

@@ -215,12 +215,14 @@ def test_model_generator_takes_another_checkpoint(benchmark) -> None:
     assert benchmark.as_generator('model:g=2').config[0].energy_screen == 1
 
 
-def test_every_generator_takes_its_own_bfgs_guess(benchmark) -> None:
-    """``alpha=`` relaxes one arm at another BFGS guess; without it the run's staged settings hold."""
-    assert benchmark.as_generator('model:g=2,real=template,alpha=20').bfgs_alpha == 20.0
-    assert benchmark.as_generator('random:real=template,alpha=70').bfgs_alpha == 70.0
-    assert benchmark.as_generator('substitution:alpha=35').bfgs_alpha == 35.0
-    assert benchmark.as_generator('random').bfgs_alpha is None
+def test_every_generator_takes_its_own_relaxation_settings(benchmark) -> None:
+    """``alpha=`` and ``cell=`` relax one arm at another BFGS guess and cell scaling; without them the run's staged
+    settings hold."""
+    assert benchmark.as_generator('model:g=2,real=template,alpha=20').relax_changes == {'bfgs_alpha': 20.0}
+    assert benchmark.as_generator('random:real=template,alpha=70,cell=ase').relax_changes == {
+        'bfgs_alpha': 70.0, 'cell_stiffness': None}
+    assert benchmark.as_generator('substitution:cell=0.5').relax_changes == {'cell_stiffness': 0.5}
+    assert benchmark.as_generator('random').relax_changes == {}
     with pytest.raises(SystemExit, match='unknown generator'):
         benchmark.as_generator('random:beta=20')
 

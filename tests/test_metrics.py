@@ -81,7 +81,8 @@ def test_sun_needs_stable_unique_and_novel() -> None:
 def test_scan_metrics_on_a_small_scan(sample_structures) -> None:
     samples = [LI2O, LI2O, LI2O_HEX, SPINEL]
     antifluorite = Structure.from_spacegroup(225, Lattice.cubic(4.63), ['Li', 'O'], [[0.25, 0.25, 0.25], [0, 0, 0]])
-    realized = {LI2O: antifluorite, SPINEL: sample_structures['mp-3536']}
+    # A random protostructure of the same scan was realized too; it is not one of the model's samples.
+    realized = {LI2O: antifluorite, SPINEL: sample_structures['mp-3536'], 'AB_cF8_225_a_b:Li-O': antifluorite}
     rows = [
         {'key': 'structure_00000', 'e_above_hull': 0.0, 'spacegroup_requested': 225, 'spacegroup_found': 225},
         {'key': 'structure_00002', 'e_above_hull': 0.3, 'spacegroup_requested': 227, 'spacegroup_found': 74},

@@ -66,6 +66,19 @@ def test_template_steps_experiment_relaxes_both_realizations_of_each_protostruct
     rules = {str(rule['template_up_to']): rule for rule in system['summary']['rules']}
     assert rules['None']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in template.values())
     assert rules['never']['atom_steps'] == sum(row['atoms'] * row['steps'] for row in pyxtal.values())
+    # --compare pairs these three with the same protostructures of a committed full run (session 25's settings).
+    before_file = EXPERIMENTS.parent / 'template_steps_same_minimum.json'
+    result = subprocess.run([sys.executable, str(EXPERIMENTS / 'template_steps.py'), '--compare', str(before_file),
+                             str(output)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    before = json.loads(before_file.read_text())['systems']['Li-O']['structures']
+    for row in map(json.loads, result.stdout.splitlines()):
+        after = system['structures'][row['method']]
+        assert row['system'] == 'Li-O' and row['pairs'] == 3
+        assert row['before']['atom_steps'] == sum(before[row['method']][k]['atoms'] * before[row['method']][k]['steps']
+                                                  for k in after)
+        assert row['after']['atom_steps'] == sum(r['atoms'] * r['steps'] for r in after.values())
+        assert row['lower'] + row['higher'] <= 3
 
 
 def test_template_choice_experiment_replays_every_rule_on_the_same_protostructures(tmp_path) -> None:

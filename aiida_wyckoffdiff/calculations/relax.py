@@ -14,7 +14,8 @@ from .base import WyckoffDiffCalculation
 __all__ = ['RELAX_SETTINGS_DEFAULTS', 'STAGED_SETTINGS', 'RelaxCalculation', 'alternative_of', 'candidate_of', 'failed_structures']
 
 _RELAX_SETTING_NAMES = (
-    'optimizer', 'fmax', 'steps', 'fix_symmetry', 'free_within', 'prune_above', 'prune_after', 'bfgs_alpha'
+    'optimizer', 'fmax', 'steps', 'fix_symmetry', 'free_within', 'prune_above', 'prune_after', 'bfgs_alpha',
+    'cell_stiffness',
 )
 """The ``RelaxSettings`` fields a job's ``settings`` may set; the others keep their defaults."""
 
@@ -161,7 +162,8 @@ class RelaxCalculation(WyckoffDiffCalculation):
             with folder.open(self.FILENAME_ALTERNATIVES, 'w') as handle:
                 json.dump(alternatives, handle)
             params += ['--alternatives', self.FILENAME_ALTERNATIVES]
-        params += [item for key in ('free_within', 'prune_above', 'cores', 'workers') if settings[key] is not None
+        params += [item for key in ('free_within', 'prune_above', 'cell_stiffness', 'cores', 'workers')
+                   if settings[key] is not None
                    for item in (f'--{key.replace("_", "-")}', str(settings[key]))]
         copies = []
         if 'checkpoint' in self.inputs:

@@ -123,6 +123,9 @@ def _trajectory_name(item: str, position: int) -> str:
 @click.option('--prune-after', type=click.IntRange(min=0), default=RelaxSettings.prune_after, show_default=True, help='... after this many steps.')
 @click.option('--bfgs-alpha', type=float, default=RelaxSettings.bfgs_alpha, show_default=True,
               help="BFGS's first guess of the Hessian in eV/Å² (ASE's alpha); the staged protocol's is lower.")
+@click.option('--cell-stiffness', type=float,
+              help="A guess of the cell's stiffness in eV/Å³ that scales its coordinates for the optimizer; the staged "
+                   "protocol's is 0.9 [default: ASE's scaling].")
 @click.option(
     '--elemental-energies', type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='JSON {element: eV/atom} to measure the hull against; default: relax the MP ground states first.',
@@ -168,6 +171,7 @@ def relax(
     prune_above: float | None,
     prune_after: int,
     bfgs_alpha: float,
+    cell_stiffness: float | None,
     elemental_energies: Path | None,
     cores: int | None,
     workers: int | None,
@@ -183,7 +187,7 @@ def relax(
     One bad input (overlapping atoms, an element the potential lacks, a failed realization) gets a reason in the
     output; the others are relaxed. Each finished structure is appended to the output as one line, which ends with a
     ``complete`` line, so a job killed midway leaves every finished structure behind. The staged protocol:
-    ``--fix-symmetry --free-within 0.5 --prune-above 2.0 --bfgs-alpha 20`` (docs/relaxation.md).
+    ``--fix-symmetry --free-within 0.5 --prune-above 2.0 --bfgs-alpha 20 --cell-stiffness 0.9`` (docs/relaxation.md).
     """
     from tqdm import tqdm
 
@@ -201,7 +205,7 @@ def relax(
     try:
         settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, fix_symmetry=fix_symmetry,
                                  free_within=free_within, prune_above=prune_above, prune_after=prune_after,
-                                 bfgs_alpha=bfgs_alpha)
+                                 bfgs_alpha=bfgs_alpha, cell_stiffness=cell_stiffness)
     except ValueError as exception:
         raise click.UsageError(str(exception)) from None
     elemental = _read_elemental(elemental_energies) if elemental_energies else None

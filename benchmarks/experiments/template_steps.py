@@ -10,7 +10,9 @@ and, from these paired relaxations, what a rule "template only up to distance D,
 found (atom-steps; distinct relaxed structures, by label, within 0.1 eV/atom of the hull, and those of them that kept
 the requested crystal system).
 
-Usage: ``python benchmarks/experiments/template_steps.py [--systems Li-O Er-Ni] [--limit 96] [--output FILE]``
+Usage: ``python benchmarks/experiments/template_steps.py [--systems Li-O Er-Ni] [--limit 96] [--output FILE]``;
+``--compare BEFORE AFTER...`` relaxes nothing and compares two such result files (relaxation settings before and
+after) pair by pair: steps, atom-steps, near-hull structures and how many end points moved by more than 5 meV/atom.
 """
 
 from __future__ import annotations
@@ -134,6 +136,29 @@ def _outcome(picked: list[dict[str, Any]]) -> dict[str, int]:
             'hits_keeping_crystal_system': sum(row['system_kept'] for row in hits.values())}
 
 
+MOVED = 0.005
+"""eV/atom: an end point that moved by more than this between two runs counts as lower or higher."""
+
+
+def compare(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per system and method, over the protostructures both runs relaxed: mean and median steps, atom-steps, distinct
+    near-hull structures (and those keeping their crystal system), and end points that moved lower or higher."""
+    rows = []
+    for system, document in after.items():
+        for method, relaxed in document['structures'].items():
+            old = before[system]['structures'][method]
+            pairs = [label for label in relaxed if label in old]
+            moved = np.array([relaxed[k]['e_above_hull'] - old[k]['e_above_hull'] for k in pairs])
+            row: dict[str, Any] = {'system': system, 'method': method, 'pairs': len(pairs),
+                                   'lower': int((moved < -MOVED).sum()), 'higher': int((moved > MOVED).sum())}
+            for name, run in (('before', old), ('after', relaxed)):
+                steps = [run[k]['steps'] for k in pairs]
+                row[name] = {'steps_mean': round(float(np.mean(steps)), 1), 'steps_median': float(np.median(steps)),
+                             **_outcome([run[k] for k in pairs])}
+            rows.append(row)
+    return rows
+
+
 def experiment_parser(description: str, quick_system: str) -> argparse.ArgumentParser:
     """The arguments the template experiments share: systems, how many protostructures, steps, ``--quick``, output."""
     parser = argparse.ArgumentParser(description=description)
@@ -159,7 +184,15 @@ def potential_and_hull() -> tuple[Any, Any]:
 
 
 def main() -> None:
-    args = experiment_parser(__doc__.splitlines()[0], 'Li-O').parse_args()
+    parser = experiment_parser(__doc__.splitlines()[0], 'Li-O')
+    parser.add_argument('--compare', nargs='+', type=Path, metavar='FILE',
+                        help='BEFORE AFTER...: compare result files of two runs instead of relaxing.')
+    args = parser.parse_args()
+    if args.compare:
+        before, *after = (json.loads(path.read_text())['systems'] for path in args.compare)
+        for row in compare(before, {system: doc for document in after for system, doc in document.items()}):
+            print(json.dumps(row))
+        return
     if args.quick:
         args.systems, args.limit, args.steps = ['Li-O'], 3, 5
     potential, hull = potential_and_hull()
