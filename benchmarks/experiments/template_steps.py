@@ -189,6 +189,8 @@ def main() -> None:
                         help='BEFORE AFTER...: compare result files of two runs instead of relaxing.')
     args = parser.parse_args()
     if args.compare:
+        if len(args.compare) < 2:
+            parser.error('--compare needs a BEFORE file and at least one AFTER file')
         before, *after = (json.loads(path.read_text())['systems'] for path in args.compare)
         for row in compare(before, {system: doc for document in after for system, doc in document.items()}):
             print(json.dumps(row))
