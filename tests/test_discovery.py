@@ -293,3 +293,30 @@ def test_system_level_counts_training_prototypes_among_distinct_samples(benchmar
     row = benchmark.system_level(context, benchmark.as_generator('random'), ('Li', 'O'), len(samples), every_group)
     assert row['plausible'] == 0.5 and row['distinct_compositions'] == 2
     assert 0 < row['real_plausible'] <= 1 and row['real_crystals'] > 0
+
+
+def test_outcome_plot_draws_the_committed_rows_and_refuses_what_is_not_there(tmp_path) -> None:
+    """``plot_outcome.py`` on two committed side-by-side files: every bar is the file's row, the PNG is written; a
+    generator the files lack, or a row two files both hold, is refused with a message instead of a wrong figure."""
+    script = ROOT / 'benchmarks' / 'plot_outcome.py'
+    files = [ROOT / 'benchmarks' / f'discovery_cell_stiffness_{name}.json' for name in ('er_ni_ti_o', 'li_o_cu_nb_o')]
+    model, random = 'model:g=2,guided=e_above_hull,real=template,k=2', 'random:real=template,k=2'
+    output = tmp_path / 'outcome.png'
+    result = subprocess.run([sys.executable, str(script), *map(str, files), '--generators', model, random,
+                             '--labels', 'model', 'random search', '--output', str(output)],
+                            capture_output=True, text=True, check=True)
+    assert output.read_bytes().startswith(b'\x89PNG')
+    rows = [row for path in files for row in json.loads(path.read_text())['outcome']
+            if row['generator'] in (model, random)]
+    printed = [line.split() for line in result.stdout.splitlines() if ' hits ' in line]
+    assert len(printed) == len(rows) == 7  # Cu-Nb-O's random arm ran in another file
+    for row in rows:
+        label = ['model'] if row['generator'] == model else ['random', 'search']
+        assert [row['chemsys'], *label, str(row['hits']), 'hits', f"{row['core_minutes']:.2f}", 'core-min',
+                f"{row['hits_per_core_minute']:.2f}"] in printed
+    for arguments, message in (([str(files[0]), '--generators', 'model:nonsense'], 'no outcome rows of model:nonsense'),
+                               ([str(files[0]), str(files[0]), '--generators', model], 'in more than one file')):
+        refused = subprocess.run([sys.executable, str(script), *arguments, '--output', str(tmp_path / 'x.png')],
+                                 check=False, capture_output=True, text=True)
+        assert refused.returncode != 0 and message in refused.stderr
+        assert not (tmp_path / 'x.png').exists()
