@@ -41,10 +41,12 @@ def round_one_labels(system: str, limit: int) -> list[str]:
     return list(first['e_above_hull_by_request'])[:limit]
 
 
-def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict[str, dict[str, dict[str, Any]]]:
+def relax_both(
+    labels: list[str], steps: int, potential: Any, hull: Any, cell_stiffness: float | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Per method, per label: steps per stage, e_above_hull, the relaxed label and whether it kept the requested
     crystal system, atoms, the template's material id and chemical distance, and each stage's space group and
-    e_above_hull."""
+    e_above_hull. ``cell_stiffness``: the staged protocol's own where ``None``."""
     from dataclasses import replace
 
     from aiida_wyckoffdiff.realize import realize
@@ -53,7 +55,7 @@ def relax_both(labels: list[str], steps: int, potential: Any, hull: Any) -> dict
     from aiida_wyckoffdiff.templates import shipped_templates
 
     library = shipped_templates()
-    settings = replace(STAGED, steps=steps)
+    settings = replace(STAGED, steps=steps, cell_stiffness=cell_stiffness or STAGED.cell_stiffness)
     protostructures = {label: Protostructure.from_label(label) for label in labels}
     templates = {label: library.templates_for(p, 1) for label, p in protostructures.items()}
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -187,6 +189,8 @@ def main() -> None:
     parser = experiment_parser(__doc__.splitlines()[0], 'Li-O')
     parser.add_argument('--compare', nargs='+', type=Path, metavar='FILE',
                         help='BEFORE AFTER...: compare result files of two runs instead of relaxing.')
+    parser.add_argument('--cell-stiffness', type=float, metavar='EV_PER_A3',
+                        help="The cell's stiffness guess [default: the staged protocol's].")
     args = parser.parse_args()
     if args.compare:
         if len(args.compare) < 2:
@@ -201,7 +205,7 @@ def main() -> None:
     document: dict[str, Any] = {'settings': vars(args) | {'output': str(args.output)}, 'systems': {}}
     for system in args.systems:
         print(system, flush=True)
-        results = relax_both(round_one_labels(system, args.limit), args.steps, potential, hull)
+        results = relax_both(round_one_labels(system, args.limit), args.steps, potential, hull, args.cell_stiffness)
         summary = summarize(results)
         document['systems'][system] = {'summary': summary, 'structures': results}
         for method, row in summary['all'].items():
