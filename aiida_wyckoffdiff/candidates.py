@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .relax import RelaxSettings, evaluate_structures, relax_all
+from .relax import STAGED, RelaxSettings, evaluate_structures, relax_all
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 
 __all__ = ['Choice', 'choose_among', 'choose_realizations']
 
-#: A short pre-relaxation: positions and cell under FixSymmetry, loose forces, few steps.
-PRERELAX = RelaxSettings(fmax=0.2, steps=30, fix_symmetry=True)
+PRERELAX = RelaxSettings(
+    fmax=0.2, steps=30, fix_symmetry=True, bfgs_alpha=STAGED.bfgs_alpha, cell_stiffness=STAGED.cell_stiffness
+)
+"""A short pre-relaxation: positions and cell under FixSymmetry, loose forces, few steps; BFGS's first guess and the
+cell's scaling of the staged protocol, measured there (docs/relaxation.md)."""
 
 
 @dataclass

@@ -5,9 +5,7 @@ scale, one group per chemical system, with the 90 % interval of the hit count di
 bar and each bar labelled with its hits. Several files can be given (a run split over processes); a system and
 generator given by more than one file is an error, not an average.
 
-    python benchmarks/plot_outcome.py benchmarks/discovery_cell_stiffness_er_ni_ti_o.json \\
-        benchmarks/discovery_cell_stiffness_li_o_cu_nb_o.json \\
-        benchmarks/discovery_cell_stiffness_cu_nb_o_random_new.json \\
+    python benchmarks/plot_outcome.py benchmarks/discovery_prerelax_new.json \\
         --generators model:g=2,guided=e_above_hull,real=template,k=2 random:real=template,k=2 \\
         --labels model 'random search' --output docs/images/outcome_model_random.png
 """
