@@ -497,3 +497,12 @@ def test_a_refused_step_ends_the_stage_and_keeps_the_structure(chgnet, monkeypat
     assert outcome.stages[0]['stopped'].startswith('step 3 refused: FixSymmetry')
     evaluated = chgnet.evaluate([AseAtomsAdaptor.get_atoms(outcome.structure)])[0].energy
     assert evaluated / len(outcome.structure) == pytest.approx(outcome.energy_per_atom, abs=1e-5)
+
+
+def test_candidate_prerelaxation_follows_the_staged_protocols_optimizer_settings() -> None:
+    """The K candidates' pre-relaxation takes the BFGS guess and cell scaling measured in the staged protocol (random
+    search 1.05-1.28x per core-minute with them, docs/relaxation.md), and stays a short symmetric one."""
+    from aiida_wyckoffdiff.candidates import PRERELAX
+
+    assert (PRERELAX.bfgs_alpha, PRERELAX.cell_stiffness) == (STAGED.bfgs_alpha, STAGED.cell_stiffness)
+    assert PRERELAX.fix_symmetry and not PRERELAX.free_stage and PRERELAX.steps == 30
