@@ -55,7 +55,9 @@ def relax_both(
     from aiida_wyckoffdiff.templates import shipped_templates
 
     library = shipped_templates()
-    settings = replace(STAGED, steps=steps, cell_stiffness=cell_stiffness or STAGED.cell_stiffness)
+    settings = replace(STAGED, steps=steps)
+    if cell_stiffness is not None:  # 0 too, which RelaxSettings refuses, rather than the default taken silently
+        settings = replace(settings, cell_stiffness=cell_stiffness)
     protostructures = {label: Protostructure.from_label(label) for label in labels}
     templates = {label: library.templates_for(p, 1) for label, p in protostructures.items()}
     results: dict[str, dict[str, dict[str, Any]]] = {}
