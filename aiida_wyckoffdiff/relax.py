@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 OPTIMIZERS = ('BFGS', 'FIRE')
-HESSIAN_GUESSES = ('uniform', 'bonds')
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,6 @@ class RelaxSettings:
         BFGS's first Hessian guess fits them as it fits the atoms', at least 1; ``None``: ASE's scaling (the number of
         atoms), under which cells of 3-40 atoms look about 4-60x softer than the guess and ``fmax`` accepts a cell
         still under up to 1 GPa of stress (docs/relaxation.md).
-    :param hessian_guess: BFGS's first Hessian for the atoms: ``uniform``, ``bfgs_alpha`` times the identity, or
-        ``bonds``, ASE's ``Exp`` preconditioner (springs between neighbours that weaken with distance, Packwood et
-        al. 2016) scaled to a mean diagonal of ``bfgs_alpha``, so that moving a bonded pair together is soft and
-        apart is stiff from the first step; the cell keeps the uniform guess.
     """
 
     optimizer: str = 'BFGS'
@@ -102,7 +97,6 @@ class RelaxSettings:
     prune_after: int = 20
     bfgs_alpha: float = 70.0
     cell_stiffness: float | None = None
-    hessian_guess: str = 'uniform'
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -113,8 +107,6 @@ class RelaxSettings:
             raise ValueError(f'steps ({self.steps}) and prune_after ({self.prune_after}) must not be negative')
         if not (math.isfinite(self.bfgs_alpha) and self.bfgs_alpha > 0):
             raise ValueError(f'bfgs_alpha must be a positive curvature in eV/Å², not {self.bfgs_alpha}')
-        if self.hessian_guess not in HESSIAN_GUESSES:
-            raise ValueError(f"hessian_guess must be {' or '.join(HESSIAN_GUESSES)}, not {self.hessian_guess!r}")
         if self.cell_stiffness is not None and not (math.isfinite(self.cell_stiffness) and self.cell_stiffness > 0):
             raise ValueError(f'cell_stiffness must be a positive eV/Å³ or None, not {self.cell_stiffness}')
         for name in ('free_within', 'prune_above'):
@@ -296,22 +288,10 @@ def _attach_optimizer(job: _Job, settings: RelaxSettings, fix_symmetry: bool) ->
         target = job.atoms
     if settings.optimizer == 'BFGS':
         job.optimizer = BFGS(target, logfile=None, alpha=settings.bfgs_alpha)
-        if settings.hessian_guess == 'bonds':
-            job.optimizer.H0[: 3 * len(job.atoms), : 3 * len(job.atoms)] = _bond_hessian(job.atoms, settings.bfgs_alpha)
     else:
         job.optimizer = FIRE(target, logfile=None)
     job.optimizer.fmax = settings.fmax  # ``run`` would set it; the lockstep loop calls ``step`` itself
     job.stage_steps = 0
-
-
-def _bond_hessian(atoms: Atoms, alpha: float) -> np.ndarray:
-    """ASE's ``Exp`` preconditioner of these atoms as a dense 3N x 3N Hessian guess, its mean diagonal ``alpha``."""
-    from ase.optimize.precon import Exp
-
-    precon = Exp(mu=1.0, mu_c=1.0)  # a given mu: ASE would otherwise estimate it with extra force calls
-    precon.make_precon(atoms)
-    hessian = precon.P.toarray()
-    return hessian * (alpha / float(np.mean(np.diag(hessian))))
 
 
 FREE_STAGE_RATTLE = 0.02

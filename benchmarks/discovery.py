@@ -64,10 +64,9 @@ class Generator:
     """``random:known=SHARE``: that share of each group's random samples drawn uniformly from the training
     arrangements, the model's ``known=`` without its score."""
     relax_changes: dict[str, Any] = field(default_factory=dict)
-    """``alpha=A``, ``cell=C`` and ``hess=H`` (any generator): relax this arm with ``RelaxSettings.bfgs_alpha`` A,
-    ``cell_stiffness`` C (``cell=ase``: ASE's scaling, the default before 7 December 2026, session 27) and
-    ``hessian_guess`` H instead of the run's, so two relaxation settings can be compared on the same samples in one
-    process."""
+    """``alpha=A`` and ``cell=C`` (any generator): relax this arm with ``RelaxSettings.bfgs_alpha`` A and
+    ``cell_stiffness`` C (``cell=ase``: ASE's scaling, the default before 7 December 2026, session 27) instead of the
+    run's, so two relaxation settings can be compared on the same samples in one process."""
 
     @property
     def kind(self) -> str:
@@ -87,7 +86,7 @@ def model_generator(name: str) -> Generator:
     weight of a fine-tuned checkpoint's energy head (``model/energy.py``); ``es``: ``energy_screen``, the factor of
     samples that head screens; ``ckpt``:
     another checkpoint file than the shipped one, to compare a retrained model in the same run; ``real``: the
-    realization method, ``pyxtal`` by default; ``alpha``, ``cell``, ``hess``: see ``Generator.relax_changes``)."""
+    realization method, ``pyxtal`` by default; ``alpha``, ``cell``: see ``Generator.relax_changes``)."""
     from aiida_wyckoffdiff.model.config import GUIDABLE_CONDITIONS, SamplingConfig
 
     settings = dict(item.split('=', 1) for item in name.split(':', 1)[1].split(',') if item)
@@ -112,15 +111,12 @@ def model_generator(name: str) -> Generator:
 
 
 def _relax_changes(settings: dict[str, str]) -> dict[str, Any]:
-    """The relaxation settings a generator name's ``alpha=``, ``cell=`` and ``hess=`` keys change (none: the
-    run's)."""
+    """The relaxation settings a generator name's ``alpha=`` and ``cell=`` keys change (none: the run's)."""
     changes: dict[str, Any] = {}
     if 'alpha' in settings:
         changes['bfgs_alpha'] = float(settings['alpha'])
     if 'cell' in settings:
         changes['cell_stiffness'] = None if settings['cell'] == 'ase' else float(settings['cell'])
-    if 'hess' in settings:
-        changes['hessian_guess'] = settings['hess']
     return changes
 
 
@@ -131,12 +127,11 @@ def as_generator(name: str) -> Generator:
     kind, _, options = name.partition(':')
     settings = dict(item.split('=', 1) for item in options.split(',') if '=' in item)
     if kind not in ('base', 'random', 'substitution') or len(settings) != len([o for o in options.split(',') if o]) \
-            or set(settings) - {'k', 'real', 'known', 'alpha', 'cell', 'hess'} \
+            or set(settings) - {'k', 'real', 'known', 'alpha', 'cell'} \
             or settings.get('real', 'pyxtal') not in ('pyxtal', 'template') \
             or ('known' in settings and kind != 'random'):
         raise SystemExit(f'unknown generator {name!r}: model:..., base, '
-                         'random[:k=K,real=template,known=SHARE,alpha=A,cell=C,hess=H] or '
-                         'substitution[:alpha=A,cell=C,hess=H]')
+                         'random[:k=K,real=template,known=SHARE,alpha=A,cell=C] or substitution[:alpha=A,cell=C]')
     return Generator(name, candidates=int(settings.get('k', 1)), realization=settings.get('real', 'pyxtal'),
                      known_prototypes=float(settings.get('known', 0.0)), relax_changes=_relax_changes(settings))
 
@@ -562,11 +557,11 @@ def _paired_steps(first: dict[str, Any], second: dict[str, Any], common: list[st
 
 def _baseline_of(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What a row is paired against: the nearest earlier row that differs only in how the same samples become
-    relaxed structures (the ``real``, ``alpha`` and ``hess`` keys: PyXtal against templates, one BFGS setting
-    against another), else the first row."""
+    relaxed structures (the ``real`` and ``alpha`` keys: PyXtal against templates, one BFGS setting against
+    another), else the first row."""
     def samples_of(name: str) -> str:
         kind, _, options = name.partition(':')
-        return kind + ':' + ','.join(o for o in options.split(',') if o.split('=')[0] not in ('real', 'alpha', 'hess'))
+        return kind + ':' + ','.join(o for o in options.split(',') if o.split('=')[0] not in ('real', 'alpha'))
 
     earlier = rows[:next(i for i, other in enumerate(rows) if other is row)][::-1]
     twins = (other for other in earlier if samples_of(other['generator']) == samples_of(row['generator']))

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from aiida_wyckoffdiff.relax import HESSIAN_GUESSES
 from aiida_wyckoffdiff.spacegroups import ALLOCATION_WINDOW as HIT
 
 BENCHMARKS = Path(__file__).parents[1]
@@ -43,11 +42,11 @@ def round_one_labels(system: str, limit: int) -> list[str]:
 
 
 def relax_both(
-    labels: list[str], steps: int, potential: Any, hull: Any, **changes: Any
+    labels: list[str], steps: int, potential: Any, hull: Any, cell_stiffness: float | None = None
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per method, per label: steps per stage, e_above_hull, the relaxed label and whether it kept the requested
     crystal system, atoms, the template's material id and chemical distance, and each stage's space group and
-    e_above_hull. ``changes``: settings of the staged protocol to replace (a ``None`` keeps its own)."""
+    e_above_hull. ``cell_stiffness``: the staged protocol's own where ``None``."""
     from dataclasses import replace
 
     from aiida_wyckoffdiff.realize import realize
@@ -57,8 +56,8 @@ def relax_both(
 
     library = shipped_templates()
     settings = replace(STAGED, steps=steps)
-    # 0 too, which RelaxSettings refuses, rather than the default taken silently
-    settings = replace(settings, **{name: value for name, value in changes.items() if value is not None})
+    if cell_stiffness is not None:  # 0 too, which RelaxSettings refuses, rather than the default taken silently
+        settings = replace(settings, cell_stiffness=cell_stiffness)
     protostructures = {label: Protostructure.from_label(label) for label in labels}
     templates = {label: library.templates_for(p, 1) for label, p in protostructures.items()}
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -194,8 +193,6 @@ def main() -> None:
                         help='BEFORE AFTER...: compare result files of two runs instead of relaxing.')
     parser.add_argument('--cell-stiffness', type=float, metavar='EV_PER_A3',
                         help="The cell's stiffness guess [default: the staged protocol's].")
-    parser.add_argument('--hessian-guess', choices=HESSIAN_GUESSES,
-                        help="BFGS's first Hessian for the atoms [default: the staged protocol's].")
     args = parser.parse_args()
     if args.compare:
         if len(args.compare) < 2:
@@ -210,8 +207,7 @@ def main() -> None:
     document: dict[str, Any] = {'settings': vars(args) | {'output': str(args.output)}, 'systems': {}}
     for system in args.systems:
         print(system, flush=True)
-        results = relax_both(round_one_labels(system, args.limit), args.steps, potential, hull,
-                             cell_stiffness=args.cell_stiffness, hessian_guess=args.hessian_guess)
+        results = relax_both(round_one_labels(system, args.limit), args.steps, potential, hull, args.cell_stiffness)
         summary = summarize(results)
         document['systems'][system] = {'summary': summary, 'structures': results}
         for method, row in summary['all'].items():
