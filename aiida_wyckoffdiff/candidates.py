@@ -102,7 +102,10 @@ def choose_realizations(
     :param cores: the cores they share (default: all this process may run on).
     :param templates: a protostructure whose prototype has a template is realized once, from the most similar
         (K pre-relaxed templates took 1.6-1.9x the atom-steps for -5 to +14 % near-hull structures: docs/realization.md),
-        the others K times by PyXtal (volume predicted); ``None``: PyXtal always.
+        the others K times by PyXtal (volume predicted); ``None``: PyXtal always. Where PyXtal gives up placing the atoms
+        of one candidate (``realize``'s placement failures in a row), the protostructure's other candidates are not
+        drawn: the sites are too crowded for any seed, and each give-up costs up to a minute and a half of PyXtal's
+        retries (a crowded Er-Ni arrangement, docs/realization.md).
     """
     from .realize import realize
 
@@ -116,8 +119,10 @@ def choose_realizations(
                              template=own[0] if own else None, scale_volume=templates is not None)
             if result.ok:
                 groups[i].append(result.structure)
-            else:
-                reasons[i] = result.reason or 'realization failed'
+                continue
+            reasons[i] = result.reason or 'realization failed'
+            if result.attempts < attempts:  # PyXtal gave up placing the atoms: no other seed seats them either
+                break
     choices = choose_among(groups, potential, prerelax, workers, cores)
     for i, (protostructure, choice) in enumerate(zip(protostructures, choices)):
         choice.protostructure = protostructure

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .exceptions import ProtostructureError
-from .symmetry import Protostructure, label_against
 from .lattices import draw_lattice
-from .templates import bond_problem, fitted_volume, predicted_volume, substitute
+from .symmetry import Protostructure, label_against
+from .templates import BOND_FACTOR, bond_problem, fitted_volume, predicted_volume, substitute
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -47,6 +47,9 @@ PYXTAL_TRIES = 10
 """PyXtal's own retries of a placement (its default); in a given lattice one try: every retry would use the same
 lattice, and a failing one costs ~5 s."""
 REAL_SHAPE_FAILED = "PyXtal could not place the atoms in a real crystal's lattice shape (then in its own)"
+PYXTAL_ATOMIC_FACTOR = 0.5
+"""PyXtal's ``atomic`` tolerances are this times the summed covalent radii (``Tol_matrix``): looser than the bond
+check's :data:`~.templates.BOND_FACTOR`."""
 
 
 @dataclass
@@ -92,15 +95,13 @@ def realize(
         rejections), in its own lattice for that and every later attempt. Off by default: measured on held-out
         crystals it matched no more of them, relaxed in no fewer steps and took 2-4x the time (docs/realization.md).
     """
-    from pyxtal.tolerance import Tol_matrix
-
     if isinstance(protostructure, str):
         protostructure = Protostructure.from_label(protostructure)
     if attempts < 1:
         raise ProtostructureError(f'attempts must be at least 1, not {attempts}')
     target = protostructure.label
     rng = np.random.default_rng(seed)
-    tolerances = Tol_matrix(prototype='atomic')  # PyXtal would rebuild this table for every candidate
+    tolerances = _bond_tolerances()  # PyXtal would rebuild its table for every candidate
     result = RealizationResult(protostructure, seed)
     rejections: Counter[str] = Counter()
     if template is not None:
@@ -155,6 +156,20 @@ def realize(
         tries = f'{result.attempts} attempt' + ('s' if result.attempts != 1 else '')
         result.reason = f'no candidate in {tries} matched {target} ({causes})'
     return result
+
+
+def _bond_tolerances() -> Tol_matrix:
+    """PyXtal's closest distances set to the bond check's (:data:`~.templates.BOND_FACTOR` of the summed covalent
+    radii), so that a placement PyXtal returns is not one :func:`~.templates.bond_problem` rejects.
+
+    With PyXtal's own, looser distances, crowded sites (seven atoms on the lines of Amm2's 2a) were placed again and
+    again between the two bounds, each placement seconds of PyXtal's retries, and every one rejected: 100 attempts for
+    each of two candidates took 17 core-minutes of one benchmark run. Now PyXtal fails to place them, and three
+    failures in a row end the realization (:data:`MAX_PLACEMENT_FAILURES`).
+    """
+    from pyxtal.tolerance import Tol_matrix
+
+    return Tol_matrix(prototype='atomic', factor=BOND_FACTOR / PYXTAL_ATOMIC_FACTOR)
 
 
 def _real_lattice(protostructure: Protostructure, rng: np.random.Generator) -> Lattice | None:

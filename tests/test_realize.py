@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,39 @@ def test_symmetry_that_cannot_survive_is_rejected_with_a_reason() -> None:
     assert sum(result.rejections.values()) == 4
     assert all(cause.startswith('came out as A_') for cause in result.rejections)
     assert 'came out as' in result.reason
+
+
+def test_pyxtal_places_atoms_no_closer_than_the_bond_check_allows() -> None:
+    """PyXtal's closest distances are the bond check's, so no placement is drawn only to be rejected for close atoms:
+    with PyXtal's own, looser ones, 9 of these 20 were (this fixed-coordinate arrangement of Er and Ni always comes
+    out as the smaller AlB2-type cell, which is what every candidate is rejected for now)."""
+    result = realize('A2B_hP6_194_cd_a:Er-Ni', attempts=20, seed=5)
+    assert result.attempts == 20
+    assert result.rejections == {'came out as A2B_hP3_191_c_b:Er-Ni': 20}
+
+
+def test_a_protostructure_pyxtal_cannot_place_is_not_drawn_again(monkeypatch) -> None:
+    """Of K candidates, the others are not drawn once PyXtal gave up placing one's atoms (each give-up can cost a
+    minute of its retries); one that merely came out as another label still gets its other seeds."""
+    import aiida_wyckoffdiff.realize as realization
+    from aiida_wyckoffdiff.candidates import choose_realizations
+    from aiida_wyckoffdiff.realize import MAX_PLACEMENT_FAILURES, RealizationResult
+
+    crowded, special = (Protostructure.from_label(label) for label in (SPINEL_LABEL, 'A_aP1_1_a:Li'))
+    seeds: dict[str, list[int]] = {crowded.label: [], special.label: []}
+
+    def failing(protostructure, attempts, seed, **_):
+        seeds[protostructure.label].append(seed)
+        placed = protostructure is special  # the one atom is placed every time, and comes out as P-1
+        return RealizationResult(protostructure, seed, attempts=attempts if placed else MAX_PLACEMENT_FAILURES,
+                                 reason='came out as P-1' if placed else 'PyXtal could not place the atoms')
+
+    monkeypatch.setattr(realization, 'realize', failing)
+    unused = SimpleNamespace(name='CHGNet')  # nothing is realized, so nothing is pre-relaxed
+    choices = choose_realizations([crowded, special], potential=unused, candidates=3, attempts=10)
+    assert seeds == {crowded.label: [0], special.label: [3, 4, 5]}
+    assert [choice.reason for choice in choices] == ['PyXtal could not place the atoms', 'came out as P-1']
+    assert all(choice.structure is None for choice in choices)
 
 
 def test_bad_requests_raise() -> None:
