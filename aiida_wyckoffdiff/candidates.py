@@ -102,10 +102,10 @@ def choose_realizations(
     :param cores: the cores they share (default: all this process may run on).
     :param templates: a protostructure whose prototype has a template is realized once, from the most similar
         (K pre-relaxed templates took 1.6-1.9x the atom-steps for -5 to +14 % near-hull structures: docs/realization.md),
-        the others K times by PyXtal (volume predicted); ``None``: PyXtal always. Where PyXtal gives up placing the atoms
-        of one candidate (``realize``'s placement failures in a row), the protostructure's other candidates are not
-        drawn: the sites are too crowded for any seed, and each give-up costs up to a minute and a half of PyXtal's
-        retries (a crowded Er-Ni arrangement, docs/realization.md).
+        the others K times by PyXtal (volume predicted); ``None``: PyXtal always. Where ``realize`` gives up on one candidate
+        before its ``attempts`` (PyXtal could not seat the atoms three times in a row, or fixed sites came out as the
+        same smaller cell three times), the protostructure's other candidates are not drawn: no seed changes either,
+        and a give-up on crowded sites costs up to a minute and a half of PyXtal's retries (docs/realization.md).
     """
     from .realize import realize
 
@@ -121,7 +121,7 @@ def choose_realizations(
                 groups[i].append(result.structure)
                 continue
             reasons[i] = result.reason or 'realization failed'
-            if result.attempts < attempts:  # PyXtal gave up placing the atoms: no other seed seats them either
+            if result.attempts < attempts:  # realize gave up early, for a reason no other seed changes
                 break
     choices = choose_among(groups, potential, prerelax, workers, cores)
     for i, (protostructure, choice) in enumerate(zip(protostructures, choices)):

@@ -43,6 +43,11 @@ DEFAULT_MIN_DISTANCE = 0.5
 """Ångström: shorter interatomic distances mean overlapping atoms, whatever the elements."""
 MAX_PLACEMENT_FAILURES = 3
 """PyXtal only gives up on a placement after ~2 s of internal retries; three in a row mean the site set does not fit."""
+FIXED_MISMATCHES = 3
+"""A protostructure without free coordinates is the same arrangement in every candidate, only the lattice differs: once
+it has come out as the same other label this many times (fixed sites that together make a smaller cell, as
+A2B_hP6_194_cd_a:Er-Ni always makes AlB2-type A2B_hP3_191_c_b), the remaining attempts would too. Three, not one, so that
+a random lattice that happens to look more symmetric does not end it."""
 PYXTAL_TRIES = 10
 """PyXtal's own retries of a placement (its default); in a given lattice one try: every retry would use the same
 lattice, and a failing one costs ~5 s."""
@@ -147,6 +152,8 @@ def realize(
             continue
         if found != target:
             rejections[f'came out as {found}'] += 1
+            if protostructure.free_parameters == 0 and rejections[f'came out as {found}'] >= FIXED_MISMATCHES:
+                break
             continue
         result.structure = candidate
         break
