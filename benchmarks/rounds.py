@@ -40,8 +40,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from discovery import ROOT, Context, as_generator, cpu_seconds, outcome_level, scan_spacegroups  # benchmarks/discovery.py
+from discovery import (  # benchmarks/discovery.py
+    ROOT,
+    Context,
+    as_generator,
+    cpu_seconds,
+    elemental_references,
+    outcome_level,
+    scan_spacegroups,
+)
 
 MODEL = 'model:g=2,guided=e_above_hull,real=template'
 """The workflow's sampling and realization defaults, as the discovery benchmark names them."""
@@ -145,10 +152,9 @@ def main() -> None:
         quick = Path(tempfile.gettempdir()) / 'rounds_quick.json'
         arguments.output = quick if arguments.quick else ROOT / 'benchmarks' / 'rounds_results.json'
 
-    from aiida_wyckoffdiff.hull import elemental_energies
     from aiida_wyckoffdiff.model.config import SamplingConfig
     from aiida_wyckoffdiff.potentials import load_potential
-    from aiida_wyckoffdiff.relax import STAGED, RelaxSettings
+    from aiida_wyckoffdiff.relax import STAGED
     from aiida_wyckoffdiff.spacegroups import allocate_samples
     from aiida_wyckoffdiff.symmetry import Protostructure
 
@@ -160,7 +166,7 @@ def main() -> None:
     systems = [tuple(system.split('-')) for system in arguments.systems]
     potential = load_potential('chgnet')
     settings = replace(STAGED, steps=arguments.relax_steps)
-    elemental = elemental_energies(potential, sorted({e for s in systems for e in s}), RelaxSettings(fmax=0.1, steps=300))
+    elemental = elemental_references(potential, systems)
     document: dict[str, Any] = {
         'command': ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         'checkpoint_sha256': context.checkpoint.sha256,

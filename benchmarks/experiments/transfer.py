@@ -22,14 +22,19 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from discovery import Context, as_generator, outcome_level, scan_spacegroups  # benchmarks/discovery.py
+from discovery import (  # benchmarks/discovery.py
+    Context,
+    as_generator,
+    elemental_references,
+    outcome_level,
+    scan_spacegroups,
+)
 from rounds import MODEL, finetune_on, finetuning_rows  # benchmarks/rounds.py
 
 EVALUATED = ('Er-Ni', 'Ti-O', 'Li-O', 'Cu-Nb-O', 'Ho-In-Mg', 'Cr-Dy-Ge')
@@ -58,20 +63,19 @@ def learning_systems(context: Context, binaries: int, ternaries: int) -> list[tu
 
 
 def collect(arguments: argparse.Namespace) -> None:
-    from aiida_wyckoffdiff.hull import elemental_energies
     from aiida_wyckoffdiff.potentials import load_potential
-    from aiida_wyckoffdiff.relax import STAGED, RelaxSettings
+    from aiida_wyckoffdiff.relax import STAGED
 
     context = Context(arguments.seed)
     systems = learning_systems(context, arguments.binaries, arguments.ternaries)[arguments.part :: arguments.parts]
     potential = load_potential('chgnet')
-    elemental = elemental_energies(potential, sorted({e for s in systems for e in s}), RelaxSettings(fmax=0.1, steps=300))
+    elemental = elemental_references(potential, systems)
     document: dict[str, Any] = {'systems': {}, 'rows': []}
     for system in systems:
         chemsys = '-'.join(system)
         relaxed: list[dict[str, Any]] = []
         row = outcome_level(context, as_generator(MODEL), system, arguments.samples, potential,
-                            replace(STAGED), elemental, 1, scan_spacegroups(system, 'chemistry'), relaxed=relaxed)
+                            STAGED, elemental, 1, scan_spacegroups(system, 'chemistry'), relaxed=relaxed)
         rows = finetuning_rows(relaxed, chemsys)
         document['systems'][chemsys] = {key: row[key] for key in (
             'samples', 'relaxed', 'hits', 'core_minutes', 'hits_per_core_minute', 'median_e_above_hull',
